@@ -1,0 +1,546 @@
+//! [`Registry`]: role assignment and failure detection, as a pure state machine.
+//!
+//! # Rules
+//!
+//! * A server is *live* while its last heartbeat is younger than the failure timeout.
+//! * A cluster has at most one master and an epoch that grows with every promotion. A
+//!   server acting as master at an older epoch is told to be a slave.
+//! * When a cluster has no live master, the best *eligible* live server is promoted at a
+//!   new epoch: eligible are the members of the last in-sync set the master reported (they
+//!   hold everything it acknowledged), or every live server when no set is known (a new
+//!   cluster, or a coordinator that has just restarted). Best means the furthest log, then
+//!   the earliest first heartbeat, then the lowest server id.
+//! * For one failure timeout after the registry starts it promotes no one, only listens:
+//!   a restarted coordinator learns the current masters and epochs from their heartbeats
+//!   before it could wrongly replace them.
+//! * A synchronizer counts as registered while it re-registers within the failure timeout.
+//!
+//! # Caveats
+//!
+//! After a coordinator restart the in-sync sets are unknown until the masters' next
+//! heartbeats; a master that dies in that window is replaced by the live server with the
+//! furthest log, which holds every acknowledged write unless the in-sync set had shrunk.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::change::LogPoint;
+use crate::coordinator::{Assignment, Report, Role, ServerRef};
+use crate::error::{Error, Result};
+use crate::id::{ClusterId, Epoch, ServerId, UserId, home_cluster};
+
+/// How a registry is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// The number of clusters, `N` in the routing rule (at least 1).
+    pub clusters: u32,
+    /// How long a server may go without a heartbeat before it counts as failed.
+    pub failure_timeout: Duration,
+}
+
+/// A role change the registry decided, for logs and displays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoleChange {
+    /// A master missed its heartbeats for the failure timeout.
+    MasterLost {
+        /// The cluster.
+        cluster: ClusterId,
+        /// The server that was master.
+        server: ServerId,
+    },
+    /// A server became master.
+    Promoted {
+        /// The cluster.
+        cluster: ClusterId,
+        /// The new master.
+        server: ServerId,
+        /// Its epoch.
+        epoch: Epoch,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct ServerRecord {
+    server: ServerRef,
+    first_seen: Instant,
+    last_seen: Instant,
+    log: LogPoint,
+    epoch: Epoch,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ClusterRecord {
+    epoch: Epoch,
+    master: Option<ServerId>,
+    /// The master and the slaves it last reported in sync; empty when unknown.
+    in_sync: Vec<ServerId>,
+    servers: BTreeMap<ServerId, ServerRecord>,
+}
+
+/// The coordinator's knowledge and decisions. See the [module docs](self) for the rules.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    config: RegistryConfig,
+    listen_until: Instant,
+    clusters: BTreeMap<ClusterId, ClusterRecord>,
+    syncs: BTreeMap<ClusterId, (ServerRef, Instant)>,
+    changes: Vec<RoleChange>,
+}
+
+impl Registry {
+    /// A registry that starts at `now`, knowing no server.
+    pub fn new(config: RegistryConfig, now: Instant) -> Self {
+        assert!(
+            config.clusters >= 1,
+            "a deployment has at least one cluster"
+        );
+        Registry {
+            config,
+            listen_until: now + config.failure_timeout,
+            clusters: BTreeMap::new(),
+            syncs: BTreeMap::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// The number of clusters.
+    pub fn clusters(&self) -> u32 {
+        self.config.clusters
+    }
+
+    fn check_cluster(&self, cluster: ClusterId) -> Result<()> {
+        if (1..=self.config.clusters).contains(&cluster.0) {
+            Ok(())
+        } else {
+            Err(Error::NoSuchCluster {
+                cluster,
+                clusters: self.config.clusters,
+            })
+        }
+    }
+
+    fn is_live(&self, record: &ServerRecord, now: Instant) -> bool {
+        now.duration_since(record.last_seen) < self.config.failure_timeout
+    }
+
+    /// Records a heartbeat and answers it with the server's assignment.
+    pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment> {
+        let cluster_id = report.server.cluster;
+        self.check_cluster(cluster_id)?;
+        let id = report.server.server;
+        let cluster = self.clusters.entry(cluster_id).or_default();
+        let record = cluster.servers.entry(id).or_insert_with(|| ServerRecord {
+            server: report.server.clone(),
+            first_seen: now,
+            last_seen: now,
+            log: report.log,
+            epoch: report.epoch,
+        });
+        record.server = report.server.clone();
+        record.last_seen = now;
+        record.log = report.log;
+        record.epoch = report.epoch;
+
+        if report.role == Some(Role::Master) {
+            let current = cluster.master == Some(id) && report.epoch == cluster.epoch;
+            let unopposed = cluster.master.is_none() && report.epoch >= cluster.epoch;
+            let newer = report.epoch > cluster.epoch;
+            if current || unopposed || newer {
+                if cluster.master != Some(id) {
+                    self.changes.push(RoleChange::Promoted {
+                        cluster: cluster_id,
+                        server: id,
+                        epoch: report.epoch,
+                    });
+                }
+                cluster.epoch = report.epoch;
+                cluster.master = Some(id);
+                cluster.in_sync = std::iter::once(id)
+                    .chain(report.in_sync.iter().copied().filter(|&s| s != id))
+                    .collect();
+            }
+        }
+        self.tick(now);
+        Ok(self.assignment(cluster_id, id, now))
+    }
+
+    fn assignment(&self, cluster_id: ClusterId, id: ServerId, now: Instant) -> Assignment {
+        let cluster = &self.clusters[&cluster_id];
+        let master = self.live_master(cluster_id, now);
+        Assignment {
+            role: if cluster.master == Some(id) {
+                Role::Master
+            } else {
+                Role::Slave
+            },
+            epoch: cluster.epoch,
+            master,
+            clusters: self.config.clusters,
+        }
+    }
+
+    /// Detects failed masters and promotes replacements. Called by every heartbeat; call it
+    /// on a timer too, so that a failure is noticed when no heartbeat comes.
+    pub fn tick(&mut self, now: Instant) {
+        let listening = now < self.listen_until;
+        let ids: Vec<ClusterId> = self.clusters.keys().copied().collect();
+        for cluster_id in ids {
+            let timeout = self.config.failure_timeout;
+            let live = |r: &ServerRecord| now.duration_since(r.last_seen) < timeout;
+            let cluster = self.clusters.get_mut(&cluster_id).expect("listed above");
+            if let Some(master) = cluster.master {
+                if cluster.servers.get(&master).is_some_and(&live) {
+                    continue;
+                }
+                cluster.master = None;
+                self.changes.push(RoleChange::MasterLost {
+                    cluster: cluster_id,
+                    server: master,
+                });
+            }
+            if listening {
+                continue;
+            }
+            let in_sync = &cluster.in_sync;
+            let best = cluster
+                .servers
+                .values()
+                .filter(|r| live(r))
+                .filter(|r| in_sync.is_empty() || in_sync.contains(&r.server.server))
+                .max_by(|a, b| {
+                    (
+                        a.log,
+                        std::cmp::Reverse(a.first_seen),
+                        std::cmp::Reverse(a.server.server),
+                    )
+                        .cmp(&(
+                            b.log,
+                            std::cmp::Reverse(b.first_seen),
+                            std::cmp::Reverse(b.server.server),
+                        ))
+                })
+                .map(|r| r.server.server);
+            if let Some(server) = best {
+                let newest_known = cluster
+                    .servers
+                    .values()
+                    .map(|r| r.epoch)
+                    .max()
+                    .unwrap_or_default();
+                cluster.epoch = cluster.epoch.max(newest_known).next();
+                cluster.master = Some(server);
+                cluster.in_sync = vec![server];
+                self.changes.push(RoleChange::Promoted {
+                    cluster: cluster_id,
+                    server,
+                    epoch: cluster.epoch,
+                });
+            }
+        }
+    }
+
+    /// The role changes decided since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<RoleChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn live_master(&self, cluster_id: ClusterId, now: Instant) -> Option<ServerRef> {
+        let cluster = self.clusters.get(&cluster_id)?;
+        let record = cluster.servers.get(&cluster.master?)?;
+        self.is_live(record, now).then(|| record.server.clone())
+    }
+
+    /// The live master of `cluster`, if it has one.
+    pub fn master_of(&mut self, cluster: ClusterId, now: Instant) -> Option<ServerRef> {
+        self.tick(now);
+        self.live_master(cluster, now)
+    }
+
+    /// The live master of the cluster `user` lives in, if it has one.
+    pub fn server_for(&mut self, user: UserId, now: Instant) -> Option<ServerRef> {
+        self.master_of(home_cluster(user, self.config.clusters), now)
+    }
+
+    /// Registers the synchronizer of a cluster; registering again keeps it alive, and a new
+    /// address replaces the old one.
+    pub fn register_sync(&mut self, sync: ServerRef, now: Instant) -> Result<()> {
+        self.check_cluster(sync.cluster)?;
+        self.syncs.insert(sync.cluster, (sync, now));
+        Ok(())
+    }
+
+    /// The synchronizers registered within the failure timeout, by cluster.
+    pub fn sync_servers(&self, now: Instant) -> Vec<ServerRef> {
+        self.syncs
+            .values()
+            .filter(|(_, seen)| now.duration_since(*seen) < self.config.failure_timeout)
+            .map(|(sync, _)| sync.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::Endpoint;
+    use crate::id::Position;
+
+    const TIMEOUT: Duration = Duration::from_millis(1000);
+
+    /// A registry and a clock, with helpers that read like the scenario they play.
+    struct World {
+        registry: Registry,
+        start: Instant,
+        now: Instant,
+    }
+
+    fn server(cluster: u32, id: u32) -> ServerRef {
+        ServerRef {
+            cluster: ClusterId(cluster),
+            server: ServerId(id),
+            endpoint: Endpoint {
+                host: "127.0.0.1".into(),
+                port: (10000 * cluster + id) as u16,
+            },
+        }
+    }
+
+    fn log(epoch: u64, position: u64) -> LogPoint {
+        LogPoint {
+            epoch: Epoch(epoch),
+            position: Position(position),
+        }
+    }
+
+    impl World {
+        fn new() -> Self {
+            let start = Instant::now();
+            World {
+                registry: Registry::new(
+                    RegistryConfig {
+                        clusters: 3,
+                        failure_timeout: TIMEOUT,
+                    },
+                    start,
+                ),
+                start,
+                now: start,
+            }
+        }
+
+        /// A world past its listening period.
+        fn settled() -> Self {
+            let mut world = World::new();
+            world.at(1100);
+            world
+        }
+
+        fn at(&mut self, millis: u64) {
+            self.now = self.start + Duration::from_millis(millis);
+        }
+
+        fn beat(
+            &mut self,
+            cluster: u32,
+            id: u32,
+            role: Option<Role>,
+            epoch: u64,
+            at: LogPoint,
+            in_sync: &[u32],
+        ) -> Assignment {
+            let report = Report {
+                server: server(cluster, id),
+                role,
+                epoch: Epoch(epoch),
+                log: at,
+                in_sync: in_sync.iter().map(|&s| ServerId(s)).collect(),
+            };
+            self.registry.heartbeat(&report, self.now).unwrap()
+        }
+
+        fn new_server(&mut self, cluster: u32, id: u32) -> Assignment {
+            self.beat(cluster, id, None, 0, LogPoint::default(), &[])
+        }
+
+        fn master(&mut self, cluster: u32) -> Option<u32> {
+            self.registry
+                .master_of(ClusterId(cluster), self.now)
+                .map(|s| s.server.0)
+        }
+    }
+
+    #[test]
+    fn the_first_live_server_becomes_master_and_the_next_slave() {
+        let mut w = World::settled();
+        let first = w.new_server(1, 1);
+        assert_eq!((first.role, first.epoch), (Role::Master, Epoch(1)));
+        let second = w.new_server(1, 2);
+        assert_eq!(second.role, Role::Slave);
+        assert_eq!(
+            second.master,
+            Some(server(1, 1)),
+            "a slave learns its master"
+        );
+        assert_eq!(second.clusters, 3);
+        assert_eq!(w.master(1), Some(1));
+        assert_eq!(w.master(2), None, "an empty cluster has no master");
+    }
+
+    #[test]
+    fn a_dead_master_is_replaced_by_an_in_sync_slave_at_a_new_epoch() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.new_server(1, 2);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+        w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        w.at(2200);
+        let promoted = w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        assert_eq!((promoted.role, promoted.epoch), (Role::Master, Epoch(2)));
+        assert_eq!(
+            w.registry.take_changes()[1..],
+            [
+                RoleChange::MasterLost {
+                    cluster: ClusterId(1),
+                    server: ServerId(1)
+                },
+                RoleChange::Promoted {
+                    cluster: ClusterId(1),
+                    server: ServerId(2),
+                    epoch: Epoch(2)
+                },
+            ]
+        );
+        let back = w.beat(1, 1, Some(Role::Master), 1, log(1, 6), &[2]);
+        assert_eq!(back.role, Role::Slave, "the old master returns as a slave");
+        assert_eq!(back.master, Some(server(1, 2)));
+        assert_eq!(back.epoch, Epoch(2));
+    }
+
+    #[test]
+    fn a_slave_outside_the_in_sync_set_is_never_promoted() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.new_server(1, 2);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 9), &[]); // 2 is catching up
+        w.at(2200);
+        let slave = w.beat(1, 2, Some(Role::Slave), 1, log(1, 3), &[]);
+        assert_eq!(slave.role, Role::Slave);
+        assert_eq!(slave.master, None, "the cluster waits for its master");
+        let back = w.beat(1, 1, Some(Role::Master), 1, log(1, 9), &[]);
+        assert_eq!(
+            (back.role, back.epoch),
+            (Role::Master, Epoch(1)),
+            "the lone master resumes"
+        );
+    }
+
+    #[test]
+    fn a_master_alone_that_restarts_becomes_master_again() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 4), &[]);
+        w.at(3000);
+        assert_eq!(w.master(1), None);
+        let again = w.new_server(1, 1);
+        assert_eq!((again.role, again.epoch), (Role::Master, Epoch(2)));
+    }
+
+    #[test]
+    fn a_restarted_coordinator_listens_before_it_promotes() {
+        let mut w = World::new();
+        // Servers that were running before the coordinator restarted.
+        let slave = w.beat(1, 2, Some(Role::Slave), 4, log(4, 10), &[]);
+        assert_eq!(slave.role, Role::Slave, "no promotion while listening");
+        let master = w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[2]);
+        assert_eq!(
+            (master.role, master.epoch),
+            (Role::Master, Epoch(4)),
+            "the master is adopted"
+        );
+        w.at(900);
+        w.beat(1, 1, Some(Role::Master), 4, log(4, 11), &[2]);
+        w.at(1500);
+        let slave = w.beat(1, 2, Some(Role::Slave), 4, log(4, 11), &[]);
+        assert_eq!(slave.role, Role::Slave);
+        assert_eq!(slave.master, Some(server(1, 1)));
+    }
+
+    #[test]
+    fn after_listening_the_furthest_log_wins() {
+        let mut w = World::new();
+        w.at(500);
+        w.new_server(1, 1);
+        w.beat(1, 2, Some(Role::Slave), 3, log(3, 7), &[]);
+        w.at(1100);
+        w.tick_and_check(1, Some(2));
+        let stale = w.beat(1, 1, None, 0, LogPoint::default(), &[]);
+        assert_eq!(stale.role, Role::Slave);
+        assert_eq!(
+            stale.epoch,
+            Epoch(4),
+            "the new epoch is past every epoch seen"
+        );
+    }
+
+    #[test]
+    fn an_older_epoch_cannot_claim_mastership() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.new_server(1, 2);
+        let intruder = w.beat(1, 2, Some(Role::Master), 0, log(0, 0), &[]);
+        assert_eq!(intruder.role, Role::Slave);
+        assert_eq!(w.master(1), Some(1));
+    }
+
+    #[test]
+    fn unknown_clusters_are_refused() {
+        let mut w = World::settled();
+        let report = Report {
+            server: server(4, 1),
+            role: None,
+            epoch: Epoch(0),
+            log: LogPoint::default(),
+            in_sync: vec![],
+        };
+        assert!(matches!(
+            w.registry.heartbeat(&report, w.now),
+            Err(Error::NoSuchCluster { .. })
+        ));
+        assert!(w.registry.register_sync(server(0, 1), w.now).is_err());
+    }
+
+    #[test]
+    fn users_are_routed_to_their_clusters_master() {
+        let mut w = World::settled();
+        w.new_server(2, 1);
+        let user = |n| UserId::new(n).unwrap();
+        let found = w.registry.server_for(user(5), w.now).map(|s| s.server);
+        assert_eq!(found, Some(server(2, 1).server));
+        assert_eq!(w.registry.server_for(user(4), w.now), None);
+    }
+
+    #[test]
+    fn synchronizers_count_while_they_re_register() {
+        let mut w = World::settled();
+        w.registry.register_sync(server(1, 1), w.now).unwrap();
+        w.registry.register_sync(server(2, 1), w.now).unwrap();
+        assert_eq!(w.registry.sync_servers(w.now).len(), 2);
+        w.at(1900);
+        w.registry.register_sync(server(2, 1), w.now).unwrap();
+        w.at(2300);
+        let alive: Vec<u32> = w
+            .registry
+            .sync_servers(w.now)
+            .iter()
+            .map(|s| s.cluster.0)
+            .collect();
+        assert_eq!(alive, [2]);
+    }
+
+    impl World {
+        fn tick_and_check(&mut self, cluster: u32, master: Option<u32>) {
+            self.registry.tick(self.now);
+            assert_eq!(self.master(cluster), master);
+        }
+    }
+}

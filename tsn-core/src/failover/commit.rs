@@ -1,0 +1,258 @@
+//! [`Replication`]: a master's view of its slaves, and the position it may acknowledge.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::id::{Position, ServerId};
+
+#[derive(Clone, Debug)]
+struct Slave {
+    connected: bool,
+    acked: Position,
+    last_progress: Instant,
+    in_sync: bool,
+    /// Removal from the in-sync set is proposed and awaits the coordinator.
+    leaving: bool,
+}
+
+/// A master's replication bookkeeping: what is durable where, which slaves are in sync,
+/// and so the commit position: the last entry durable on the master and on every in-sync
+/// slave, which the master may acknowledge and publish.
+///
+/// A slave joins the in-sync set once it holds everything committed. It leaves when it
+/// disconnects or makes no progress for the lag timeout, but only after the coordinator
+/// has confirmed a set without it: until then commits wait for it (see the
+/// [failover docs](crate::failover)).
+#[derive(Clone, Debug)]
+pub struct Replication {
+    lag_timeout: Duration,
+    appended: Position,
+    durable: Position,
+    slaves: BTreeMap<ServerId, Slave>,
+}
+
+impl Replication {
+    /// Bookkeeping for a master whose log ends (durably) at `end`.
+    pub fn new(end: Position, lag_timeout: Duration) -> Self {
+        Replication {
+            lag_timeout,
+            appended: end,
+            durable: end,
+            slaves: BTreeMap::new(),
+        }
+    }
+
+    /// The master appended entries up to `position`.
+    pub fn appended(&mut self, position: Position) {
+        self.appended = self.appended.max(position);
+    }
+
+    /// The master's own log is durable up to `position`.
+    pub fn durable(&mut self, position: Position) {
+        self.durable = self.durable.max(position);
+    }
+
+    /// A slave connected, holding the master's log up to `holds`.
+    pub fn connected(&mut self, slave: ServerId, holds: Position, now: Instant) {
+        let entry = self.slaves.entry(slave).or_insert(Slave {
+            connected: true,
+            acked: holds,
+            last_progress: now,
+            in_sync: false,
+            leaving: false,
+        });
+        entry.connected = true;
+        entry.acked = holds;
+        entry.last_progress = now;
+        self.promote_caught_up();
+    }
+
+    /// A slave made its log durable up to `position`.
+    pub fn acked(&mut self, slave: ServerId, position: Position, now: Instant) {
+        if let Some(s) = self.slaves.get_mut(&slave)
+            && position > s.acked
+        {
+            s.acked = position;
+            s.last_progress = now;
+        }
+        self.promote_caught_up();
+    }
+
+    /// A slave's connection ended.
+    pub fn disconnected(&mut self, slave: ServerId) {
+        if let Some(s) = self.slaves.get_mut(&slave) {
+            s.connected = false;
+            if s.in_sync {
+                s.leaving = true;
+            } else {
+                self.slaves.remove(&slave);
+            }
+        }
+    }
+
+    /// Marks in-sync slaves that lag behind for the lag timeout as leaving; true if any did
+    /// (the master should report to the coordinator at once).
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let appended = self.appended;
+        let mut proposed = false;
+        for s in self.slaves.values_mut() {
+            let stalled =
+                s.acked < appended && now.duration_since(s.last_progress) >= self.lag_timeout;
+            if s.in_sync && !s.leaving && stalled {
+                s.leaving = true;
+                proposed = true;
+            }
+        }
+        proposed
+    }
+
+    /// Whether a removal awaits the coordinator's confirmation.
+    pub fn has_leaving(&self) -> bool {
+        self.slaves.values().any(|s| s.leaving)
+    }
+
+    /// The in-sync set to report to the coordinator: members not leaving.
+    pub fn report(&self) -> Vec<ServerId> {
+        self.slaves
+            .iter()
+            .filter(|(_, s)| s.in_sync && !s.leaving)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// The coordinator accepted `reported` (an earlier [`Replication::report`]) as the
+    /// in-sync set: members left out of it that were leaving stop counting.
+    pub fn confirmed(&mut self, reported: &[ServerId]) {
+        self.slaves.retain(|id, s| {
+            if s.leaving && !reported.contains(id) {
+                s.in_sync = false;
+                s.leaving = false;
+                s.connected
+            } else {
+                true
+            }
+        });
+        self.promote_caught_up();
+    }
+
+    /// The last position durable on the master and on every in-sync slave.
+    pub fn commit(&self) -> Position {
+        self.slaves
+            .values()
+            .filter(|s| s.in_sync)
+            .map(|s| s.acked)
+            .fold(self.durable, Position::min)
+    }
+
+    /// Where the slave's acknowledged log ends, if it is connected.
+    pub fn acked_by(&self, slave: ServerId) -> Option<Position> {
+        self.slaves
+            .get(&slave)
+            .filter(|s| s.connected)
+            .map(|s| s.acked)
+    }
+
+    fn promote_caught_up(&mut self) {
+        let commit = self.commit();
+        for s in self.slaves.values_mut() {
+            if s.connected && !s.in_sync && s.acked >= commit {
+                s.in_sync = true;
+            }
+            if s.connected && s.leaving && s.acked >= commit && s.acked >= self.appended {
+                s.leaving = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAG: Duration = Duration::from_millis(500);
+
+    fn s(id: u32) -> ServerId {
+        ServerId(id)
+    }
+
+    #[test]
+    fn alone_the_master_commits_what_is_durable_on_it() {
+        let mut r = Replication::new(Position(3), LAG);
+        r.appended(Position(5));
+        assert_eq!(r.commit(), Position(3));
+        r.durable(Position(5));
+        assert_eq!(r.commit(), Position(5));
+    }
+
+    #[test]
+    fn a_slave_counts_once_it_has_caught_up() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(10), LAG);
+        r.connected(s(2), Position(4), t);
+        assert_eq!(r.report(), [], "still catching up");
+        assert_eq!(
+            r.commit(),
+            Position(10),
+            "a catching-up slave does not hold commits back"
+        );
+        r.acked(s(2), Position(10), t);
+        assert_eq!(r.report(), [s(2)]);
+        r.appended(Position(12));
+        r.durable(Position(12));
+        assert_eq!(r.commit(), Position(10), "now commits wait for it");
+        r.acked(s(2), Position(12), t);
+        assert_eq!(r.commit(), Position(12));
+    }
+
+    #[test]
+    fn a_lost_slave_stops_counting_only_once_the_coordinator_confirms() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.connected(s(2), Position(0), t);
+        r.appended(Position(1));
+        r.durable(Position(1));
+        r.disconnected(s(2));
+        assert!(r.has_leaving());
+        assert_eq!(r.commit(), Position(0), "held back until confirmed");
+        let report = r.report();
+        assert_eq!(report, []);
+        r.confirmed(&report);
+        assert_eq!(r.commit(), Position(1));
+        assert!(!r.has_leaving());
+    }
+
+    #[test]
+    fn a_stalled_slave_is_proposed_for_removal_after_the_lag_timeout() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.connected(s(2), Position(0), t);
+        r.connected(s(3), Position(0), t);
+        r.appended(Position(1));
+        r.durable(Position(1));
+        r.acked(s(3), Position(1), t + LAG / 2);
+        assert!(!r.tick(t + LAG / 2));
+        assert!(
+            r.tick(t + LAG),
+            "slave 2 made no progress for the lag timeout"
+        );
+        assert_eq!(r.report(), [s(3)]);
+        r.confirmed(&[s(3)]);
+        assert_eq!(r.commit(), Position(1));
+        assert_eq!(
+            r.acked_by(s(2)),
+            Some(Position(0)),
+            "still connected, catching up"
+        );
+        r.acked(s(2), Position(1), t + LAG * 2);
+        assert_eq!(r.report(), [s(2), s(3)], "and back in sync");
+    }
+
+    #[test]
+    fn a_confirmation_without_a_removal_changes_nothing() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.connected(s(2), Position(0), t);
+        r.confirmed(&[s(2)]);
+        assert_eq!(r.report(), [s(2)]);
+    }
+}

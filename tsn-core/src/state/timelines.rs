@@ -1,0 +1,143 @@
+//! Posts, and the timelines they are delivered to.
+
+use std::collections::HashMap;
+
+use crate::id::{Position, UserId};
+use crate::post::{Post, PostId};
+
+/// A post on a user's timeline with its index there: 1 for the first post ever delivered
+/// to that user, 2 for the next, and so on. Indices are the same on every replica, so a
+/// client that has shown items up to index `k` resumes after a failover with `k`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineItem {
+    /// The item's place on its timeline, from 1.
+    pub index: u64,
+    /// The post.
+    pub post: Post,
+}
+
+/// A delivered post: which post, and the log position whose entry delivered it.
+#[derive(Clone, Copy, Debug)]
+struct Delivered {
+    post: u32,
+    position: Position,
+}
+
+/// Every post of the replica, by author and by timeline.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Timelines {
+    posts: Vec<Post>,
+    authored: HashMap<UserId, Vec<u32>>,
+    delivered: HashMap<UserId, Vec<Delivered>>,
+    /// Per (author, origin): the highest post `seq` applied. A client numbers its posts in
+    /// the order it sends them and the log applies them in that order, so any `seq` at or
+    /// below this is a post already applied.
+    newest_seq: HashMap<(UserId, u64), u64>,
+}
+
+impl Timelines {
+    /// Whether this post was applied already.
+    pub(crate) fn contains(&self, author: UserId, id: PostId) -> bool {
+        self.newest_seq
+            .get(&(author, id.origin))
+            .is_some_and(|&seq| id.seq <= seq)
+    }
+
+    /// Stores `post`; returns its handle for [`Timelines::deliver`], or `None` if it was
+    /// applied already.
+    pub(crate) fn add(&mut self, post: Post) -> Option<u32> {
+        if self.contains(post.author, post.id) {
+            return None;
+        }
+        let handle = u32::try_from(self.posts.len()).expect("at most 2^32 posts in a replica");
+        self.newest_seq
+            .insert((post.author, post.id.origin), post.id.seq);
+        self.authored.entry(post.author).or_default().push(handle);
+        self.posts.push(post);
+        Some(handle)
+    }
+
+    /// Appends a stored post to `user`'s timeline; returns its index there.
+    pub(crate) fn deliver(&mut self, user: UserId, post: u32, position: Position) -> u64 {
+        let timeline = self.delivered.entry(user).or_default();
+        timeline.push(Delivered { post, position });
+        timeline.len() as u64
+    }
+
+    /// The post behind a handle.
+    pub(crate) fn post(&self, handle: u32) -> &Post {
+        &self.posts[handle as usize]
+    }
+
+    /// The posts `author` wrote, oldest first.
+    pub(crate) fn authored_by(&self, author: UserId) -> impl Iterator<Item = &Post> + '_ {
+        self.authored
+            .get(&author)
+            .into_iter()
+            .flatten()
+            .map(|&h| self.post(h))
+    }
+
+    /// All posts, in log order.
+    pub(crate) fn all(&self) -> &[Post] {
+        &self.posts
+    }
+
+    /// How many posts `user`'s timeline holds.
+    pub(crate) fn len(&self, user: UserId) -> u64 {
+        self.delivered.get(&user).map_or(0, |t| t.len() as u64)
+    }
+
+    /// The items of `user`'s timeline delivered by entries up to `through`.
+    fn settled(&self, user: UserId, through: Position) -> &[Delivered] {
+        let timeline = self
+            .delivered
+            .get(&user)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let end = timeline.partition_point(|d| d.position <= through);
+        &timeline[..end]
+    }
+
+    fn item(&self, index: usize, delivered: Delivered) -> TimelineItem {
+        TimelineItem {
+            index: index as u64 + 1,
+            post: self.post(delivered.post).clone(),
+        }
+    }
+
+    /// The `count` newest posts of `user`'s timeline (by post time), newest first, among
+    /// those delivered by entries up to `through`.
+    pub(crate) fn newest(
+        &self,
+        user: UserId,
+        count: usize,
+        through: Position,
+    ) -> Vec<TimelineItem> {
+        let settled = self.settled(user, through);
+        let mut order: Vec<usize> = (0..settled.len()).collect();
+        let key = |&i: &usize| (self.post(settled[i].post).time, i);
+        if order.len() > count {
+            let older = order.len() - count;
+            order.select_nth_unstable_by_key(older, key);
+            order.drain(..older);
+        }
+        order.sort_unstable_by_key(|i| std::cmp::Reverse(key(i)));
+        order
+            .into_iter()
+            .map(|i| self.item(i, settled[i]))
+            .collect()
+    }
+
+    /// The posts of `user`'s timeline after index `after`, in delivery order, among those
+    /// delivered by entries up to `through`.
+    pub(crate) fn after(&self, user: UserId, after: u64, through: Position) -> Vec<TimelineItem> {
+        let settled = self.settled(user, through);
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(settled.len());
+        (start..settled.len())
+            .map(|i| self.item(i, settled[i]))
+            .collect()
+    }
+}
