@@ -1,1 +1,26 @@
-//! grpc
+//! TSN over gRPC: the course's protocol (package `csce438`) and TSN's additions, the
+//! coordinator's server and client, and the `tsd` server runtime.
+//!
+//! # Layout
+//!
+//! * [`proto`] — the generated types, compiled from `proto/` with protox (no `protoc`).
+//! * [`convert`] — the one place proto types and core types meet.
+//! * [`coordinator`] — `CoordService` over any [`tsn_core::Coordinator`], and a
+//!   [`tsn_core::Coordinator`] that calls a remote coordinator.
+//! * [`client`] — what a client program needs: calls to a cluster's master in core terms.
+//! * [`replies`] — the course's reply texts.
+//! * [`tsd`] — a cluster server: the client service, sessions, replication between master
+//!   and slaves, and the heartbeat loop that keeps its role.
+//! * [`error`] — core errors to gRPC statuses and back; [`transport`] — channels to peers.
+
+pub mod client;
+pub mod convert;
+pub mod coordinator;
+pub mod error;
+pub mod proto;
+pub mod replies;
+pub mod transport;
+pub mod tsd;
+
+/// How long a call to a peer may take before it counts as failed.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -203,6 +203,12 @@ impl State {
         self.timelines.len(user)
     }
 
+    /// How many posts `user`'s timeline holds counting only deliveries by entries up to
+    /// `through`: the highest index a view up to `through` can show.
+    pub fn timeline_len_through(&self, user: UserId, through: Position) -> u64 {
+        self.timelines.len_through(user, through)
+    }
+
     /// What a client shows on entering the timeline: the `count` newest posts (by post
     /// time), newest first, counting only deliveries by entries up to `through` (the
     /// committed part of the log).

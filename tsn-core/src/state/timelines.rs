@@ -88,6 +88,11 @@ impl Timelines {
         self.delivered.get(&user).map_or(0, |t| t.len() as u64)
     }
 
+    /// How many items of `user`'s timeline were delivered by entries up to `through`.
+    pub(crate) fn len_through(&self, user: UserId, through: Position) -> u64 {
+        self.settled(user, through).len() as u64
+    }
+
     /// The items of `user`'s timeline delivered by entries up to `through`.
     fn settled(&self, user: UserId, through: Position) -> &[Delivered] {
         let timeline = self

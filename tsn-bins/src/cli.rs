@@ -1,0 +1,123 @@
+//! What every program shares: flag parsing with one-line errors, logging, start-up
+//! failures, and shutdown on a signal.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use tokio::net::TcpListener;
+
+/// Parses the command line as `T`. `--help` prints and exits 0; a bad flag prints one line
+/// (`program: what is wrong`) on standard error and exits 2.
+pub fn parse_flags<T: Parser>(program: &str) -> T {
+    match T::try_parse() {
+        Ok(flags) => flags,
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = error.print();
+            std::process::exit(0);
+        }
+        Err(error) => {
+            let text = error.to_string();
+            let line = text.lines().next().unwrap_or("invalid flags");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("{program}: {line} (see {program} --help)");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Parses durations written like `200ms`, `1s` or `1m 30s`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration like 200ms or 10s: {e}"))?;
+    if duration.is_zero() {
+        return Err("a duration must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+/// Sends `tracing` output to standard error, at the level `RUST_LOG` sets (default: info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// A failure that ends a program at start: printed as one line, exit status 1.
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+impl Fatal {
+    /// A failure described by `what` and its cause.
+    pub fn new(what: impl Display, cause: impl Display) -> Self {
+        Fatal(format!("{what}: {cause}"))
+    }
+
+    /// Prints `program: message` on standard error and returns the exit status.
+    pub fn report(self, program: &str) -> ExitCode {
+        eprintln!("{program}: {}", self.0);
+        ExitCode::from(1)
+    }
+}
+
+/// Binds a TCP listener on `host:port` (port 0 picks a free one).
+pub async fn listen(host: &str, port: u16) -> Result<TcpListener, Fatal> {
+    let address = format!("{host}:{port}");
+    let socket: SocketAddr = tokio::net::lookup_host(&address)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Fatal(format!("cannot listen on {address}: not a local address")))?;
+    TcpListener::bind(socket)
+        .await
+        .map_err(|e| Fatal::new(format_args!("cannot listen on {address}"), e))
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert!(duration("10").is_err());
+        assert!(duration("0s").is_err());
+        assert!(duration("fast").is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! `tsc`, the client a person uses (SPEC.md section 4).
+//!
+//! [`run`] connects through the coordinator, shows the banner, and reads commands until
+//! the end of input or TIMELINE, which it never leaves. Every line it prints is one of
+//! [`format`]'s. When the server stops answering, [`link`] finds the cluster's new master
+//! and logs in again; a command that failed that way is tried once more there, and the
+//! timeline resumes where it was ([`timeline`]).
+
+pub mod command;
+pub mod console;
+pub mod format;
+pub mod link;
+pub mod timeline;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tsn_core::coordinator::Endpoint;
+use tsn_core::id::UserId;
+use tsn_grpc::client::{CallError, FollowReply, UnfollowReply};
+
+use crate::client::command::Command;
+use crate::client::console::{Console, Input};
+use crate::client::link::{ConnectError, Link};
+
+/// How long a command may wait for a new master before it fails.
+const COMMAND_RECONNECT: Duration = Duration::from_secs(10);
+
+/// Runs the client for `user` against the coordinator at `coordinator`.
+pub async fn run(coordinator: Endpoint, user: UserId) -> ExitCode {
+    let mut console = Console::open();
+    let mut link = match Link::new(&coordinator, user) {
+        Ok(link) => link,
+        Err(error) => {
+            eprintln!("tsc: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if link.connect(&console, None).await.is_err() {
+        console.say(format::CONNECTION_FAILED);
+        return ExitCode::from(1);
+    }
+    console.say(format::BANNER);
+    loop {
+        let line = match console.read_line(format::PROMPT).await {
+            Input::Line(line) => line,
+            Input::NotText => {
+                console.say(format::NOT_A_COMMAND);
+                continue;
+            }
+            Input::End | Input::Interrupted => {
+                link.logout().await;
+                return ExitCode::SUCCESS;
+            }
+        };
+        match command::parse(&line) {
+            Err(answer) => console.say(answer),
+            Ok(Command::Timeline) => {
+                if let Some(exit) = timeline::run(&mut link, &mut console).await {
+                    return exit;
+                }
+            }
+            Ok(command) => match execute(&mut link, &console, &command).await {
+                Ok(lines) => lines.iter().for_each(|line| console.say(line)),
+                Err(exit) => return exit,
+            },
+        }
+    }
+}
+
+/// Runs FOLLOW, UNFOLLOW or LIST, trying once more at a new master if the server is gone.
+/// Returns the lines to print, or the exit status if the session was lost for good.
+async fn execute(
+    link: &mut Link,
+    console: &Console,
+    command: &Command,
+) -> Result<Vec<String>, ExitCode> {
+    for attempt in 0..2 {
+        match call(link, command).await {
+            Ok(lines) => return Ok(lines),
+            Err(CallError::Invalid(_)) => return Ok(vec![format::INVALID_USERNAME.into()]),
+            Err(_) if attempt == 0 => {
+                let deadline = Instant::now() + COMMAND_RECONNECT;
+                match link.connect(console, Some(deadline)).await {
+                    Ok(()) => continue,
+                    Err(ConnectError::Refused) => {
+                        console.say(format::CONNECTION_FAILED);
+                        return Err(ExitCode::from(1));
+                    }
+                    Err(_) => break,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(vec![format::FAILED.into()])
+}
+
+/// One attempt at a command: the lines to print, or the call's failure.
+async fn call(link: &Link, command: &Command) -> Result<Vec<String>, CallError> {
+    let server = link.server();
+    let line = |s: &str| vec![s.to_owned()];
+    Ok(match command {
+        Command::List => {
+            let listing = server.list().await?;
+            vec![
+                format::SUCCESS.to_owned(),
+                format::all_users(&listing.users),
+                format::followers(&listing.followers),
+            ]
+        }
+        Command::Follow(target) => match server.follow(&target.to_string()).await? {
+            FollowReply::Done => line(format::SUCCESS),
+            FollowReply::UnknownUser => line(format::INVALID_USERNAME),
+            FollowReply::AlreadyFollowing => line(format::ALREADY_EXISTS),
+            FollowReply::Other(_) => line(format::FAILED),
+        },
+        Command::Unfollow(target) => match server.unfollow(&target.to_string()).await? {
+            UnfollowReply::Done => line(format::SUCCESS),
+            UnfollowReply::UnknownUser => line(format::INVALID_USERNAME),
+            UnfollowReply::NotFollowing => line(format::NOT_A_FOLLOWER),
+            UnfollowReply::Other(_) => line(format::FAILED),
+        },
+        Command::Timeline => unreachable!("TIMELINE is not a one-shot command"),
+    })
+}

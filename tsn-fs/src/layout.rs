@@ -1,0 +1,332 @@
+//! What the course view holds, derived from the log: which files there are, what each
+//! entry changes in them, and each file's whole content. No I/O here; [`crate::view`]
+//! writes.
+//!
+//! The view's list files keep the order things happened in, as the course's programs
+//! append them: `all_users.txt` in the order users became known, a following or followers
+//! file in the order the follows that hold now began. The state keeps its lists sorted, so
+//! [`Layout`] keeps these orders itself, rebuilt from the log like the state.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use tsn_core::Result;
+use tsn_core::change::{Change, Entry};
+use tsn_core::id::{Membership, UserId};
+use tsn_core::post::Post;
+use tsn_core::state::{Delivery, State};
+
+use crate::escape::post_record;
+
+/// The name of the file listing every known user.
+pub(crate) const ALL_USERS: &str = "all_users.txt";
+
+/// One file of the course view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ViewFile {
+    /// `all_users.txt`.
+    AllUsers,
+    /// `<id>_following.txt`.
+    Following(UserId),
+    /// `<id>_followers.txt`.
+    Followers(UserId),
+    /// `<id>.txt`: the user's own posts.
+    Posts(UserId),
+    /// `<id>_timeline.txt`.
+    Timeline(UserId),
+}
+
+impl ViewFile {
+    /// The four files of a local user.
+    fn of_user(user: UserId) -> [ViewFile; 4] {
+        [
+            ViewFile::Following(user),
+            ViewFile::Followers(user),
+            ViewFile::Posts(user),
+            ViewFile::Timeline(user),
+        ]
+    }
+
+    /// The file's name in the replica folder.
+    pub(crate) fn name(self) -> String {
+        match self {
+            ViewFile::AllUsers => ALL_USERS.to_owned(),
+            ViewFile::Following(u) => format!("{u}_following.txt"),
+            ViewFile::Followers(u) => format!("{u}_followers.txt"),
+            ViewFile::Posts(u) => format!("{u}.txt"),
+            ViewFile::Timeline(u) => format!("{u}_timeline.txt"),
+        }
+    }
+
+    /// The view file called `name`, if it is one.
+    pub(crate) fn parse(name: &str) -> Option<ViewFile> {
+        if name == ALL_USERS {
+            return Some(ViewFile::AllUsers);
+        }
+        let stem = name.strip_suffix(".txt")?;
+        let (id, kind): (&str, fn(UserId) -> ViewFile) =
+            if let Some(id) = stem.strip_suffix("_following") {
+                (id, ViewFile::Following)
+            } else if let Some(id) = stem.strip_suffix("_followers") {
+                (id, ViewFile::Followers)
+            } else if let Some(id) = stem.strip_suffix("_timeline") {
+                (id, ViewFile::Timeline)
+            } else {
+                (stem, ViewFile::Posts)
+            };
+        id.parse().ok().map(kind)
+    }
+}
+
+/// A change to one or more view files, computed when an entry is appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// Append `text` to `file`, creating it if missing (an empty text only creates it).
+    Append {
+        /// Which file.
+        file: ViewFile,
+        /// What to append.
+        text: String,
+    },
+    /// Append the record of `post` to each of `files`.
+    Post {
+        /// Which files.
+        files: Vec<ViewFile>,
+        /// The post.
+        post: Post,
+    },
+    /// Replace the content of `file` with `text`.
+    Rewrite {
+        /// Which file.
+        file: ViewFile,
+        /// Its new content.
+        text: String,
+    },
+}
+
+/// Where [`Layout::apply`] puts edits: nowhere during a replay, where the view is
+/// rebuilt whole afterwards.
+struct Sink<'a>(Option<&'a mut Vec<Edit>>);
+
+impl Sink<'_> {
+    fn push(&mut self, edit: impl FnOnce() -> Edit) {
+        if let Some(edits) = &mut self.0 {
+            edits.push(edit());
+        }
+    }
+}
+
+/// The lists of the course view, in the order things happened.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    membership: Membership,
+    /// Every known user, in the order it became known.
+    joined: Vec<UserId>,
+    /// The local users any entry named: each has its four files.
+    local: BTreeSet<UserId>,
+    /// Per local user, whom it follows, in the order those follows began.
+    following: HashMap<UserId, Vec<UserId>>,
+    /// Per local user, who follows it, in the order those follows began.
+    followers: HashMap<UserId, Vec<UserId>>,
+}
+
+impl Layout {
+    /// The layout of an empty log.
+    pub(crate) fn new(membership: Membership) -> Self {
+        Layout {
+            membership,
+            joined: Vec::new(),
+            local: BTreeSet::new(),
+            following: HashMap::new(),
+            followers: HashMap::new(),
+        }
+    }
+
+    /// Applies `entry` to `state` (which must accept it: see
+    /// [`State::check_follows`]) and records what it changes in the view; `edits`, when
+    /// given, receives the file edits that bring the view files along.
+    pub(crate) fn apply(
+        &mut self,
+        state: &mut State,
+        entry: &Entry,
+        edits: Option<&mut Vec<Edit>>,
+    ) -> Result<Vec<Delivery>> {
+        let mut sink = Sink(edits);
+        match &entry.change {
+            Change::UserJoined { user, .. } => {
+                let fresh = !state.has_user(*user);
+                let deliveries = state.apply(entry)?;
+                self.name(*user, &mut sink);
+                if fresh {
+                    self.joined.push(*user);
+                    sink.push(|| Edit::Append {
+                        file: ViewFile::AllUsers,
+                        text: format!("{user}\n"),
+                    });
+                }
+                Ok(deliveries)
+            }
+            Change::Followed {
+                follower, followee, ..
+            } => {
+                let (follower, followee) = (*follower, *followee);
+                let fresh = !state.is_following(follower, followee);
+                let deliveries = state.apply(entry)?;
+                self.name(follower, &mut sink);
+                self.name(followee, &mut sink);
+                if fresh {
+                    if self.membership.is_local(follower) {
+                        self.following.entry(follower).or_default().push(followee);
+                        sink.push(|| Edit::Append {
+                            file: ViewFile::Following(follower),
+                            text: format!("{followee}\n"),
+                        });
+                    }
+                    if self.membership.is_local(followee) {
+                        self.followers.entry(followee).or_default().push(follower);
+                        sink.push(|| Edit::Append {
+                            file: ViewFile::Followers(followee),
+                            text: format!("{follower}\n"),
+                        });
+                    }
+                }
+                Ok(deliveries)
+            }
+            Change::Unfollowed {
+                follower, followee, ..
+            } => {
+                let (follower, followee) = (*follower, *followee);
+                let held = state.is_following(follower, followee);
+                let deliveries = state.apply(entry)?;
+                self.name(follower, &mut sink);
+                self.name(followee, &mut sink);
+                if held {
+                    if let Some(list) = self.following.get_mut(&follower) {
+                        list.retain(|&u| u != followee);
+                        sink.push(|| Edit::Rewrite {
+                            file: ViewFile::Following(follower),
+                            text: lines(list),
+                        });
+                    }
+                    if let Some(list) = self.followers.get_mut(&followee) {
+                        list.retain(|&u| u != follower);
+                        sink.push(|| Edit::Rewrite {
+                            file: ViewFile::Followers(followee),
+                            text: lines(list),
+                        });
+                    }
+                }
+                Ok(deliveries)
+            }
+            Change::Posted(post) => {
+                let fresh = !state.has_post(post);
+                let deliveries = state.apply(entry)?;
+                self.name(post.author, &mut sink);
+                for delivery in &deliveries {
+                    self.name(delivery.user, &mut sink);
+                }
+                if fresh {
+                    let mut files = Vec::with_capacity(deliveries.len() + 1);
+                    if self.membership.is_local(post.author) {
+                        files.push(ViewFile::Posts(post.author));
+                    }
+                    files.extend(deliveries.iter().map(|d| ViewFile::Timeline(d.user)));
+                    if !files.is_empty() {
+                        sink.push(|| Edit::Post {
+                            files,
+                            post: post.clone(),
+                        });
+                    }
+                }
+                Ok(deliveries)
+            }
+            Change::MasterElected { .. } => state.apply(entry),
+        }
+    }
+
+    /// Notes that an entry named `user`: a local user gets its four files.
+    fn name(&mut self, user: UserId, sink: &mut Sink<'_>) {
+        if self.membership.is_local(user) && self.local.insert(user) {
+            for file in ViewFile::of_user(user) {
+                sink.push(|| Edit::Append {
+                    file,
+                    text: String::new(),
+                });
+            }
+        }
+    }
+
+    /// Every file of the view.
+    pub(crate) fn files(&self) -> impl Iterator<Item = ViewFile> + '_ {
+        std::iter::once(ViewFile::AllUsers)
+            .chain(self.local.iter().flat_map(|&user| ViewFile::of_user(user)))
+    }
+
+    /// Whether `file` is part of the view.
+    pub(crate) fn has(&self, file: ViewFile) -> bool {
+        match file {
+            ViewFile::AllUsers => true,
+            ViewFile::Following(u)
+            | ViewFile::Followers(u)
+            | ViewFile::Posts(u)
+            | ViewFile::Timeline(u) => self.local.contains(&u),
+        }
+    }
+
+    /// The whole content of `file`, for `state` (the state this layout was built with).
+    pub(crate) fn render(&self, file: ViewFile, state: &State) -> String {
+        let list = |lists: &HashMap<UserId, Vec<UserId>>, user| {
+            lists.get(&user).map_or_else(String::new, |l| lines(l))
+        };
+        match file {
+            ViewFile::AllUsers => lines(&self.joined),
+            ViewFile::Following(user) => list(&self.following, user),
+            ViewFile::Followers(user) => list(&self.followers, user),
+            ViewFile::Posts(user) => state.posts_by(user).map(post_record).collect(),
+            ViewFile::Timeline(user) => state
+                .timeline_after(user, 0, state.last().position)
+                .iter()
+                .map(|item| post_record(&item.post))
+                .collect(),
+        }
+    }
+}
+
+/// User ids, one a line.
+fn lines(users: &[UserId]) -> String {
+    let mut text = String::with_capacity(users.len() * 8);
+    for user in users {
+        // Writing to a String cannot fail.
+        let _ = writeln!(text, "{user}");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_file_names_parse_back() {
+        let u = UserId::new(42).expect("a user");
+        for file in [
+            ViewFile::AllUsers,
+            ViewFile::Following(u),
+            ViewFile::Followers(u),
+            ViewFile::Posts(u),
+            ViewFile::Timeline(u),
+        ] {
+            assert_eq!(ViewFile::parse(&file.name()), Some(file));
+        }
+        for other in [
+            "changes.log",
+            "0.txt",
+            "x_following.txt",
+            "_timeline.txt",
+            "4.txt.tmp",
+            "4_blocked.txt",
+        ] {
+            assert_eq!(ViewFile::parse(other), None, "{other}");
+        }
+    }
+}

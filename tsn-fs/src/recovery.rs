@@ -1,0 +1,103 @@
+//! Reading a change log back into a state at open, and what the open repaired.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader};
+
+use tsn_core::id::Membership;
+use tsn_core::state::State;
+
+use crate::layout::Layout;
+use crate::log::{At, Damage, Record, Scanner};
+
+/// What [`FileStore::open`](crate::FileStore::open) found and repaired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Whole, sound records read from the log and applied.
+    pub entries: u64,
+    /// The damaged tail cut from the log, if there was one.
+    pub cut: Option<Cut>,
+    /// How many course view files were written.
+    pub view_files: usize,
+}
+
+/// A damaged tail cut from the change log at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// Where the log now ends: the end of its last sound record.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes: u64,
+    /// What was wrong with the first record cut.
+    pub damage: Damage,
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "read {} log entries", self.entries)?;
+        if let Some(cut) = &self.cut {
+            write!(f, "; {cut}")?;
+        }
+        write!(f, "; wrote {} course view files", self.view_files)
+    }
+}
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cut {} bytes from the log at offset {} ({})",
+            self.bytes, self.offset, self.damage
+        )
+    }
+}
+
+/// A log read back: the state it implies, and where its records are.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    /// Every sound record applied.
+    pub(crate) state: State,
+    /// The course view's lists.
+    pub(crate) layout: Layout,
+    /// Where each record starts: `offsets[i]` is the record of position `i + 1`.
+    pub(crate) offsets: Vec<u64>,
+    /// The end of the last sound record.
+    pub(crate) end: u64,
+    /// What stopped the reading before `len`, if anything did.
+    pub(crate) damage: Option<Damage>,
+}
+
+/// Reads the records of `file` from its start up to `len` bytes, applying each, and stops
+/// at the first one that is not whole, sound and the next of the log. An error is a
+/// failure to read.
+pub(crate) fn replay(file: &File, membership: Membership, len: u64) -> io::Result<Replay> {
+    let mut scanner = Scanner::new(BufReader::with_capacity(1 << 16, At::new(file, 0, len)));
+    let mut replay = Replay {
+        state: State::new(membership),
+        layout: Layout::new(membership),
+        offsets: Vec::new(),
+        end: 0,
+        damage: None,
+    };
+    loop {
+        match scanner.next()? {
+            Record::End => return Ok(replay),
+            Record::Damaged(damage) => {
+                replay.damage = Some(damage);
+                return Ok(replay);
+            }
+            Record::Entry { entry, len } => {
+                let applied = replay
+                    .state
+                    .check_follows(std::slice::from_ref(&entry))
+                    .and_then(|()| replay.layout.apply(&mut replay.state, &entry, None));
+                if let Err(e) = applied {
+                    replay.damage = Some(Damage::OutOfOrder(e.to_string()));
+                    return Ok(replay);
+                }
+                replay.offsets.push(replay.end);
+                replay.end += len;
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! [`TimelineConn`]: an open Timeline stream, from the client's side.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Channel;
+use tsn_core::id::{Time, UserId};
+
+use crate::client::CallError;
+use crate::convert::timestamp;
+use crate::proto::csce438::Message;
+use crate::proto::csce438::sns_service_client::SnsServiceClient;
+
+/// A post that arrived on the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// Its index on the timeline (0 from servers that do not number them).
+    pub index: u64,
+    /// Its author, as the server wrote it.
+    pub author: String,
+    /// When it was posted.
+    pub time: Time,
+    /// Its text.
+    pub text: String,
+}
+
+/// What a Timeline stream brings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimelineEvent {
+    /// A post of the timeline.
+    Post(Delivered),
+    /// Every post of this client with seq up to `seq` is durable, or (with `error`) the
+    /// post `seq` was refused.
+    Acked {
+        /// The post's seq.
+        seq: u64,
+        /// Why the post was refused; `None` when it was stored.
+        error: Option<String>,
+    },
+}
+
+/// An open Timeline stream.
+#[derive(Debug)]
+pub struct TimelineConn {
+    user: UserId,
+    outbound: mpsc::Sender<Message>,
+    inbound: Streaming<Message>,
+}
+
+impl TimelineConn {
+    pub(crate) async fn open(
+        channel: Channel,
+        user: UserId,
+        session: &str,
+        resume_after: Option<u64>,
+    ) -> Result<Self, CallError> {
+        let (outbound, rx) = mpsc::channel(1024);
+        let first = Message {
+            username: user.to_string(),
+            msg: "Set Stream".into(),
+            timestamp: Some(timestamp(crate::tsd::wall_clock())),
+            session: session.to_owned(),
+            resume_after,
+            ..Default::default()
+        };
+        // Queue the first message before awaiting the call: the server answers after it.
+        outbound.send(first).await.map_err(|_| closed())?;
+        let inbound = SnsServiceClient::new(channel)
+            .timeline(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(TimelineConn {
+            user,
+            outbound,
+            inbound,
+        })
+    }
+
+    /// Sends a post with the id `(origin, seq)`.
+    pub async fn post(&self, origin: u64, seq: u64, text: &str) -> Result<(), CallError> {
+        let message = Message {
+            username: self.user.to_string(),
+            msg: text.to_owned(),
+            timestamp: Some(timestamp(crate::tsd::wall_clock())),
+            origin,
+            seq,
+            ..Default::default()
+        };
+        self.outbound.send(message).await.map_err(|_| closed())
+    }
+
+    /// The next event; `Ok(None)` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<TimelineEvent>, CallError> {
+        let Some(message) = self.inbound.message().await? else {
+            return Ok(None);
+        };
+        if message.acked > 0 {
+            return Ok(Some(TimelineEvent::Acked {
+                seq: message.acked,
+                error: (!message.error.is_empty()).then_some(message.error),
+            }));
+        }
+        let time = message
+            .timestamp
+            .map(|t| Time::from_unix(t.seconds.max(0) as u64, t.nanos.max(0) as u32))
+            .unwrap_or_default();
+        Ok(Some(TimelineEvent::Post(Delivered {
+            index: message.index,
+            author: message.username,
+            time,
+            text: message.msg,
+        })))
+    }
+}
+
+fn closed() -> CallError {
+    CallError::Unreachable("the timeline stream closed".into())
+}

@@ -1,0 +1,80 @@
+//! [`CoordClient`]: a remote coordinator behind the [`Coordinator`] trait.
+
+use async_trait::async_trait;
+use tonic::transport::Channel;
+use tsn_core::coordinator::{Assignment, Endpoint, Report, ServerRef};
+use tsn_core::id::UserId;
+use tsn_core::{Coordinator, Result};
+
+use crate::coordinator::NO_MASTER;
+use crate::error::from_status;
+use crate::proto::csce438::coord_service_client::CoordServiceClient;
+use crate::proto::csce438::{Empty, Id, ServerInfo};
+use crate::transport::call_channel;
+
+/// Calls the coordinator at an address. The connection is made on first use and remade
+/// after failures; each call fails with [`Error::Unavailable`] after
+/// [`CALL_TIMEOUT`](crate::CALL_TIMEOUT) or when the coordinator cannot be reached.
+#[derive(Clone, Debug)]
+pub struct CoordClient {
+    client: CoordServiceClient<Channel>,
+    name: String,
+}
+
+impl CoordClient {
+    /// A client of the coordinator at `endpoint` (nothing is sent yet).
+    pub fn new(endpoint: &Endpoint) -> Result<Self> {
+        Ok(CoordClient {
+            client: CoordServiceClient::new(call_channel(endpoint)?),
+            name: format!("the coordinator at {endpoint}"),
+        })
+    }
+}
+
+#[async_trait]
+impl Coordinator for CoordClient {
+    async fn heartbeat(&self, report: Report) -> Result<Assignment> {
+        let reply = self
+            .client
+            .clone()
+            .heartbeat(ServerInfo::from(&report))
+            .await
+            .map_err(|s| from_status(&self.name, s))?;
+        Assignment::try_from(reply.get_ref())
+    }
+
+    async fn server_for(&self, user: UserId) -> Result<Option<ServerRef>> {
+        let id = Id {
+            id: user.get() as i32,
+        };
+        match self.client.clone().get_server(id).await {
+            Ok(reply) => ServerRef::try_from(reply.get_ref()).map(Some),
+            Err(status) if status.metadata().contains_key(NO_MASTER) => Ok(None),
+            Err(status) => Err(from_status(&self.name, status)),
+        }
+    }
+
+    async fn register_sync(&self, sync: ServerRef) -> Result<()> {
+        self.client
+            .clone()
+            .register_sync_server(ServerInfo::from(&sync))
+            .await
+            .map_err(|s| from_status(&self.name, s))?;
+        Ok(())
+    }
+
+    async fn sync_servers(&self) -> Result<Vec<ServerRef>> {
+        let reply = self
+            .client
+            .clone()
+            .get_sync_servers(Empty {})
+            .await
+            .map_err(|s| from_status(&self.name, s))?;
+        reply
+            .get_ref()
+            .servers
+            .iter()
+            .map(ServerRef::try_from)
+            .collect()
+    }
+}

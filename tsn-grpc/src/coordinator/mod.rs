@@ -1,0 +1,72 @@
+//! The coordinator over gRPC: [`CoordServer`] serves `CoordService` from any
+//! [`tsn_core::Coordinator`], and [`CoordClient`] is a [`tsn_core::Coordinator`] that calls
+//! one over the network.
+
+mod client;
+mod server;
+
+pub use client::CoordClient;
+pub use server::CoordServer;
+
+/// Metadata key marking a `GetServer` answer of `UNAVAILABLE` that means "the cluster has
+/// no live master" rather than "the coordinator could not be reached".
+const NO_MASTER: &str = "tsn-no-master";
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tsn_core::coordinator::{Local, RoleChange};
+use tsn_core::{Error, Result};
+
+use crate::proto::csce438::coord_service_server::CoordServiceServer;
+
+/// Serves `coordinator` on `listener` until `shutdown` completes, checking for failed
+/// masters ten times per failure timeout and logging every role change.
+pub async fn serve(
+    coordinator: Arc<Local>,
+    listener: TcpListener,
+    failure_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let ticker = tokio::spawn({
+        let coordinator = Arc::clone(&coordinator);
+        async move {
+            let mut interval =
+                tokio::time::interval((failure_timeout / 10).max(Duration::from_millis(10)));
+            loop {
+                interval.tick().await;
+                for change in coordinator.tick() {
+                    log_change(&change);
+                }
+            }
+        }
+    });
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(CoordServiceServer::new(CoordServer::new(coordinator)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    ticker.abort();
+    result.map_err(|e| Error::Unavailable {
+        what: "the coordinator's listener".into(),
+        reason: e.to_string(),
+    })
+}
+
+fn log_change(change: &RoleChange) {
+    match change {
+        RoleChange::MasterLost { cluster, server } => {
+            tracing::warn!(%cluster, %server, "master missed its heartbeats; it no longer counts")
+        }
+        RoleChange::Promoted {
+            cluster,
+            server,
+            epoch,
+        } => {
+            tracing::info!(%cluster, %server, %epoch, "new master")
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The generated protocol types: the course's package `csce438` and TSN's package `tsn`.
+//!
+//! These types never leave this crate's API boundary except through
+//! [`convert`](crate::convert); clients that speak the course protocol directly (tests,
+//! other programs) may use them as they are.
+
+#![allow(missing_docs, unreachable_pub, clippy::all)]
+
+/// The course's protocol, with TSN's added fields.
+pub mod csce438 {
+    tonic::include_proto!("csce438");
+}
+
+/// TSN's own services.
+pub mod tsn {
+    tonic::include_proto!("tsn");
+}

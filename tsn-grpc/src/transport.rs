@@ -1,0 +1,36 @@
+//! Channels to peers, with TSN's timeouts.
+
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tsn_core::coordinator::Endpoint;
+use tsn_core::{Error, Result};
+
+use crate::CALL_TIMEOUT;
+
+/// How often an idle stream's connection is probed, and how long a probe may go unanswered
+/// before the connection counts as dead.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+fn builder(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint> {
+    let uri = format!("http://{endpoint}");
+    Ok(tonic::transport::Endpoint::from_shared(uri)
+        .map_err(|e| Error::Invalid(format!("'{endpoint}' is not a valid address: {e}")))?
+        .connect_timeout(CALL_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEP_ALIVE)
+        .keep_alive_timeout(KEEP_ALIVE)
+        .keep_alive_while_idle(true))
+}
+
+/// A lazily connecting channel for short calls: each call fails after
+/// [`CALL_TIMEOUT`](crate::CALL_TIMEOUT).
+pub fn call_channel(endpoint: &Endpoint) -> Result<Channel> {
+    Ok(builder(endpoint)?.timeout(CALL_TIMEOUT).connect_lazy())
+}
+
+/// A lazily connecting channel for long-lived streams: no call deadline, but a connection
+/// whose peer stops answering keep-alive probes is dropped within about two seconds.
+pub fn stream_channel(endpoint: &Endpoint) -> Result<Channel> {
+    Ok(builder(endpoint)?.connect_lazy())
+}

@@ -1,0 +1,129 @@
+//! The heartbeat task: keeps the server's role in step with the coordinator.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tsn_core::coordinator::Role;
+use tsn_core::failover::{self, Duty, Node};
+use tsn_core::{Coordinator, Store};
+
+use crate::tsd::follower;
+use crate::tsd::master::Master;
+use crate::tsd::server::Server;
+
+/// Reports to the coordinator every heartbeat interval (and at once when asked), and
+/// carries out the duties it assigns, until aborted.
+pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordinator: Arc<C>) {
+    let mut node = Node::new(
+        server.config.me.clone(),
+        server.store.read(|s| s.last().epoch),
+    );
+    let mut epochs_seen = server.take_epochs_seen();
+    let mut interval = tokio::time::interval(server.config.heartbeat_interval);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut duties = Duties {
+        server: Arc::clone(&server),
+        follower: None,
+    };
+    let mut reachable = true;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = server.report_now.notified() => {}
+            Some(epoch) = epochs_seen.recv() => {
+                if let Some(duty) = node.saw_epoch(epoch) {
+                    duties.take_up(duty);
+                }
+                continue;
+            }
+        }
+        let now = Instant::now();
+        server.sessions().expire(now);
+        let log = server.store.read(|s| s.last());
+        let in_sync = server
+            .master()
+            .map(|m| m.in_sync_report(now).0)
+            .unwrap_or_default();
+        match failover::heartbeat(&*coordinator, &mut node, log, in_sync.clone()).await {
+            Ok((assignment, change)) => {
+                if !reachable {
+                    tracing::info!("the coordinator answers again");
+                    reachable = true;
+                }
+                if let Some(duty) = change {
+                    duties.take_up(duty);
+                }
+                if let Ok(master) = server.master()
+                    && assignment.role == Role::Master
+                    && assignment.epoch == master.epoch()
+                {
+                    master.update(|r| r.confirmed(&in_sync));
+                }
+            }
+            Err(error) => {
+                if reachable {
+                    tracing::warn!(%error, "heartbeat failed; carrying on in the current role");
+                    reachable = false;
+                }
+            }
+        }
+    }
+}
+
+/// The running parts of the current duty.
+struct Duties<S: Store> {
+    server: Arc<Server<S>>,
+    follower: Option<JoinHandle<()>>,
+}
+
+impl<S: Store> Duties<S> {
+    fn take_up(&mut self, duty: Duty) {
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+        let server = &self.server;
+        let me = &server.config.me;
+        match duty {
+            Duty::Waiting => {
+                tracing::info!(cluster = %me.cluster, server = %me.server, "waiting for the cluster to have a master");
+                server.set_master(None);
+            }
+            Duty::Master { epoch } => {
+                server.set_master(None);
+                let started = Master::start(
+                    Arc::clone(&server.store),
+                    server.hub.clone(),
+                    epoch,
+                    me.server,
+                    server.config.replication_timeout,
+                );
+                match started {
+                    Ok(master) => {
+                        tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, "serving as master");
+                        server.set_master(Some(master));
+                    }
+                    Err(error) => tracing::error!(%error, "cannot take up the master role"),
+                }
+            }
+            Duty::Slave { epoch, master } => {
+                tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, master = %master.endpoint, "serving as slave");
+                server.set_master(None);
+                self.follower = Some(tokio::spawn(follower::follow(
+                    Arc::clone(server),
+                    master,
+                    epoch,
+                )));
+            }
+        }
+    }
+}
+
+impl<S: Store> Drop for Duties<S> {
+    fn drop(&mut self) {
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+    }
+}

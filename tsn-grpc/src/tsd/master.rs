@@ -1,0 +1,239 @@
+//! [`Master`]: the write path of a cluster's master.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tsn_core::change::{Change, Entry};
+use tsn_core::failover::Replication;
+use tsn_core::id::{Epoch, Position, ServerId};
+use tsn_core::state::{Delivery, State};
+use tsn_core::timeline::Hub;
+use tsn_core::{Error, Result, Store, Timeline};
+
+use crate::tsd::wall_clock;
+
+/// How long the flusher waits before retrying after a failed disk sync.
+const FLUSH_RETRY: Duration = Duration::from_millis(100);
+
+/// Replication bookkeeping and the deliveries that wait for their entry to commit.
+struct Book {
+    replication: Replication,
+    unpublished: VecDeque<(Position, Vec<Delivery>)>,
+}
+
+/// The master role of one epoch. Writes are appended at once and acknowledged when
+/// committed ([`Master::committed`]); once stopped (deposed, or the server shuts down) it
+/// appends nothing and every waiter fails with [`Error::NotMaster`].
+pub(crate) struct Master<S> {
+    epoch: Epoch,
+    store: Arc<S>,
+    hub: Hub,
+    /// Serializes decide-then-append, so that each decision sees every earlier write.
+    write_lock: Mutex<()>,
+    book: Mutex<Book>,
+    appended: watch::Sender<Position>,
+    commit: watch::Sender<Position>,
+    stopped: watch::Sender<bool>,
+}
+
+impl<S: Store> Master<S> {
+    /// Takes the master role of `epoch`: records the election in the log and starts the
+    /// flusher. The role serves at once; commits wait for the election entry's durability.
+    pub(crate) fn start(
+        store: Arc<S>,
+        hub: Hub,
+        epoch: Epoch,
+        me: ServerId,
+        replication_timeout: Duration,
+    ) -> Result<Arc<Self>> {
+        let durable = store.durable();
+        let last = store.read(|s| s.last().position);
+        let master = Arc::new(Master {
+            epoch,
+            store,
+            hub,
+            write_lock: Mutex::new(()),
+            book: Mutex::new(Book {
+                replication: Replication::new(durable, replication_timeout),
+                unpublished: VecDeque::new(),
+            }),
+            appended: watch::Sender::new(last),
+            commit: watch::Sender::new(durable),
+            stopped: watch::Sender::new(false),
+        });
+        master.append(|state| {
+            Some(Change::MasterElected {
+                server: me,
+                time: state.next_time(wall_clock()),
+            })
+        })?;
+        tokio::spawn(Arc::clone(&master).flush_loop());
+        Ok(master)
+    }
+
+    /// The epoch this role belongs to.
+    pub(crate) fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Ends the role: no more appends, waiters fail.
+    pub(crate) fn stop(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Whether the role has ended.
+    pub(crate) fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    fn not_master(&self) -> Error {
+        Error::NotMaster(format!("the master role of epoch {} has ended", self.epoch))
+    }
+
+    /// Decides a write on the current state and appends it. `decide` returns the change to
+    /// write, or `None` to write nothing. Returns the position to wait for with
+    /// [`Master::committed`]: the new entry's, or with nothing written the log's end (so
+    /// that a repeated request is answered once the original is committed).
+    pub(crate) fn append(&self, decide: impl FnOnce(&State) -> Option<Change>) -> Result<Position> {
+        let _serial = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_stopped() {
+            return Err(self.not_master());
+        }
+        let (position, change) = self
+            .store
+            .read(|state| (state.last().position.next(), decide(state)));
+        let Some(change) = change else {
+            return Ok(Position(position.0 - 1));
+        };
+        let entry = Entry {
+            position,
+            epoch: self.epoch,
+            change,
+        };
+        let deliveries = self.store.append(std::slice::from_ref(&entry))?;
+        let deliveries = deliveries.into_iter().next().unwrap_or_default();
+        {
+            let mut book = self.lock_book();
+            book.replication.appended(position);
+            if !deliveries.is_empty() {
+                book.unpublished.push_back((position, deliveries));
+            }
+        }
+        self.appended.send_replace(position);
+        Ok(position)
+    }
+
+    /// Waits until `position` is committed; fails if the role ends first.
+    pub(crate) async fn committed(&self, position: Position) -> Result<()> {
+        let mut commit = self.commit.subscribe();
+        tokio::select! {
+            result = commit.wait_for(|&c| c >= position) => result.map(|_| ()).map_err(|_| self.not_master()),
+            () = self.ended() => Err(self.not_master()),
+        }
+    }
+
+    /// A receiver of the commit position.
+    pub(crate) fn commit_watch(&self) -> watch::Receiver<Position> {
+        self.commit.subscribe()
+    }
+
+    /// A receiver of the log's end.
+    pub(crate) fn appended_watch(&self) -> watch::Receiver<Position> {
+        self.appended.subscribe()
+    }
+
+    /// Completes when the role has ended.
+    pub(crate) async fn ended(&self) {
+        let mut stopped = self.stopped.subscribe();
+        let _ = stopped.wait_for(|&s| s).await;
+    }
+
+    /// The committed position now.
+    pub(crate) fn commit_position(&self) -> Position {
+        *self.commit.borrow()
+    }
+
+    /// Changes the replication bookkeeping, then commits and publishes what it allows.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Replication)) {
+        let (commit, publish) = {
+            let mut book = self.lock_book();
+            change(&mut book.replication);
+            let commit = book.replication.commit();
+            let mut publish = Vec::new();
+            while book.unpublished.front().is_some_and(|(p, _)| *p <= commit) {
+                publish.extend(
+                    book.unpublished
+                        .pop_front()
+                        .map(|(_, d)| d)
+                        .into_iter()
+                        .flatten(),
+                );
+            }
+            (commit, publish)
+        };
+        if commit > *self.commit.borrow() {
+            self.commit.send_replace(commit);
+        }
+        if !publish.is_empty() {
+            self.publish(&publish, commit);
+        }
+    }
+
+    fn publish(&self, deliveries: &[Delivery], commit: Position) {
+        let items: Vec<_> = self.store.read(|state| {
+            deliveries
+                .iter()
+                .filter_map(|d| {
+                    state
+                        .timeline_after(d.user, d.index - 1, commit)
+                        .into_iter()
+                        .next()
+                        .map(|item| (d.user, item))
+                })
+                .collect()
+        });
+        for (user, item) in items {
+            self.hub.deliver(user, item);
+        }
+    }
+
+    /// The in-sync set to report, and whether a removal awaits confirmation.
+    pub(crate) fn in_sync_report(&self, now: Instant) -> (Vec<ServerId>, bool) {
+        let mut book = self.lock_book();
+        book.replication.tick(now);
+        (book.replication.report(), book.replication.has_leaving())
+    }
+
+    fn lock_book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes appended entries durable as they come, in groups, until the role ends.
+    async fn flush_loop(self: Arc<Self>) {
+        let mut appended = self.appended.subscribe();
+        loop {
+            let target = *appended.borrow_and_update();
+            if self.store.durable() < target {
+                match self.store.flush().await {
+                    Ok(durable) => self.update(|r| r.durable(durable)),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot make the log durable; retrying");
+                        tokio::time::sleep(FLUSH_RETRY).await;
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                changed = appended.changed() => if changed.is_err() { return },
+                () = self.ended() => return,
+            }
+        }
+    }
+}

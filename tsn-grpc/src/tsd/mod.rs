@@ -1,0 +1,92 @@
+//! `tsd`, a server of one cluster, as a library: [`serve`] runs one on a listener until a
+//! shutdown future completes.
+//!
+//! # How it works
+//!
+//! * [`heartbeat`] owns the server's [`Node`](tsn_core::failover::Node): it reports to the
+//!   coordinator every heartbeat interval and carries out role changes — starting a
+//!   [`master`] or a [`follower`], or stopping them.
+//! * As master, every client write goes through [`master::Master::append`]: decided on the
+//!   current state, appended to the store at the next position, made durable by a
+//!   group-commit flusher, and replicated to the slaves by [`replication`]. A write is
+//!   acknowledged, and its timeline posts published, once it is committed: durable on the
+//!   master and on every in-sync slave.
+//! * As slave, [`follower`] copies the master's log, entry for entry, so that a promoted
+//!   slave serves at once from its own store.
+//! * [`sns`] and [`timeline`] serve the course's `SNSService`; [`session`] TSN's
+//!   keep-alives.
+
+mod follower;
+mod heartbeat;
+mod master;
+mod replication;
+mod server;
+mod session;
+mod sns;
+mod timeline;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tsn_core::coordinator::ServerRef;
+use tsn_core::id::Time;
+use tsn_core::{Coordinator, Error, Result, Store};
+
+use crate::proto::csce438::sns_service_server::SnsServiceServer;
+use crate::proto::tsn::replication_server::ReplicationServer;
+use crate::proto::tsn::session_server::SessionServer;
+
+/// How a tsd runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This server: its cluster, id, and the address it announces.
+    pub me: ServerRef,
+    /// How often it reports to the coordinator.
+    pub heartbeat_interval: Duration,
+    /// How long a client's session lives without a keep-alive.
+    pub session_timeout: Duration,
+    /// How long an in-sync slave may make no progress before the master stops waiting for
+    /// it (after the coordinator confirms).
+    pub replication_timeout: Duration,
+}
+
+/// Runs a tsd on `listener` until `shutdown` completes, with `store` as its replica of the
+/// cluster and `coordinator` deciding its role.
+pub async fn serve<S, C>(
+    config: Config,
+    store: Arc<S>,
+    coordinator: Arc<C>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()>
+where
+    S: Store,
+    C: Coordinator + 'static,
+{
+    let server = server::Server::new(config, store);
+    let keeper = tokio::spawn(heartbeat::run(Arc::clone(&server), coordinator));
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(SnsServiceServer::from_arc(Arc::clone(&server)))
+        .add_service(SessionServer::from_arc(Arc::clone(&server)))
+        .add_service(ReplicationServer::from_arc(Arc::clone(&server)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    keeper.abort();
+    server.stop_serving();
+    result.map_err(|e| Error::Unavailable {
+        what: "the tsd's listener".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The wall clock as a core time.
+pub fn wall_clock() -> Time {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Time::from_unix(since.as_secs(), since.subsec_nanos())
+}

@@ -1,0 +1,154 @@
+//! The course's `SNSService`: Login, List, Follow, UnFollow (and Timeline, in
+//! [`timeline`](crate::tsd::timeline)).
+
+use std::time::Instant;
+
+use tonic::{Request, Response, Status, Streaming};
+use tsn_core::Store;
+use tsn_core::command::{self, FollowRefused, Login, NotServed, UnfollowRefused};
+use tsn_core::id::UserId;
+use tsn_core::session::{Admission, SessionToken};
+
+use crate::error::to_status;
+use crate::proto::csce438::sns_service_server::SnsService;
+use crate::proto::csce438::{ListReply, Message, Reply, Request as SnsRequest};
+use crate::replies as reply;
+use crate::tsd::server::Server;
+use crate::tsd::timeline::{self, TimelineStream};
+use crate::tsd::wall_clock;
+
+/// The user a request speaks for; `INVALID_ARGUMENT` if it is no user id.
+pub(crate) fn parse_user(text: &str, what: &str) -> Result<UserId, Status> {
+    text.parse::<UserId>()
+        .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
+}
+
+/// The one user id a Follow or UnFollow names.
+fn single_argument(request: &SnsRequest) -> Result<UserId, Status> {
+    match request.arguments.as_slice() {
+        [target] => parse_user(target, "the user to follow"),
+        [] => Err(Status::invalid_argument("no user id given")),
+        _ => Err(Status::invalid_argument("exactly one user id is expected")),
+    }
+}
+
+/// `FAILED_PRECONDITION` for a user this server does not serve.
+pub(crate) fn not_served(refusal: NotServed) -> Status {
+    Status::failed_precondition(refusal.to_string())
+}
+
+fn reply(msg: impl Into<String>) -> Response<Reply> {
+    Response::new(Reply { msg: msg.into() })
+}
+
+impl<S: Store> Server<S> {
+    /// Checks that this server is master and serves `user` (logged in unless `logging_in`).
+    fn serving(
+        &self,
+        user: UserId,
+        logging_in: bool,
+    ) -> Result<std::sync::Arc<crate::tsd::master::Master<S>>, Status> {
+        let master = self.master()?;
+        self.store
+            .read(|state| command::check_served(state, user, logging_in))
+            .map_err(not_served)?;
+        Ok(master)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> SnsService for Server<S> {
+    async fn login(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
+        let request = request.into_inner();
+        let user = parse_user(&request.username, "username")?;
+        let master = self.serving(user, true)?;
+        let token = (!request.session.is_empty()).then(|| SessionToken(request.session.clone()));
+        if self.sessions().login(user, token.as_ref(), Instant::now()) == Admission::Refused {
+            return Ok(reply(reply::ALREADY_JOINED));
+        }
+        let mut returning = false;
+        let position = master
+            .append(|state| match command::login(state, user, wall_clock()) {
+                Login::New(change) => Some(change),
+                Login::Returning => {
+                    returning = true;
+                    None
+                }
+            })
+            .map_err(to_status)?;
+        master.committed(position).await.map_err(to_status)?;
+        Ok(reply(if returning {
+            format!("{} {user}", reply::WELCOME_BACK)
+        } else {
+            reply::LOGIN_NEW.to_owned()
+        }))
+    }
+
+    async fn list(&self, request: Request<SnsRequest>) -> Result<Response<ListReply>, Status> {
+        let user = parse_user(&request.get_ref().username, "username")?;
+        self.serving(user, false)?;
+        let (all_users, followers) = self.store.read(|state| {
+            (
+                state.users().map(|u| u.to_string()).collect(),
+                state.followers(user).map(|u| u.to_string()).collect(),
+            )
+        });
+        Ok(Response::new(ListReply {
+            all_users,
+            followers,
+        }))
+    }
+
+    async fn follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
+        let request = request.into_inner();
+        let user = parse_user(&request.username, "username")?;
+        let target = single_argument(&request)?;
+        let master = self.serving(user, false)?;
+        let mut refused = None;
+        let position = master
+            .append(|state| {
+                command::follow(state, user, target, wall_clock())
+                    .map_err(|r| refused = Some(r))
+                    .ok()
+            })
+            .map_err(to_status)?;
+        master.committed(position).await.map_err(to_status)?;
+        Ok(reply(match refused {
+            None => reply::FOLLOW_DONE,
+            Some(FollowRefused::UnknownUser) => reply::FOLLOW_UNKNOWN,
+            Some(FollowRefused::AlreadyFollowing) => reply::ALREADY_JOINED,
+        }))
+    }
+
+    async fn un_follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
+        let request = request.into_inner();
+        let user = parse_user(&request.username, "username")?;
+        let target = single_argument(&request)?;
+        let master = self.serving(user, false)?;
+        let mut refused = None;
+        let position = master
+            .append(|state| {
+                command::unfollow(state, user, target, wall_clock())
+                    .map_err(|r| refused = Some(r))
+                    .ok()
+            })
+            .map_err(to_status)?;
+        master.committed(position).await.map_err(to_status)?;
+        Ok(reply(match refused {
+            None => reply::UNFOLLOW_DONE,
+            Some(UnfollowRefused::UnknownUser) => reply::UNFOLLOW_UNKNOWN,
+            Some(UnfollowRefused::NotFollowing) => reply::NOT_A_FOLLOWER,
+        }))
+    }
+
+    type TimelineStream = TimelineStream;
+
+    async fn timeline(
+        &self,
+        request: Request<Streaming<Message>>,
+    ) -> Result<Response<TimelineStream>, Status> {
+        timeline::open(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+}

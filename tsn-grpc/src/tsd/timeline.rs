@@ -1,0 +1,278 @@
+//! The Timeline stream: a user's timeline out, the user's posts in.
+//!
+//! The first message names the user (the course's clients send the text `Set Stream`). The
+//! server answers with the 20 newest posts of the timeline, newest first — or, for a TSN
+//! client resuming after a failover, every post after the index it names — and then each
+//! new post as it commits. Every later message of the client is a post by that user,
+//! stored once it is committed; TSN's clients (who send a session token) get an
+//! acknowledgement for each, in order. A message that claims another user, or a text
+//! that is no valid post, is refused: with an acknowledgement carrying the reason for TSN's
+//! clients, by ending the stream with `INVALID_ARGUMENT` for the course's.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+use tsn_core::Store;
+use tsn_core::command::{self, Posting};
+use tsn_core::id::{Position, UserId};
+use tsn_core::post::{PostId, PostText};
+use tsn_core::timeline::Subscription;
+
+use crate::convert::timeline_message;
+use crate::error::to_status;
+use crate::proto::csce438::Message;
+use crate::tsd::master::Master;
+use crate::tsd::server::Server;
+use crate::tsd::sns::{not_served, parse_user};
+use crate::tsd::wall_clock;
+
+/// The response stream of a Timeline call.
+pub(crate) type TimelineStream = Pin<Box<dyn Stream<Item = Result<Message, Status>> + Send>>;
+
+/// How many posts the view on entering the timeline shows.
+const VIEW: usize = 20;
+
+/// How long a client may take to send the stream's first message.
+const FIRST_MESSAGE: Duration = Duration::from_secs(30);
+
+/// How many messages may wait for a slow client before the stream holds back.
+const OUTBOUND_BUFFER: usize = 256;
+
+/// Where the stream's messages go.
+type Outbound = mpsc::Sender<Result<Message, Status>>;
+
+/// A post of this stream waiting for its acknowledgement.
+struct PendingAck {
+    seq: u64,
+    /// The position that must be committed first (0 for a refusal).
+    position: Position,
+    error: String,
+}
+
+/// Opens a Timeline stream.
+pub(crate) async fn open<S: Store>(
+    server: &Server<S>,
+    mut inbound: Streaming<Message>,
+) -> Result<TimelineStream, Status> {
+    let master = server.master()?;
+    let first = match tokio::time::timeout(FIRST_MESSAGE, inbound.message()).await {
+        Err(_) => {
+            return Err(Status::deadline_exceeded(
+                "no first message naming the user",
+            ));
+        }
+        Ok(Err(status)) => return Err(status),
+        Ok(Ok(None)) => {
+            return Err(Status::cancelled(
+                "the stream ended before its first message",
+            ));
+        }
+        Ok(Ok(Some(first))) => first,
+    };
+    let user = parse_user(&first.username, "username")?;
+    server
+        .store
+        .read(|state| command::check_served(state, user, false))
+        .map_err(not_served)?;
+    let acks_wanted = !first.session.is_empty();
+
+    // Watch before reading the view, so that nothing committed in between is missed; what
+    // both bring is told apart by its index.
+    let subscription = server.hub.subscribe(user);
+    let commit = master.commit_position();
+    let (view, settled) = server.store.read(|state| {
+        let view = match first.resume_after {
+            Some(after) => state.timeline_after(user, after, commit),
+            None => state.timeline_newest(user, VIEW, commit),
+        };
+        let settled = state
+            .timeline_len_through(user, commit)
+            .max(first.resume_after.unwrap_or(0));
+        (view, settled)
+    });
+
+    let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let watcher = Watcher {
+        tx: tx.clone(),
+        master: Arc::clone(&master),
+        subscription,
+        shown: settled,
+        acks: ack_rx,
+        pending: VecDeque::new(),
+        acks_wanted,
+    };
+    tokio::spawn(watcher.run(view));
+    let poster = Poster {
+        tx,
+        master,
+        user,
+        acks: ack_tx,
+        acks_wanted,
+    };
+    tokio::spawn(poster.run(inbound));
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Sends the timeline and the acknowledgements.
+struct Watcher<S> {
+    tx: Outbound,
+    master: Arc<Master<S>>,
+    subscription: Subscription,
+    /// The highest timeline index already sent (or covered by the view).
+    shown: u64,
+    acks: mpsc::UnboundedReceiver<PendingAck>,
+    pending: VecDeque<PendingAck>,
+    acks_wanted: bool,
+}
+
+impl<S: Store> Watcher<S> {
+    async fn run(mut self, view: Vec<tsn_core::state::TimelineItem>) {
+        for item in &view {
+            if self.tx.send(Ok(timeline_message(item))).await.is_err() {
+                return;
+            }
+        }
+        let mut commit = self.master.commit_watch();
+        let master = Arc::clone(&self.master);
+        let mut posting = true;
+        loop {
+            tokio::select! {
+                item = self.subscription.items.recv() => match item {
+                    Some(item) if item.index <= self.shown => {}
+                    Some(item) => {
+                        self.shown = item.index;
+                        if self.tx.send(Ok(timeline_message(&item))).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return self.end("the timeline feed ended (the server stepped down or the client fell behind)").await,
+                },
+                ack = self.acks.recv(), if posting => match ack {
+                    Some(ack) => self.pending.push_back(ack),
+                    None => posting = false,
+                },
+                changed = commit.changed() => if changed.is_err() { return },
+                () = master.ended() => return self.end("this server is no longer the master").await,
+            }
+            let committed = *commit.borrow_and_update();
+            if !self.send_acks(committed).await {
+                return;
+            }
+        }
+    }
+
+    /// Sends the acknowledgements whose posts are committed, in order; false once the
+    /// client is gone.
+    async fn send_acks(&mut self, committed: Position) -> bool {
+        while self
+            .pending
+            .front()
+            .is_some_and(|a| a.position <= committed)
+        {
+            let ack = self.pending.pop_front().expect("checked above");
+            if !self.acks_wanted {
+                continue;
+            }
+            let message = Message {
+                acked: ack.seq,
+                error: ack.error,
+                ..Default::default()
+            };
+            if self.tx.send(Ok(message)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn end(&self, why: &str) {
+        let _ = self.tx.send(Err(Status::unavailable(why.to_owned()))).await;
+    }
+}
+
+/// Takes the client's posts.
+struct Poster<S> {
+    tx: Outbound,
+    master: Arc<Master<S>>,
+    user: UserId,
+    acks: mpsc::UnboundedSender<PendingAck>,
+    acks_wanted: bool,
+}
+
+impl<S: Store> Poster<S> {
+    async fn run(self, mut inbound: Streaming<Message>) {
+        loop {
+            let message = match inbound.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) | Err(_) => return,
+            };
+            let seq = message.seq;
+            let outcome = match self.check(&message) {
+                Ok((id, text)) => self.post(id, text),
+                Err(refusal) if self.acks_wanted => Ok(PendingAck {
+                    seq,
+                    position: Position(0),
+                    error: refusal,
+                }),
+                Err(refusal) => Err(Status::invalid_argument(refusal)),
+            };
+            match outcome {
+                Ok(ack) => {
+                    if self.acks.send(ack).is_err() {
+                        return;
+                    }
+                }
+                Err(status) => {
+                    let _ = self.tx.send(Err(status)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The post's id (if its client chose one) and text, or why it is refused.
+    fn check(&self, message: &Message) -> Result<(Option<PostId>, PostText), String> {
+        if message.username != self.user.to_string() {
+            return Err(format!(
+                "this stream carries the posts of user {}, not of '{}'",
+                self.user, message.username
+            ));
+        }
+        let text = PostText::from_line(&message.msg).map_err(|e| e.to_string())?;
+        let id = match (message.origin, message.seq) {
+            (0, _) => None,
+            (_, 0) => return Err("a post's seq starts at 1".to_owned()),
+            (origin, seq) => Some(PostId { origin, seq }),
+        };
+        Ok((id, text))
+    }
+
+    fn post(&self, id: Option<PostId>, text: PostText) -> Result<PendingAck, Status> {
+        let user = self.user;
+        let position = self
+            .master
+            .append(|state| {
+                let id = id.unwrap_or(PostId {
+                    origin: 0,
+                    seq: state.last().position.next().0,
+                });
+                match command::post(state, user, id, text, wall_clock()) {
+                    Posting::New(change) => Some(change),
+                    Posting::Duplicate => None,
+                }
+            })
+            .map_err(to_status)?;
+        Ok(PendingAck {
+            seq: id.map_or(0, |id| id.seq),
+            position,
+            error: String::new(),
+        })
+    }
+}
