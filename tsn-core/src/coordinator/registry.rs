@@ -48,6 +48,14 @@ pub enum RoleChange {
         /// The server that was master.
         server: ServerId,
     },
+    /// The master reported a new in-sync set (itself first): the servers that may be
+    /// promoted if it fails.
+    InSync {
+        /// The cluster.
+        cluster: ClusterId,
+        /// The master and its in-sync slaves.
+        servers: Vec<ServerId>,
+    },
     /// A server became master.
     Promoted {
         /// The cluster.
@@ -155,9 +163,16 @@ impl Registry {
                 }
                 cluster.epoch = report.epoch;
                 cluster.master = Some(id);
-                cluster.in_sync = std::iter::once(id)
+                let in_sync: Vec<ServerId> = std::iter::once(id)
                     .chain(report.in_sync.iter().copied().filter(|&s| s != id))
                     .collect();
+                if in_sync != cluster.in_sync {
+                    cluster.in_sync = in_sync.clone();
+                    self.changes.push(RoleChange::InSync {
+                        cluster: cluster_id,
+                        servers: in_sync,
+                    });
+                }
             }
         }
         self.tick(now);
@@ -234,6 +249,10 @@ impl Registry {
                     cluster: cluster_id,
                     server,
                     epoch: cluster.epoch,
+                });
+                self.changes.push(RoleChange::InSync {
+                    cluster: cluster_id,
+                    servers: vec![server],
                 });
             }
         }
@@ -396,17 +415,35 @@ mod tests {
         w.at(2200);
         let promoted = w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
         assert_eq!((promoted.role, promoted.epoch), (Role::Master, Epoch(2)));
+        let c1 = ClusterId(1);
         assert_eq!(
-            w.registry.take_changes()[1..],
+            w.registry.take_changes(),
             [
+                RoleChange::Promoted {
+                    cluster: c1,
+                    server: ServerId(1),
+                    epoch: Epoch(1)
+                },
+                RoleChange::InSync {
+                    cluster: c1,
+                    servers: vec![ServerId(1)]
+                },
+                RoleChange::InSync {
+                    cluster: c1,
+                    servers: vec![ServerId(1), ServerId(2)]
+                },
                 RoleChange::MasterLost {
-                    cluster: ClusterId(1),
+                    cluster: c1,
                     server: ServerId(1)
                 },
                 RoleChange::Promoted {
-                    cluster: ClusterId(1),
+                    cluster: c1,
                     server: ServerId(2),
                     epoch: Epoch(2)
+                },
+                RoleChange::InSync {
+                    cluster: c1,
+                    servers: vec![ServerId(2)]
                 },
             ]
         );

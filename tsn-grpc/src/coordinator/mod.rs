@@ -68,5 +68,9 @@ fn log_change(change: &RoleChange) {
         } => {
             tracing::info!(%cluster, %server, %epoch, "new master")
         }
+        RoleChange::InSync { cluster, servers } => {
+            let servers: Vec<u32> = servers.iter().map(|s| s.0).collect();
+            tracing::info!(%cluster, ?servers, "in-sync set")
+        }
     }
 }

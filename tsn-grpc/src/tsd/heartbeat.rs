@@ -98,6 +98,7 @@ impl<S: Store> Duties<S> {
                     epoch,
                     me.server,
                     server.config.replication_timeout,
+                    Arc::clone(&server.report_now),
                 );
                 match started {
                     Ok(master) => {

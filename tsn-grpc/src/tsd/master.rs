@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tsn_core::change::{Change, Entry};
 use tsn_core::failover::Replication;
 use tsn_core::id::{Epoch, Position, ServerId};
@@ -36,6 +36,8 @@ pub(crate) struct Master<S> {
     appended: watch::Sender<Position>,
     commit: watch::Sender<Position>,
     stopped: watch::Sender<bool>,
+    /// Asks for an immediate heartbeat, to report a new in-sync set.
+    report_now: Arc<Notify>,
 }
 
 impl<S: Store> Master<S> {
@@ -47,6 +49,7 @@ impl<S: Store> Master<S> {
         epoch: Epoch,
         me: ServerId,
         replication_timeout: Duration,
+        report_now: Arc<Notify>,
     ) -> Result<Arc<Self>> {
         let durable = store.durable();
         let last = store.read(|s| s.last().position);
@@ -62,6 +65,7 @@ impl<S: Store> Master<S> {
             appended: watch::Sender::new(last),
             commit: watch::Sender::new(durable),
             stopped: watch::Sender::new(false),
+            report_now,
         });
         master.append(|state| {
             Some(Change::MasterElected {
@@ -164,7 +168,14 @@ impl<S: Store> Master<S> {
     pub(crate) fn update(&self, change: impl FnOnce(&mut Replication)) {
         let (commit, publish) = {
             let mut book = self.lock_book();
+            let before = book.replication.report();
             change(&mut book.replication);
+            let after = book.replication.report();
+            if before != after {
+                let in_sync: Vec<u32> = after.iter().map(|s| s.0).collect();
+                tracing::info!(?in_sync, "in-sync slaves changed");
+                self.report_now.notify_one();
+            }
             let commit = book.replication.commit();
             let mut publish = Vec::new();
             while book.unpublished.front().is_some_and(|(p, _)| *p <= commit) {

@@ -28,7 +28,7 @@ pub(crate) struct Server<S> {
     epochs_seen: mpsc::UnboundedSender<Epoch>,
     epochs_seen_rx: Mutex<Option<mpsc::UnboundedReceiver<Epoch>>>,
     /// Wakes the heartbeat task for an immediate report.
-    pub(crate) report_now: Notify,
+    pub(crate) report_now: Arc<Notify>,
 }
 
 impl<S: Store> Server<S> {
@@ -43,7 +43,7 @@ impl<S: Store> Server<S> {
             master: RwLock::new(None),
             epochs_seen,
             epochs_seen_rx: Mutex::new(Some(rx)),
-            report_now: Notify::new(),
+            report_now: Arc::new(Notify::new()),
         })
     }
 

@@ -1,0 +1,91 @@
+//! The course's test case 1 (SPEC.md 8.1): one cluster, a master and a slave, clients u1
+//! and u4 driven through pipes, every printed line checked.
+
+use crate::support::{Deployment, without_times};
+
+const BANNER: &str = "\
+========= TINY SNS CLIENT =========
+ Command Lists and Format:
+ FOLLOW <username>
+ UNFOLLOW <username>
+ LIST
+ TIMELINE
+=====================================
+";
+
+#[test]
+fn course_test_case_1_one_cluster_with_master_and_slave() {
+    let mut deployment = Deployment::start(3);
+    deployment.start_server(1, 1);
+    deployment.wait_master_is(1, 1);
+    deployment
+        .start_server(1, 2)
+        .wait_for_log_count("serving as slave", 1);
+    let master_port = deployment.master_port(1).expect("cluster 1 has a master");
+
+    let mut u1 = deployment.client(1);
+    u1.wait_for("Cmd> ");
+    let mut u4 = deployment.client(4);
+    u4.wait_for("Cmd> ");
+
+    for line in [
+        "LIST",
+        "FOLLOW 4",
+        "FOLLOW 1",
+        "FOLLOW 9",
+        "FOLLOW abc",
+        "HELLO",
+        "TIMELINE",
+    ] {
+        u1.send(line);
+    }
+    u1.wait_for("Now you are in the timeline");
+    for line in [
+        "LIST",
+        "TIMELINE",
+        "hello from 4",
+        "a second post, \"quoted\"",
+    ] {
+        u4.send(line);
+    }
+    u1.wait_for("a second post");
+    u4.close_stdin();
+    assert!(
+        u4.wait_exit().success(),
+        "u4 ends with status 0 at the end of input"
+    );
+    u1.close_stdin();
+    assert!(
+        u1.wait_exit().success(),
+        "u1 ends with status 0 at the end of input"
+    );
+
+    let connected = format!("Reconnecting to 127.0.0.1:{master_port}...\n");
+    let u1_expected = format!(
+        "{connected}{BANNER}\
+Cmd> Command completed successfully
+All users: 1, 4
+Followers: 
+Cmd> Command completed successfully
+Cmd> Input username already exists, command failed
+Cmd> Command failed with invalid username
+Cmd> Command failed with invalid username
+Cmd> Invalid Command
+Cmd> Command completed successfully
+Now you are in the timeline
+4 (TIME) >> hello from 4
+4 (TIME) >> a second post, \"quoted\"
+"
+    );
+    assert_eq!(without_times(&u1.stdout()), u1_expected);
+    let u4_expected = format!(
+        "{connected}{BANNER}\
+Cmd> Command completed successfully
+All users: 1, 4
+Followers: 1
+Cmd> Command completed successfully
+Now you are in the timeline
+"
+    );
+    assert_eq!(without_times(&u4.stdout()), u4_expected);
+}
