@@ -1,7 +1,9 @@
 //! What every program shares: flag parsing with one-line errors, logging, start-up
 //! failures, and shutdown on a signal.
 
+use std::ffi::OsString;
 use std::fmt::Display;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,10 +12,38 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use tokio::net::TcpListener;
 
-/// Parses the command line as `T`. `--help` prints and exits 0; a bad flag prints one line
-/// (`program: what is wrong`) on standard error and exits 2.
-pub fn parse_flags<T: Parser>(program: &str) -> T {
-    match T::try_parse() {
+/// Runs a server program: parses `args` (the first being the program's name) as `F`,
+/// sets up logging, and runs `run` on a multi-threaded runtime. A start-up failure is
+/// printed as one line and ends the program with status 1.
+pub fn run_server<F, Fut>(
+    program: &str,
+    args: Vec<OsString>,
+    run: impl FnOnce(F) -> Fut,
+) -> ExitCode
+where
+    F: Parser,
+    Fut: Future<Output = Result<(), Fatal>>,
+{
+    let flags: F = parse_flags(program, args);
+    init_logging();
+    match runtime().block_on(run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(fatal) => fatal.report(program),
+    }
+}
+
+/// The runtime every program runs on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the operating system provides threads and timers")
+}
+
+/// Parses `args` (the first being the program's name) as `T`. `--help` prints and exits
+/// 0; a bad flag prints one line (`program: what is wrong`) on standard error and exits 2.
+pub fn parse_flags<T: Parser>(program: &str, args: Vec<OsString>) -> T {
+    match T::try_parse_from(args) {
         Ok(flags) => flags,
         Err(error)
             if matches!(

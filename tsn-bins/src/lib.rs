@@ -5,4 +5,4 @@
 
 pub mod cli;
 pub mod client;
-pub mod server;
+pub mod program;

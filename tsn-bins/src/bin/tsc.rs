@@ -1,45 +1,5 @@
-//! `tsc`: the TSN client.
+//! `tsc`: see [`tsn_bins::program::tsc`].
 
-use std::process::ExitCode;
-
-use clap::{ArgAction, Parser};
-use tsn_bins::cli;
-use tsn_core::coordinator::Endpoint;
-use tsn_core::id::UserId;
-
-/// The TSN client.
-#[derive(Parser, Debug)]
-#[command(
-    name = "tsc",
-    version,
-    about = "TSN client: follow users, list them, and read and write your timeline",
-    disable_help_flag = true
-)]
-struct Flags {
-    /// Host of the coordinator.
-    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
-    coordinator_host: String,
-    /// Port of the coordinator.
-    #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090)]
-    coordinator_port: u16,
-    /// Your user id: a whole number from 1 to 2147483647.
-    #[arg(short = 'u', long = "user", default_value = "1", value_parser = parse_user)]
-    user: UserId,
-    /// Print help.
-    #[arg(long, action = ArgAction::Help)]
-    help: Option<bool>,
-}
-
-fn parse_user(text: &str) -> Result<UserId, String> {
-    text.parse::<UserId>().map_err(|e| e.to_string())
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let flags: Flags = cli::parse_flags("tsc");
-    let coordinator = Endpoint {
-        host: flags.coordinator_host,
-        port: flags.coordinator_port,
-    };
-    tsn_bins::client::run(coordinator, flags.user).await
+fn main() -> std::process::ExitCode {
+    tsn_bins::program::tsc::main(std::env::args_os().collect())
 }

@@ -1,0 +1,46 @@
+//! The client, `tsc`.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use crate::cli;
+use clap::{ArgAction, Parser};
+use tsn_core::coordinator::Endpoint;
+use tsn_core::id::UserId;
+
+/// The client's flags.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tsc",
+    version,
+    about = "TSN client: follow users, list them, and read and write your timeline",
+    disable_help_flag = true
+)]
+struct Flags {
+    /// Host of the coordinator.
+    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
+    coordinator_host: String,
+    /// Port of the coordinator.
+    #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090)]
+    coordinator_port: u16,
+    /// Your user id: a whole number from 1 to 2147483647.
+    #[arg(short = 'u', long = "user", default_value = "1", value_parser = parse_user)]
+    user: UserId,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+fn parse_user(text: &str) -> Result<UserId, String> {
+    text.parse::<UserId>().map_err(|e| e.to_string())
+}
+
+/// Runs the client with `args` (the first being the program's name).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let flags: Flags = cli::parse_flags("tsc", args);
+    let coordinator = Endpoint {
+        host: flags.coordinator_host,
+        port: flags.coordinator_port,
+    };
+    cli::runtime().block_on(crate::client::run(coordinator, flags.user))
+}

@@ -1,0 +1,99 @@
+//! The tsd: a server of one cluster, master or slave as the coordinator decides.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::{self, Fatal};
+use crate::program::server::{self, ServerFlags};
+use clap::{ArgAction, Parser};
+use tsn_core::coordinator::{Endpoint, ServerRef};
+use tsn_core::id::{ClusterId, ServerId};
+use tsn_grpc::coordinator::CoordClient;
+use tsn_grpc::tsd;
+
+/// The tsd's flags.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tsd",
+    version,
+    about = "TSN server: serves one cluster's users as master, or keeps a copy as slave",
+    disable_help_flag = true
+)]
+struct Flags {
+    /// The cluster this server belongs to (1..N).
+    #[arg(short = 'c', long = "cluster", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    cluster: u32,
+    /// This server's id within its cluster.
+    #[arg(short = 's', long = "server", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    server: u32,
+    /// Host of the coordinator.
+    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
+    coordinator_host: String,
+    /// Port of the coordinator.
+    #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090)]
+    coordinator_port: u16,
+    /// Port to listen on (0 picks a free one).
+    #[arg(short = 'p', long = "port", default_value_t = 10000)]
+    port: u16,
+    /// Folder holding the data; this server keeps its copy in <data-dir>/cluster_<c>/<s>/.
+    #[arg(long, default_value = "tsn-data")]
+    data_dir: PathBuf,
+    /// How often to report to the coordinator (e.g. 200ms, 10s).
+    #[arg(long, default_value = "200ms", value_parser = cli::duration)]
+    heartbeat_interval: Duration,
+    /// How long a client's session lives without a keep-alive.
+    #[arg(long, default_value = "3s", value_parser = cli::duration)]
+    session_timeout: Duration,
+    /// How long the master waits for a silent slave before acknowledging without it.
+    #[arg(long, default_value = "1s", value_parser = cli::duration)]
+    replication_timeout: Duration,
+    #[command(flatten)]
+    network: ServerFlags,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// Runs a tsd with `args` (the first being the program's name).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    cli::run_server("tsd", args, run)
+}
+
+async fn run(flags: Flags) -> Result<(), Fatal> {
+    let listener = cli::listen(&flags.network.bind, flags.port).await?;
+    let me = ServerRef {
+        cluster: ClusterId(flags.cluster),
+        server: ServerId(flags.server),
+        endpoint: flags.network.advertised(&listener)?,
+    };
+    let coordinator_at = Endpoint {
+        host: flags.coordinator_host.clone(),
+        port: flags.coordinator_port,
+    };
+    let coordinator = Arc::new(
+        CoordClient::new(&coordinator_at).map_err(|e| Fatal::new("bad coordinator address", e))?,
+    );
+    let store = server::open_replica(&flags.data_dir, &me, &*coordinator, &coordinator_at).await?;
+    println!(
+        "tsd cluster {} server {} listening on {}",
+        me.cluster, me.server, me.endpoint
+    );
+    let config = tsd::Config {
+        me,
+        heartbeat_interval: flags.heartbeat_interval,
+        session_timeout: flags.session_timeout,
+        replication_timeout: flags.replication_timeout,
+    };
+    tsd::serve(
+        config,
+        Arc::new(store),
+        coordinator,
+        listener,
+        cli::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| Fatal::new("the server stopped", e))
+}
