@@ -1,6 +1,8 @@
 //! The programs, as functions of their arguments, so that the executables stay one line
 //! and `tsn-local` can run any of them as a child process of its own binary.
 
+pub mod bench;
+pub mod children;
 pub mod coordinator;
 pub mod local;
 pub mod server;
