@@ -21,20 +21,29 @@ const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_m
 /// How long the first connection may take.
 const FIRST_CONNECT: Duration = Duration::from_secs(3);
 
-/// Why the client could not connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why the client could not connect; `Display` says it to the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     /// Another client holds the user's live session.
-    Refused,
+    #[error("user {0} already has a live session in another client")]
+    Refused(UserId),
     /// The cluster has no live master.
-    NoServer,
+    #[error("no server serves the cluster of user {0}")]
+    NoServer(UserId),
     /// The coordinator or the master could not be reached in time.
-    Unreachable,
+    #[error("cannot connect through the coordinator at {coordinator}: {reason}")]
+    Unreachable {
+        /// The coordinator's address.
+        coordinator: Endpoint,
+        /// The last failure.
+        reason: String,
+    },
 }
 
 /// The connection of one user's client.
 pub struct Link {
     coordinator: CoordClient,
+    coordinator_at: Endpoint,
     user: UserId,
     session: String,
     server: Option<SnsClient>,
@@ -44,9 +53,11 @@ pub struct Link {
 impl Link {
     /// A client of `user` that asks the coordinator at `coordinator` for its server.
     pub fn new(coordinator: &Endpoint, user: UserId) -> Result<Link, String> {
+        let coordinator_at = coordinator.clone();
         let coordinator = CoordClient::new(coordinator).map_err(|e| e.to_string())?;
         Ok(Link {
             coordinator,
+            coordinator_at,
             user,
             session: format!("{:032x}", rand::random::<u128>()),
             server: None,
@@ -77,7 +88,7 @@ impl Link {
         let mut announced: Option<Endpoint> = None;
         let mut pause = RETRY.0;
         loop {
-            match self.coordinator.server_for(self.user).await {
+            let failure = match self.coordinator.server_for(self.user).await {
                 Ok(Some(server)) => {
                     if announced.as_ref() != Some(&server.endpoint) {
                         console.say(&format::reconnecting(&server.endpoint));
@@ -85,32 +96,42 @@ impl Link {
                     }
                     match self.login_at(&server).await {
                         Ok(()) => return Ok(()),
-                        Err(ConnectError::Refused) => return Err(ConnectError::Refused),
-                        Err(_) => {}
+                        Err(refused @ ConnectError::Refused(_)) => return Err(refused),
+                        Err(other) => other,
                     }
                 }
-                Ok(None) if first => return Err(ConnectError::NoServer),
-                Ok(None) | Err(_) => {}
-            }
+                Ok(None) if first => return Err(ConnectError::NoServer(self.user)),
+                Ok(None) => ConnectError::NoServer(self.user),
+                Err(error) => self.unreachable(error),
+            };
             if deadline.is_some_and(|d| Instant::now() + pause > d) {
-                return Err(ConnectError::Unreachable);
+                return Err(failure);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RETRY.1);
         }
     }
 
+    pub(crate) fn unreachable(&self, reason: impl std::fmt::Display) -> ConnectError {
+        ConnectError::Unreachable {
+            coordinator: self.coordinator_at.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
     async fn login_at(&mut self, server: &ServerRef) -> Result<(), ConnectError> {
         let client = SnsClient::new(server.endpoint.clone(), self.user, self.session.clone())
-            .map_err(|_| ConnectError::Unreachable)?;
+            .map_err(|e| self.unreachable(e))?;
         match client.login().await {
             Ok(LoginReply::Welcome) => {
                 self.keep_alive_at(client.clone());
                 self.server = Some(client);
                 Ok(())
             }
-            Ok(LoginReply::AlreadyJoined) => Err(ConnectError::Refused),
-            Err(_) => Err(ConnectError::Unreachable),
+            Ok(LoginReply::AlreadyJoined) => Err(ConnectError::Refused(self.user)),
+            Err(error) => {
+                Err(self.unreachable(format_args!("the server at {}: {error}", server.endpoint)))
+            }
         }
     }
 

@@ -37,9 +37,8 @@ pub async fn run(coordinator: Endpoint, user: UserId) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if link.connect(&console, None).await.is_err() {
-        console.say(format::CONNECTION_FAILED);
-        return ExitCode::from(1);
+    if let Err(error) = link.connect(&console, None).await {
+        return connection_failed(&console, &error);
     }
     console.say(format::BANNER);
     loop {
@@ -69,6 +68,14 @@ pub async fn run(coordinator: Endpoint, user: UserId) -> ExitCode {
     }
 }
 
+/// Says that the client cannot go on: the course's line on standard output, the reason on
+/// standard error. Returns the exit status.
+pub fn connection_failed(console: &Console, error: &ConnectError) -> ExitCode {
+    console.say(format::CONNECTION_FAILED);
+    eprintln!("tsc: {error}");
+    ExitCode::from(1)
+}
+
 /// Runs FOLLOW, UNFOLLOW or LIST, trying once more at a new master if the server is gone.
 /// Returns the lines to print, or the exit status if the session was lost for good.
 async fn execute(
@@ -84,9 +91,8 @@ async fn execute(
                 let deadline = Instant::now() + COMMAND_RECONNECT;
                 match link.connect(console, Some(deadline)).await {
                     Ok(()) => continue,
-                    Err(ConnectError::Refused) => {
-                        console.say(format::CONNECTION_FAILED);
-                        return Err(ExitCode::from(1));
+                    Err(refused @ ConnectError::Refused(_)) => {
+                        return Err(connection_failed(console, &refused));
                     }
                     Err(_) => break,
                 }

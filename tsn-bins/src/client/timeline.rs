@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use tsn_core::post::PostText;
 use tsn_grpc::client::{TimelineConn, TimelineEvent};
 
+use crate::client::connection_failed;
 use crate::client::console::{Console, Input};
 use crate::client::format;
 use crate::client::link::{ConnectError, Link};
@@ -38,9 +39,8 @@ struct Progress {
 pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
     let mut conn = match open(link, console, None).await {
         Ok(conn) => conn,
-        Err(ConnectError::Refused) => {
-            console.say(format::CONNECTION_FAILED);
-            return Some(ExitCode::from(1));
+        Err(refused @ ConnectError::Refused(_)) => {
+            return Some(connection_failed(console, &refused));
         }
         Err(_) => {
             console.say(format::FAILED);
@@ -73,10 +73,7 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
                 }
                 Ok(None) | Err(_) => match resume(link, console, &progress).await {
                     Ok(resumed) => conn = resumed,
-                    Err(_) => {
-                        console.say(format::CONNECTION_FAILED);
-                        return Some(ExitCode::from(1));
-                    }
+                    Err(error) => return Some(connection_failed(console, &error)),
                 },
             },
             input = console.read_line(""), if progress.input_open => match input {
@@ -121,7 +118,7 @@ async fn open(
     link.server()
         .open_timeline(resume_after)
         .await
-        .map_err(|_| ConnectError::Unreachable)
+        .map_err(|e| link.unreachable(e))
 }
 
 /// Finds the new master, reopens the timeline after what was shown, and sends the

@@ -14,6 +14,7 @@ use tsn_core::coordinator::{Local, RegistryConfig};
 #[derive(Parser, Debug)]
 #[command(
     name = "coordinator",
+    allow_negative_numbers = true,
     version,
     about = "TSN coordinator: heartbeats, roles, failover and routing for every cluster"
 )]

@@ -12,6 +12,7 @@ use tsn_core::id::UserId;
 #[derive(Parser, Debug)]
 #[command(
     name = "tsc",
+    allow_negative_numbers = true,
     version,
     about = "TSN client: follow users, list them, and read and write your timeline",
     disable_help_flag = true

@@ -18,6 +18,7 @@ use tsn_grpc::tsd;
 #[derive(Parser, Debug)]
 #[command(
     name = "tsd",
+    allow_negative_numbers = true,
     version,
     about = "TSN server: serves one cluster's users as master, or keeps a copy as slave",
     disable_help_flag = true

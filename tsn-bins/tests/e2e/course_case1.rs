@@ -1,17 +1,7 @@
 //! The course's test case 1 (SPEC.md 8.1): one cluster, a master and a slave, clients u1
 //! and u4 driven through pipes, every printed line checked.
 
-use crate::support::{Deployment, without_times};
-
-const BANNER: &str = "\
-========= TINY SNS CLIENT =========
- Command Lists and Format:
- FOLLOW <username>
- UNFOLLOW <username>
- LIST
- TIMELINE
-=====================================
-";
+use crate::support::{BANNER, Deployment, without_times};
 
 #[test]
 fn course_test_case_1_one_cluster_with_master_and_slave() {

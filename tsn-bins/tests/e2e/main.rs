@@ -3,5 +3,11 @@
 
 mod support;
 
+mod bad_input;
 mod course_case1;
+mod course_protocol;
 mod failover;
+mod restarts;
+mod sessions;
+mod startup;
+mod timeline_rules;

@@ -7,8 +7,17 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Status, Streaming};
+use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
+use tsn_grpc::proto::csce438::sns_service_client::SnsServiceClient;
+use tsn_grpc::proto::csce438::{Id, Message, Request};
 
 /// The timers a deployment runs with.
 #[derive(Clone, Copy, Debug)]
@@ -38,30 +47,79 @@ pub(crate) struct Proc {
     name: String,
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Output>,
+    stderr: Arc<Output>,
 }
 
-fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
+/// What a program printed on one of its outputs, and whether that output has ended.
+#[derive(Default)]
+struct Output {
+    text: Mutex<String>,
+    ended: AtomicBool,
+}
+
+fn collect(mut from: impl Read + Send + 'static) -> Arc<Output> {
+    let output = Arc::new(Output::default());
+    let sink = Arc::clone(&output);
     std::thread::spawn(move || {
         let mut buffer = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buffer) {
+        let mut pending = Vec::new();
+        loop {
+            let n = from.read(&mut buffer).unwrap_or(0);
+            pending.extend_from_slice(&buffer[..n]);
+            decode(&mut pending, &mut sink.text.lock().unwrap(), n == 0);
             if n == 0 {
                 break;
             }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buffer[..n]));
         }
+        sink.ended.store(true, Ordering::SeqCst);
     });
-    text
+    output
+}
+
+/// Moves the text of `pending` to `out`, keeping a character cut in two by a read for the
+/// next one (unless `at_end`); bytes that are no UTF-8 become U+FFFD.
+fn decode(pending: &mut Vec<u8>, out: &mut String, at_end: bool) {
+    loop {
+        let (valid, invalid) = match std::str::from_utf8(pending) {
+            Ok(text) => (text.len(), None),
+            Err(e) => (e.valid_up_to(), Some(e.error_len())),
+        };
+        out.push_str(std::str::from_utf8(&pending[..valid]).expect("checked above"));
+        match invalid {
+            None => {
+                pending.clear();
+                return;
+            }
+            Some(Some(bad)) => {
+                out.push(char::REPLACEMENT_CHARACTER);
+                pending.drain(..valid + bad);
+            }
+            Some(None) if at_end => {
+                out.push(char::REPLACEMENT_CHARACTER);
+                pending.clear();
+                return;
+            }
+            Some(None) => {
+                pending.drain(..valid);
+                return;
+            }
+        }
+    }
 }
 
 /// Polls `check` every 10 ms until it returns `Some`, or panics after `PATIENCE` with `what`.
-pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+pub(crate) fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    eventually_within(PATIENCE, what, check)
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, or panics after `limit` with `what`.
+pub(crate) fn eventually_within<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check() {
             return value;
@@ -96,12 +154,12 @@ impl Proc {
 
     /// Everything printed on standard output so far.
     pub(crate) fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.text.lock().unwrap().clone()
     }
 
     /// Everything printed on standard error so far.
     pub(crate) fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text.lock().unwrap().clone()
     }
 
     /// Waits until standard output contains `text`.
@@ -163,9 +221,40 @@ impl Proc {
         self.stdin = None;
     }
 
+    /// Types `line` and waits until standard output shows `answer` once more than before.
+    pub(crate) fn command(&mut self, line: &str, answer: &str) {
+        let seen = self.stdout().matches(answer).count();
+        self.send(line);
+        self.wait_for_count(answer, seen + 1);
+    }
+
+    /// Types `TIMELINE` and waits until the client is in its timeline.
+    pub(crate) fn enter_timeline(&mut self) {
+        self.command("TIMELINE", "Now you are in the timeline\n");
+    }
+
+    /// Ends a client's input and checks that it exits with status 0, as SPEC.md section 4
+    /// asks of a client whose input is not a terminal.
+    pub(crate) fn finish(&mut self) {
+        self.close_stdin();
+        let status = self.wait_exit();
+        assert!(
+            status.success(),
+            "{} exits 0 at the end of input: {status}; it printed:\n{}",
+            self.name,
+            self.stdout()
+        );
+    }
+
     /// Waits for the process to exit.
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
-        eventually(
+        self.wait_exit_within(PATIENCE)
+    }
+
+    /// Waits at most `limit` for the process to exit, and then for everything it printed.
+    pub(crate) fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
+        let status = eventually_within(
+            limit,
             &format!(
                 "{} to exit; it printed:\n{}\n--- stderr:\n{}",
                 self.name,
@@ -173,7 +262,17 @@ impl Proc {
                 self.stderr()
             ),
             || self.child.try_wait().expect("query the child"),
-        )
+        );
+        self.wait_output_end();
+        status
+    }
+
+    /// Waits until both outputs of an exited process are read to their end.
+    fn wait_output_end(&self) {
+        eventually(&format!("the end of {}'s output", self.name), || {
+            (self.stdout.ended.load(Ordering::SeqCst) && self.stderr.ended.load(Ordering::SeqCst))
+                .then_some(())
+        })
     }
 
     /// Whether the process is still running.
@@ -190,6 +289,35 @@ impl Proc {
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits until the process has printed `marker` (`true`) or has exited (`false`).
+    pub(crate) fn wait_for_or_exit(&mut self, marker: &str) -> bool {
+        let what = format!("'{marker}' from {}, or its exit", self.name);
+        eventually(&what, || {
+            if self.stdout().contains(marker) {
+                Some(true)
+            } else if self.is_running() {
+                None
+            } else {
+                // It may have printed the marker just before it exited.
+                self.wait_output_end();
+                Some(self.stdout().contains(marker))
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for Proc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (pid {}); it printed:\n{}\n--- stderr:\n{}",
+            self.name,
+            self.pid(),
+            self.stdout(),
+            self.stderr()
+        )
     }
 }
 
@@ -260,6 +388,14 @@ impl Deployment {
     /// The data folder.
     pub(crate) fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Starts server 1 of `cluster`, waits until the coordinator names it the cluster's
+    /// master, and returns its port.
+    pub(crate) fn start_master(&mut self, cluster: u32) -> u16 {
+        self.start_server(cluster, 1);
+        self.wait_master_is(cluster, 1);
+        self.master_port(cluster).expect("the cluster has a master")
     }
 
     /// Kills the coordinator and starts it again on the same port.
@@ -359,6 +495,35 @@ impl Deployment {
             ],
         )
     }
+
+    /// Starts `tsc -u user` and waits until it shows its prompt (`Ok`) or exits (`Err`).
+    pub(crate) fn try_client(&self, user: u32) -> Result<Proc, Proc> {
+        let mut client = self.client(user);
+        if client.wait_for_or_exit(PROMPT) {
+            Ok(client)
+        } else {
+            Err(client)
+        }
+    }
+
+    /// Starts `tsc -u user` and waits until it shows its prompt.
+    pub(crate) fn logged_in_client(&self, user: u32) -> Proc {
+        self.try_client(user).unwrap_or_else(|client| {
+            panic!(
+                "tsc -u {user} did not log in; it printed:\n{}\n--- stderr:\n{}",
+                client.stdout(),
+                client.stderr()
+            )
+        })
+    }
+}
+
+/// A loopback port nobody listens on (it was free a moment ago).
+pub(crate) fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 fn start_coordinator(clusters: u32, port: u16, timers: Timers) -> (Proc, u16) {
@@ -376,8 +541,6 @@ fn start_coordinator(clusters: u32, port: u16, timers: Timers) -> (Proc, u16) {
 }
 
 fn ask_master(coordinator_port: u16, cluster: u32) -> Option<(u32, u16)> {
-    use tsn_grpc::proto::csce438::Id;
-    use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -405,6 +568,60 @@ fn master_id(coordinator_port: u16, cluster: u32) -> Option<u32> {
     ask_master(coordinator_port, cluster).map(|(id, _)| id)
 }
 
+/// The banner `tsc` shows after its first login (SPEC.md section 4).
+pub(crate) const BANNER: &str = "\
+========= TINY SNS CLIENT =========
+ Command Lists and Format:
+ FOLLOW <username>
+ UNFOLLOW <username>
+ LIST
+ TIMELINE
+=====================================
+";
+
+/// The command prompt of `tsc`.
+pub(crate) const PROMPT: &str = "Cmd> ";
+
+/// What `tsc` prints on connecting to the master at `port`: the reconnect line, the banner.
+pub(crate) fn greeting(port: u16) -> String {
+    format!("Reconnecting to 127.0.0.1:{port}...\n{BANNER}")
+}
+
+/// The lines a client printed in timeline mode (after its last `Now you are in the
+/// timeline`), with every time replaced by `TIME`.
+pub(crate) fn timeline_lines(transcript: &str) -> Vec<String> {
+    let marker = "Now you are in the timeline\n";
+    let Some(at) = transcript.rfind(marker) else {
+        return Vec::new();
+    };
+    transcript[at + marker.len()..]
+        .lines()
+        .map(mask_time)
+        .collect()
+}
+
+/// A post of exactly `chars` characters that is hard to store: quotes, tabs, backslashes,
+/// other scripts (one written right to left), emoji (some of several code points), Unicode's
+/// line and paragraph separators and a byte order mark, starting with a quote and ending
+/// with a backslash. No other control character than tab.
+pub(crate) fn tricky_post(chars: usize) -> String {
+    let pattern: Vec<char> = concat!(
+        "\"say \"hi\"\t'it''s' — 日本語 ünïcödé עִבְרִית\u{200f} 🎉👍🏽👩‍💻 C:\\path\\ \\n ",
+        "\u{2028}\u{2029}\u{feff} {}% "
+    )
+    .chars()
+    .collect();
+    let mut text: String = pattern
+        .iter()
+        .cycle()
+        .take(chars.saturating_sub(1))
+        .collect();
+    if chars > 0 {
+        text.push('\\');
+    }
+    text
+}
+
 /// The lines of a client's transcript with every `(<ctime>)` replaced by `(TIME)`.
 pub(crate) fn without_times(text: &str) -> String {
     let mut out = String::new();
@@ -422,4 +639,158 @@ fn mask_time(line: &str) -> String {
         }
         _ => line.to_owned(),
     }
+}
+
+// --- The course's protocol, spoken directly -------------------------------------------------
+
+/// A tokio runtime for tests that make gRPC calls themselves. The harness's blocking
+/// functions (starting processes, waiting for output) belong outside its `block_on`.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Awaits `future`, or panics after `PATIENCE` with `what`.
+pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A client of the course's `SNSService`.
+pub(crate) type Sns = SnsServiceClient<Channel>;
+
+/// A client of the course's `SNSService` at the tsd on `port`.
+pub(crate) async fn sns_at(port: u16) -> Sns {
+    within(
+        &format!("a connection to the tsd on port {port}"),
+        SnsServiceClient::connect(format!("http://127.0.0.1:{port}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot connect to the tsd on port {port}: {e}"))
+}
+
+/// A client of the course's `CoordService` at the coordinator on `port`.
+pub(crate) async fn coordinator_at(port: u16) -> CoordServiceClient<Channel> {
+    within(
+        &format!("a connection to the coordinator on port {port}"),
+        CoordServiceClient::connect(format!("http://127.0.0.1:{port}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot connect to the coordinator on port {port}: {e}"))
+}
+
+/// A course `Request`: a user name and arguments, no session.
+pub(crate) fn request(user: &str, arguments: &[&str]) -> Request {
+    Request {
+        username: user.to_owned(),
+        arguments: arguments.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// `GetServer(ID{id})` at the coordinator on `port`.
+pub(crate) async fn get_server(
+    port: u16,
+    id: i32,
+) -> Result<tsn_grpc::proto::csce438::ServerInfo, Status> {
+    let mut coordinator = coordinator_at(port).await;
+    within("GetServer", coordinator.get_server(Id { id }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A course `Message` from `user` with `text`, stamped now, with none of TSN's fields.
+pub(crate) fn course_message(user: &str, text: &str) -> Message {
+    let mut message = Message {
+        username: user.to_owned(),
+        msg: text.to_owned(),
+        timestamp: Some(Default::default()),
+        ..Default::default()
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970");
+    if let Some(stamp) = message.timestamp.as_mut() {
+        stamp.seconds = now.as_secs() as i64;
+        stamp.nanos = now.subsec_nanos() as i32;
+    }
+    message
+}
+
+/// A Timeline stream opened as the course's client opens it: a first message `Set Stream`
+/// naming the user, no session, no post ids.
+pub(crate) struct CourseTimeline {
+    user: String,
+    outbound: mpsc::Sender<Message>,
+    inbound: Streaming<Message>,
+}
+
+impl CourseTimeline {
+    /// Opens `user`'s Timeline stream through `client`.
+    pub(crate) async fn open(client: &mut Sns, user: &str) -> Self {
+        let (outbound, requests) = mpsc::channel(16);
+        outbound
+            .send(course_message(user, "Set Stream"))
+            .await
+            .expect("the request stream is open");
+        let inbound = within(
+            &format!("user {user}'s Timeline stream to open"),
+            client.timeline(ReceiverStream::new(requests)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("user {user}'s Timeline stream was refused: {e}"))
+        .into_inner();
+        CourseTimeline {
+            user: user.to_owned(),
+            outbound,
+            inbound,
+        }
+    }
+
+    /// Posts `text` as the stream's user.
+    pub(crate) async fn post(&self, text: &str) {
+        let user = self.user.clone();
+        self.send_as(&user, text).await;
+    }
+
+    /// Sends a message that claims to be from `user`.
+    pub(crate) async fn send_as(&self, user: &str, text: &str) {
+        // A stream the server has ended takes no more; what it said comes from `next`.
+        let _ = self.outbound.send(course_message(user, text)).await;
+    }
+
+    /// The next message from the server: `Ok(None)` when the stream ended cleanly, `Err`
+    /// with the status that ended it otherwise.
+    pub(crate) async fn next(&mut self) -> Result<Option<Message>, Status> {
+        let what = format!("a message on user {}'s Timeline stream", self.user);
+        within(&what, self.inbound.message()).await
+    }
+
+    /// The next post from the server; panics if the stream ended instead.
+    pub(crate) async fn next_post(&mut self) -> Message {
+        match self.next().await {
+            Ok(Some(message)) => message,
+            other => panic!(
+                "user {}'s Timeline stream ended instead of bringing a post: {other:?}",
+                self.user
+            ),
+        }
+    }
+}
+
+#[test]
+fn output_keeps_characters_cut_in_two_by_a_read() {
+    let bytes = "a🎉b".as_bytes();
+    let (mut pending, mut out) = (Vec::new(), String::new());
+    for chunk in bytes.chunks(2) {
+        pending.extend_from_slice(chunk);
+        decode(&mut pending, &mut out, false);
+    }
+    pending.extend_from_slice(b"\xffc\xf0\x9f");
+    decode(&mut pending, &mut out, true);
+    assert_eq!(out, "a🎉b\u{fffd}c\u{fffd}");
 }

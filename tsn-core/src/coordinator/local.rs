@@ -1,15 +1,22 @@
 //! [`Local`]: the coordinator in this process.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use crate::coordinator::{
     Assignment, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::UserId;
+
+/// How long a routing question waits for a master while the registry is listening: less
+/// than a client's call timeout, so that the client can retry.
+pub(crate) const LISTENING_HOLD: Duration = Duration::from_millis(1500);
+
+/// How often a held routing question looks again.
+const LISTENING_POLL: Duration = Duration::from_millis(20);
 
 /// A [`Coordinator`] that decides in this process with a [`Registry`] and the system's
 /// monotonic clock. The coordinator program serves one over gRPC; an embedding program or
@@ -47,8 +54,31 @@ impl Coordinator for Local {
         self.lock().heartbeat(&report, Instant::now())
     }
 
+    /// While the registry is still listening (it has just started), a cluster without a
+    /// known master may only not have reported yet: the call waits for its master, up to
+    /// [`LISTENING_HOLD`], and then fails as [`Error::Unavailable`] (worth retrying).
     async fn server_for(&self, user: UserId) -> Result<Option<ServerRef>> {
-        Ok(self.lock().server_for(user, Instant::now()))
+        let give_up = Instant::now() + LISTENING_HOLD;
+        loop {
+            let now = Instant::now();
+            let (master, listening) = {
+                let mut registry = self.lock();
+                (registry.server_for(user, now), registry.is_listening(now))
+            };
+            match (master, listening) {
+                (Some(master), _) => return Ok(Some(master)),
+                (None, false) => return Ok(None),
+                (None, true) if now >= give_up => {
+                    return Err(Error::Unavailable {
+                        what: "the coordinator".into(),
+                        reason:
+                            "it has just started and is still learning which servers are masters"
+                                .into(),
+                    });
+                }
+                (None, true) => tokio::time::sleep(LISTENING_POLL).await,
+            }
+        }
     }
 
     async fn register_sync(&self, sync: ServerRef) -> Result<()> {

@@ -111,6 +111,12 @@ impl Registry {
         }
     }
 
+    /// Whether the registry is still in its first failure timeout, learning the current
+    /// masters from their heartbeats rather than promoting anyone.
+    pub fn is_listening(&self, now: Instant) -> bool {
+        now < self.listen_until
+    }
+
     /// The number of clusters.
     pub fn clusters(&self) -> u32 {
         self.config.clusters
