@@ -12,10 +12,10 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use tokio::net::TcpListener;
 
-/// Runs a server program: parses `args` (the first being the program's name) as `F`,
-/// sets up logging, and runs `run` on a multi-threaded runtime. A start-up failure is
-/// printed as one line and ends the program with status 1.
-pub fn run_server<F, Fut>(
+/// Runs a program: parses `args` (the first being the program's name) as `F` and runs
+/// `run` on a multi-threaded runtime. A failure is printed as one line and ends the
+/// program with status 1.
+pub fn run_program<F, Fut>(
     program: &str,
     args: Vec<OsString>,
     run: impl FnOnce(F) -> Fut,
@@ -25,7 +25,6 @@ where
     Fut: Future<Output = Result<(), Fatal>>,
 {
     let flags: F = parse_flags(program, args);
-    init_logging();
     match runtime().block_on(run(flags)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => fatal.report(program),

@@ -25,7 +25,7 @@ use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::children::{self, Deployment, RUN_AS, Topology};
+use crate::program::children::{self, Deployment, RUN_AS, Timers, Topology};
 
 /// How long any one expected event may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -44,24 +44,13 @@ struct Flags {
     /// Failover trials.
     #[arg(long, default_value_t = 5)]
     failovers: usize,
-    /// How often servers report to the coordinator.
-    #[arg(long, default_value = "200ms", value_parser = cli::duration)]
-    heartbeat_interval: Duration,
-    /// The coordinator's failure timeout.
-    #[arg(long, default_value = "1s", value_parser = cli::duration)]
-    failure_timeout: Duration,
+    #[command(flatten)]
+    timers: Timers,
 }
 
 /// Runs `tsn-bench` with `args`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    if let Some(exit) = children::run_as(&args) {
-        return exit;
-    }
-    let flags: Flags = cli::parse_flags("tsn-bench", args);
-    match cli::runtime().block_on(run(flags)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(fatal) => fatal.report("tsn-bench"),
-    }
+    children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-bench", args, run))
 }
 
 /// A `tsc` child whose screen lines arrive with the moment they were read.
@@ -137,8 +126,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         coordinator_port,
         free_ports: true,
         data_dir: data_dir.clone(),
-        heartbeat_interval: flags.heartbeat_interval,
-        failure_timeout: flags.failure_timeout,
+        timers: flags.timers,
     };
     let mut deployment = Deployment::start(topology).await?;
     let result = measure(&flags, &mut deployment).await;

@@ -50,6 +50,17 @@ pub fn run_as(args: &[OsString]) -> Option<ExitCode> {
     })
 }
 
+/// The timer flags of the programs that start deployments.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct Timers {
+    /// How often servers report to the coordinator.
+    #[arg(long = "heartbeat-interval", default_value = "200ms", value_parser = crate::cli::duration)]
+    pub heartbeat_interval: Duration,
+    /// How long a silent server counts as alive (the coordinator's failure timeout).
+    #[arg(long = "failure-timeout", default_value = "1s", value_parser = crate::cli::duration)]
+    pub failure_timeout: Duration,
+}
+
 /// The shape of a local deployment.
 #[derive(Clone, Debug)]
 pub struct Topology {
@@ -61,10 +72,8 @@ pub struct Topology {
     pub free_ports: bool,
     /// Folder of the data; logs go to its `logs` folder.
     pub data_dir: PathBuf,
-    /// The servers' heartbeat interval.
-    pub heartbeat_interval: Duration,
-    /// The coordinator's failure timeout (and the masters' replication timeout).
-    pub failure_timeout: Duration,
+    /// The heartbeat interval and failure timeout.
+    pub timers: Timers,
 }
 
 impl Topology {
@@ -84,7 +93,7 @@ impl Topology {
             "--clusters".into(),
             self.clusters.to_string(),
             "--failure-timeout".into(),
-            humantime::format_duration(self.failure_timeout).to_string(),
+            humantime::format_duration(self.timers.failure_timeout).to_string(),
         ]
     }
 
@@ -102,9 +111,9 @@ impl Topology {
             "--data-dir".into(),
             self.data_dir.display().to_string(),
             "--heartbeat-interval".into(),
-            duration(self.heartbeat_interval),
+            duration(self.timers.heartbeat_interval),
             "--replication-timeout".into(),
-            duration(self.failure_timeout),
+            duration(self.timers.failure_timeout),
         ]
     }
 }
@@ -197,15 +206,7 @@ impl Deployment {
         for cluster in 1..=self.topology.clusters {
             for server in 1..=2 {
                 let args = self.topology.tsd_args(cluster, server);
-                let tsd = spawn(
-                    &self.exe,
-                    &self.logs,
-                    "tsd",
-                    Some(cluster),
-                    Some(server),
-                    args,
-                )
-                .await?;
+                let tsd = self.spawn_tsd(cluster, server, args).await?;
                 self.members.push(tsd);
             }
         }
@@ -227,6 +228,23 @@ impl Deployment {
             .map_err(|_| {
                 Fatal("the servers did not all take up a role in time; see the logs".into())
             })
+    }
+
+    async fn spawn_tsd(
+        &self,
+        cluster: u32,
+        server: u32,
+        args: Vec<String>,
+    ) -> Result<Member, Fatal> {
+        spawn(
+            &self.exe,
+            &self.logs,
+            "tsd",
+            Some(cluster),
+            Some(server),
+            args,
+        )
+        .await
     }
 
     /// What the member called `name` (`coordinator`, `tsd-1-2`) has logged so far.
@@ -259,16 +277,7 @@ impl Deployment {
             return Err(Fatal(format!("there is no tsd {cluster}/{server}")));
         };
         let args = self.members[index].args.clone();
-        let member = spawn(
-            &self.exe,
-            &self.logs,
-            "tsd",
-            Some(cluster),
-            Some(server),
-            args,
-        )
-        .await?;
-        self.members[index] = member;
+        self.members[index] = self.spawn_tsd(cluster, server, args).await?;
         self.wait_for_roles().await
     }
 

@@ -38,10 +38,11 @@ struct Flags {
 
 /// Runs the coordinator with `args` (the first being the program's name).
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    cli::run_server("coordinator", args, run)
+    cli::run_program("coordinator", args, run)
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
+    cli::init_logging();
     let listener = cli::listen(&flags.bind, flags.port).await?;
     let port = listener
         .local_addr()

@@ -19,7 +19,7 @@ use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::children::{self, Deployment, Member, Topology};
+use crate::program::children::{self, Deployment, Member, Timers, Topology};
 
 /// How often roles and children are checked.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);
@@ -47,24 +47,13 @@ struct Flags {
     /// Let every server pick a free port instead of the course's 10000, 10001, 20000 ...
     #[arg(long)]
     free_ports: bool,
-    /// How often servers report to the coordinator.
-    #[arg(long, default_value = "200ms", value_parser = cli::duration)]
-    heartbeat_interval: Duration,
-    /// How long a silent server counts as alive.
-    #[arg(long, default_value = "1s", value_parser = cli::duration)]
-    failure_timeout: Duration,
+    #[command(flatten)]
+    timers: Timers,
 }
 
 /// Runs `tsn-local` with `args`, or, with `--run-as PROGRAM`, that program.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    if let Some(exit) = children::run_as(&args) {
-        return exit;
-    }
-    let flags: Flags = cli::parse_flags("tsn-local", args);
-    match cli::runtime().block_on(run(flags)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(fatal) => fatal.report("tsn-local"),
-    }
+    children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-local", args, run))
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
@@ -86,8 +75,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         coordinator_port: flags.coordinator_port,
         free_ports: flags.free_ports,
         data_dir: flags.data_dir.clone(),
-        heartbeat_interval: flags.heartbeat_interval,
-        failure_timeout: flags.failure_timeout,
+        timers: flags.timers,
     };
     let mut deployment = Deployment::start(topology).await?;
     let exe = std::env::current_exe().unwrap_or_default();

@@ -60,10 +60,11 @@ struct Flags {
 
 /// Runs a tsd with `args` (the first being the program's name).
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    cli::run_server("tsd", args, run)
+    cli::run_program("tsd", args, run)
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
+    cli::init_logging();
     let listener = cli::listen(&flags.network.bind, flags.port).await?;
     let me = ServerRef {
         cluster: ClusterId(flags.cluster),

@@ -45,14 +45,7 @@ pub fn reconcile(master: &EpochHistory, slave_last: LogPoint) -> Agreement {
 mod tests {
     use super::*;
     use crate::id::Epoch;
-
-    fn history(epochs: &[u64]) -> EpochHistory {
-        let mut h = EpochHistory::default();
-        for (i, &e) in epochs.iter().enumerate() {
-            h.push(Epoch(e), Position(i as u64 + 1));
-        }
-        h
-    }
+    use crate::state::epochs::history;
 
     fn last(epoch: u64, position: u64) -> LogPoint {
         LogPoint {

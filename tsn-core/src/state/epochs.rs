@@ -44,17 +44,19 @@ impl EpochHistory {
     }
 }
 
+/// A history whose entry at position `i + 1` was written in epoch `epochs[i]`.
+#[cfg(test)]
+pub(crate) fn history(epochs: &[u64]) -> EpochHistory {
+    let mut h = EpochHistory::default();
+    for (i, &e) in epochs.iter().enumerate() {
+        h.push(Epoch(e), Position(i as u64 + 1));
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn history(epochs: &[u64]) -> EpochHistory {
-        let mut h = EpochHistory::default();
-        for (i, &e) in epochs.iter().enumerate() {
-            h.push(Epoch(e), Position(i as u64 + 1));
-        }
-        h
-    }
 
     #[test]
     fn epoch_of_each_entry() {

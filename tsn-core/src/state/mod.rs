@@ -14,7 +14,7 @@
 //! so every replica derives the same timelines in the same order.
 
 mod data;
-mod epochs;
+pub(crate) mod epochs;
 mod follows;
 mod timelines;
 

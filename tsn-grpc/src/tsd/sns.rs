@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status, Streaming};
 use tsn_core::Store;
+use tsn_core::change::Change;
 use tsn_core::command::{self, FollowRefused, Login, NotServed, UnfollowRefused};
-use tsn_core::id::UserId;
+use tsn_core::id::{Time, UserId};
 use tsn_core::session::{Admission, SessionToken};
+use tsn_core::state::State;
 
 use crate::error::to_status;
 use crate::proto::csce438::sns_service_server::SnsService;
@@ -53,6 +55,28 @@ impl<S: Store> Server<S> {
             .read(|state| command::check_served(state, user, logging_in))
             .map_err(not_served)?;
         Ok(master)
+    }
+
+    /// A Follow or UnFollow: `decide` (a [`command`] function) judges the request on the
+    /// current state; a change is appended and committed. Returns the refusal, if any.
+    async fn relate<R>(
+        &self,
+        request: SnsRequest,
+        decide: impl FnOnce(&State, UserId, UserId, Time) -> Result<Change, R>,
+    ) -> Result<Option<R>, Status> {
+        let user = parse_user(&request.username, "username")?;
+        let target = single_argument(&request)?;
+        let master = self.serving(user, false)?;
+        let mut refused = None;
+        let position = master
+            .append(|state| {
+                decide(state, user, target, wall_clock())
+                    .map_err(|r| refused = Some(r))
+                    .ok()
+            })
+            .map_err(to_status)?;
+        master.committed(position).await.map_err(to_status)?;
+        Ok(refused)
     }
 }
 
@@ -100,19 +124,7 @@ impl<S: Store> SnsService for Server<S> {
     }
 
     async fn follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
-        let request = request.into_inner();
-        let user = parse_user(&request.username, "username")?;
-        let target = single_argument(&request)?;
-        let master = self.serving(user, false)?;
-        let mut refused = None;
-        let position = master
-            .append(|state| {
-                command::follow(state, user, target, wall_clock())
-                    .map_err(|r| refused = Some(r))
-                    .ok()
-            })
-            .map_err(to_status)?;
-        master.committed(position).await.map_err(to_status)?;
+        let refused = self.relate(request.into_inner(), command::follow).await?;
         Ok(reply(match refused {
             None => reply::FOLLOW_DONE,
             Some(FollowRefused::UnknownUser) => reply::FOLLOW_UNKNOWN,
@@ -121,19 +133,7 @@ impl<S: Store> SnsService for Server<S> {
     }
 
     async fn un_follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
-        let request = request.into_inner();
-        let user = parse_user(&request.username, "username")?;
-        let target = single_argument(&request)?;
-        let master = self.serving(user, false)?;
-        let mut refused = None;
-        let position = master
-            .append(|state| {
-                command::unfollow(state, user, target, wall_clock())
-                    .map_err(|r| refused = Some(r))
-                    .ok()
-            })
-            .map_err(to_status)?;
-        master.committed(position).await.map_err(to_status)?;
+        let refused = self.relate(request.into_inner(), command::unfollow).await?;
         Ok(reply(match refused {
             None => reply::UNFOLLOW_DONE,
             Some(UnfollowRefused::UnknownUser) => reply::UNFOLLOW_UNKNOWN,
