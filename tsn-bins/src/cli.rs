@@ -65,12 +65,17 @@ pub fn parse_flags<T: Parser>(program: &str, args: Vec<OsString>) -> T {
 
 /// Parses durations written like `200ms`, `1s` or `1m 30s`.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| format!("'{text}' is not a duration like 200ms or 10s: {e}"))?;
+    let duration = duration_or_zero(text)?;
     if duration.is_zero() {
         return Err("a duration must be longer than zero".into());
     }
     Ok(duration)
+}
+
+/// Like [`duration`], but zero (`0s`) is allowed: "none".
+pub fn duration_or_zero(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration like 200ms or 10s: {e}"))
 }
 
 /// Sends `tracing` output to standard error, at the level `RUST_LOG` sets (default: info).

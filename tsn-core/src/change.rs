@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{Epoch, Position, ServerId, Time, UserId};
+use crate::id::{ClusterId, Epoch, Position, ServerId, Time, UserId};
 use crate::post::Post;
 
 /// One thing that happened to a cluster's data.
@@ -47,17 +47,26 @@ pub enum Change {
         /// When it took over.
         time: Time,
     },
+    /// The changes of cluster `from` up to position `through` of its log are merged into
+    /// this one (see [`sync::merge`](crate::sync::merge)): an import resumes after it.
+    Imported {
+        /// The other cluster.
+        from: ClusterId,
+        /// The last position of its log that is merged.
+        through: Position,
+    },
 }
 
 impl Change {
-    /// The time the change carries.
-    pub fn time(&self) -> Time {
+    /// The time the change carries, if it carries one.
+    pub fn time(&self) -> Option<Time> {
         match self {
             Change::UserJoined { time, .. }
             | Change::Followed { time, .. }
             | Change::Unfollowed { time, .. }
-            | Change::MasterElected { time, .. } => *time,
-            Change::Posted(post) => post.time,
+            | Change::MasterElected { time, .. } => Some(*time),
+            Change::Posted(post) => Some(post.time),
+            Change::Imported { .. } => None,
         }
     }
 }

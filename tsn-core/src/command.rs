@@ -259,7 +259,7 @@ mod tests {
         };
         assert_eq!(
             change.time(),
-            Time(101),
+            Some(Time(101)),
             "a clock behind the log does not go backwards"
         );
     }

@@ -27,6 +27,7 @@
 pub mod change;
 pub mod command;
 pub mod coordinator;
+pub mod course;
 mod error;
 pub mod failover;
 pub mod id;

@@ -16,7 +16,7 @@ use tsn_core::id::{Membership, UserId};
 use tsn_core::post::Post;
 use tsn_core::state::{Delivery, State};
 
-use crate::escape::post_record;
+use tsn_core::course::post_record;
 
 /// The name of the file listing every known user.
 pub(crate) const ALL_USERS: &str = "all_users.txt";
@@ -240,7 +240,7 @@ impl Layout {
                 }
                 Ok(deliveries)
             }
-            Change::MasterElected { .. } => state.apply(entry),
+            Change::MasterElected { .. } | Change::Imported { .. } => state.apply(entry),
         }
     }
 

@@ -1,14 +1,17 @@
-//! The change log's records: framing, encoding, and reading them back.
+//! Records: the framing of the change log (and of the inbox), encoding, and reading back.
 //!
 //! A record is `[u32 LE payload length][u32 LE CRC-32 of the payload][payload]`, the
-//! payload being the JSON of one [`Entry`]. A reader stops at the first record that is not
-//! whole and sound, and says why with a [`Damage`].
+//! payload being the JSON of one value: an [`Entry`] in a change log, a batch of another
+//! cluster's changes in an inbox. A reader stops at the first record that is not whole and
+//! sound, and says why with a [`Damage`].
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tsn_core::change::Entry;
 use tsn_core::{Error, Result};
 
@@ -49,16 +52,38 @@ impl fmt::Display for Damage {
     }
 }
 
-/// Appends the record of `entry` to `out`; returns the record's length in bytes.
-pub(crate) fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<u64> {
+/// Why a value could not be made a record.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// The value has no JSON.
+    Json(serde_json::Error),
+    /// Its JSON takes this many bytes, over [`MAX_PAYLOAD`].
+    TooLong(usize),
+}
+
+impl EncodeError {
+    /// The core's error for encoding `what` (such as "the log entry at position 3").
+    pub(crate) fn into_error(self, what: &str) -> Error {
+        match self {
+            EncodeError::Json(e) => Error::storage(format!("encoding {what}"), e),
+            EncodeError::TooLong(len) => Error::Invalid(format!(
+                "{what} takes {len} bytes, over the limit of {MAX_PAYLOAD}"
+            )),
+        }
+    }
+}
+
+/// Appends the record of `value` to `out`; returns the record's length in bytes. On an
+/// error `out` is left as it was.
+pub(crate) fn encode_value<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<u64, EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    if let Err(e) = serde_json::to_writer(&mut *out, entry) {
+    if let Err(e) = serde_json::to_writer(&mut *out, value) {
         out.truncate(start);
-        return Err(Error::storage(
-            format!("encoding the log entry at position {}", entry.position),
-            e,
-        ));
+        return Err(EncodeError::Json(e));
     }
     let payload = &out[start + HEADER_LEN..];
     let len = match u32::try_from(payload.len()) {
@@ -66,10 +91,7 @@ pub(crate) fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<u64> {
         _ => {
             let len = payload.len();
             out.truncate(start);
-            return Err(Error::Invalid(format!(
-                "the log entry at position {} takes {len} bytes, over the limit of {MAX_PAYLOAD}",
-                entry.position
-            )));
+            return Err(EncodeError::TooLong(len));
         }
     };
     let crc = crc32fast::hash(payload);
@@ -78,17 +100,25 @@ pub(crate) fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<u64> {
     Ok((out.len() - start) as u64)
 }
 
+/// Appends the record of `entry` to `out`; returns the record's length in bytes.
+pub(crate) fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<u64> {
+    encode_value(entry, out)
+        .map_err(|e| e.into_error(&format!("the log entry at position {}", entry.position)))
+}
+
 /// What [`Scanner::next`] found.
 #[derive(Debug)]
-pub(crate) enum Record {
+pub(crate) enum Record<T = Entry> {
     /// The input ends cleanly, at a record boundary.
     End,
     /// A whole, sound record.
-    Entry {
+    Whole {
         /// What it holds.
-        entry: Entry,
+        value: T,
         /// Its length in bytes, header included.
         len: u64,
+        /// Its payload's checksum.
+        crc: u32,
     },
     /// A record that is not whole and sound; reading stops here.
     Damaged(Damage),
@@ -106,8 +136,8 @@ impl<R: Read> Scanner<R> {
         Scanner { input }
     }
 
-    /// The next record. An error is a failure to read, not damage.
-    pub(crate) fn next(&mut self) -> io::Result<Record> {
+    /// The next record, holding a `T`. An error is a failure to read, not damage.
+    pub(crate) fn next<T: DeserializeOwned>(&mut self) -> io::Result<Record<T>> {
         let mut header = [0; HEADER_LEN];
         match read_full(&mut self.input, &mut header)? {
             0 => return Ok(Record::End),
@@ -127,10 +157,11 @@ impl<R: Read> Scanner<R> {
         if crc32fast::hash(&payload) != crc {
             return Ok(Record::Damaged(Damage::Checksum));
         }
-        Ok(match serde_json::from_slice::<Entry>(&payload) {
-            Ok(entry) => Record::Entry {
-                entry,
+        Ok(match serde_json::from_slice::<T>(&payload) {
+            Ok(value) => Record::Whole {
+                value,
                 len: (HEADER_LEN + payload.len()) as u64,
+                crc,
             },
             Err(e) => Record::Damaged(Damage::Undecodable(e.to_string())),
         })
@@ -207,7 +238,7 @@ mod tests {
         loop {
             match scanner.next().expect("reading memory") {
                 Record::End => return (entries, None),
-                Record::Entry { entry, .. } => entries.push(entry),
+                Record::Whole { value, .. } => entries.push(value),
                 Record::Damaged(damage) => return (entries, Some(damage)),
             }
         }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader};
 
+use tsn_core::change::Entry;
 use tsn_core::id::Membership;
 use tsn_core::state::State;
 
@@ -80,13 +81,15 @@ pub(crate) fn replay(file: &File, membership: Membership, len: u64) -> io::Resul
         damage: None,
     };
     loop {
-        match scanner.next()? {
+        match scanner.next::<Entry>()? {
             Record::End => return Ok(replay),
             Record::Damaged(damage) => {
                 replay.damage = Some(damage);
                 return Ok(replay);
             }
-            Record::Entry { entry, len } => {
+            Record::Whole {
+                value: entry, len, ..
+            } => {
                 let applied = replay
                     .state
                     .check_follows(std::slice::from_ref(&entry))

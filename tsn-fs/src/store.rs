@@ -17,6 +17,7 @@ use tsn_core::id::{ClusterId, Membership, Position, ServerId};
 use tsn_core::state::{Delivery, State};
 use tsn_core::{Error, Result, Store};
 
+use crate::commit::Marker;
 use crate::layout::Layout;
 use crate::log::{self, Record, Scanner};
 use crate::recovery::{Cut, Recovery, replay};
@@ -25,11 +26,15 @@ use crate::view::{self, Op};
 /// The change log's file name in a replica folder.
 pub const LOG_FILE: &str = "changes.log";
 
+/// The folder of one cluster: `<data_dir>/cluster_<cluster>`, holding a folder per
+/// replica and the inbox.
+pub fn cluster_dir(data_dir: &Path, cluster: ClusterId) -> PathBuf {
+    data_dir.join(format!("cluster_{}", cluster.0))
+}
+
 /// The folder of one replica: `<data_dir>/cluster_<cluster>/<server>`.
 pub fn replica_dir(data_dir: &Path, cluster: ClusterId, server: ServerId) -> PathBuf {
-    data_dir
-        .join(format!("cluster_{}", cluster.0))
-        .join(server.0.to_string())
+    cluster_dir(data_dir, cluster).join(server.0.to_string())
 }
 
 /// A [`Store`] in a folder of the local file system: a change log, fsynced in groups, and
@@ -58,6 +63,8 @@ struct Shared {
     flusher: Arc<tokio::sync::Mutex<()>>,
     /// Held shared by readers of the log file, exclusively by a truncation.
     gate: RwLock<()>,
+    /// The commit marker, for readers in other processes.
+    commit: Mutex<Marker>,
 }
 
 #[derive(Debug)]
@@ -134,6 +141,7 @@ impl FileStore {
             None => None,
         };
 
+        let commit = Marker::open(dir, found.offsets.len() as u64)?;
         let view_files = view::rebuild_view(dir, &found.layout, &found.state)
             .map_err(|e| Error::storage(at("writing the course view in", dir), e))?;
         let (tx, thread) = view::spawn(dir.to_path_buf())
@@ -162,6 +170,7 @@ impl FileStore {
             durable: AtomicU64::new(entries),
             flusher: Arc::new(tokio::sync::Mutex::new(())),
             gate: RwLock::new(()),
+            commit: Mutex::new(commit),
         };
         let store = FileStore {
             shared: Arc::new(shared),
@@ -235,6 +244,10 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn commit(&self) -> MutexGuard<'_, Marker> {
+        self.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn broken(&self, inner: &Inner) -> Result<()> {
         match &inner.broken {
             Some(why) => Err(Error::Corrupt(format!(
@@ -306,13 +319,13 @@ impl Shared {
         let mut entries = Vec::new();
         let mut expected = first;
         loop {
-            match scanner.next().map_err(failed)? {
+            match scanner.next::<Entry>().map_err(failed)? {
                 Record::End => return Ok(entries),
-                Record::Entry { entry, .. } if entry.position == expected => {
+                Record::Whole { value: entry, .. } if entry.position == expected => {
                     entries.push(entry);
                     expected = expected.next();
                 }
-                Record::Entry { entry, .. } => {
+                Record::Whole { value: entry, .. } => {
                     return Err(Error::Corrupt(format!(
                         "{}: the record where position {expected} belongs holds position {}",
                         self.log_path.display(),
@@ -474,9 +487,18 @@ impl Store for FileStore {
         let flusher = Arc::clone(&self.shared.flusher).lock_owned().await;
         self.blocking("truncating", flusher, move |shared| {
             shared.write_pending()?;
-            shared.cut_after(keep)
+            shared.cut_after(keep)?;
+            shared.commit().lower(keep);
+            Ok(())
         })
         .await
+    }
+
+    /// Writes `through` to the replica's [`COMMIT_FILE`](crate::COMMIT_FILE) if it is past
+    /// what was written: one positioned write, not synced. A failure is logged (at most
+    /// every few seconds) and leaves the marker behind.
+    fn record_commit(&self, through: Position) {
+        self.shared.commit().advance(through);
     }
 }
 

@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 use tsn_core::state::State;
 
-use crate::escape::post_record;
 use crate::layout::{Edit, Layout, ViewFile};
+use tsn_core::course::post_record;
 
 /// How many append handles the writer keeps open; the least recently used is closed first.
 const OPEN_FILES: usize = 64;

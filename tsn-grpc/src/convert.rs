@@ -5,9 +5,11 @@ use prost_types::Timestamp;
 use tsn_core::Error;
 use tsn_core::change::{Change, Entry, LogPoint};
 use tsn_core::coordinator::{Assignment, Endpoint, Report, Role, ServerRef};
+use tsn_core::course;
 use tsn_core::id::{ClusterId, Epoch, Position, ServerId, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::state::TimelineItem;
+use tsn_core::sync::UserRecord;
 
 use crate::proto::{csce438, tsn};
 
@@ -191,6 +193,10 @@ impl From<&Entry> for tsn::Entry {
                 server_id: server.0 as i32,
                 time: time.0,
             }),
+            Change::Imported { from, through } => C::Imported(tsn::Imported {
+                from: from.0,
+                through: through.0,
+            }),
         };
         tsn::Entry {
             position: entry.position.0,
@@ -236,6 +242,10 @@ impl TryFrom<tsn::Entry> for Entry {
                 server: server_id(m.server_id)?,
                 time: Time(m.time),
             },
+            C::Imported(i) => Change::Imported {
+                from: ClusterId(i.from),
+                through: Position(i.through),
+            },
         };
         Ok(Entry {
             position: Position(entry.position),
@@ -243,6 +253,55 @@ impl TryFrom<tsn::Entry> for Entry {
             change,
         })
     }
+}
+
+/// A user of the cluster as the course's `GetUserTLFL` tells it: `tl` holds the lines of the
+/// user's posts file (four lines a post, see [`tsn_core::course`]).
+pub fn course_user(record: &UserRecord) -> csce438::UserTlfl {
+    let ids = |users: &[UserId]| users.iter().map(UserId::to_string).collect();
+    csce438::UserTlfl {
+        tl: record
+            .posts
+            .iter()
+            .flat_map(|post| {
+                course::post_record(post)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        flw: ids(&record.following),
+        flr: ids(&record.followers),
+        user: record.user.to_string(),
+        status: Vec::new(),
+    }
+}
+
+/// A user as another cluster's `GetUserTLFL` told it. Posts keep their text, author and
+/// time to the second; they get ids numbering them in order (origin 0).
+pub fn user_record(data: &csce438::UserTlfl) -> Result<UserRecord, Error> {
+    let user = |text: &String| text.parse::<UserId>().map_err(|e| invalid(e.to_string()));
+    let lines: String = data.tl.iter().map(|line| format!("{line}\n")).collect();
+    let posts = course::parse_post_records(&lines)
+        .map_err(|e| invalid(format!("the posts of user {}: {e}", data.user)))?
+        .into_iter()
+        .zip(1..)
+        .map(|(record, seq)| {
+            Ok(Post {
+                id: PostId { origin: 0, seq },
+                author: record.author,
+                time: course::parse_time_text(&record.time)
+                    .ok_or_else(|| invalid(format!("'{}' is not a time", record.time)))?,
+                text: PostText::new(record.text).map_err(|e| invalid(e.to_string()))?,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(UserRecord {
+        user: user(&data.user)?,
+        posts,
+        following: data.flw.iter().map(user).collect::<Result<_, _>>()?,
+        followers: data.flr.iter().map(user).collect::<Result<_, _>>()?,
+    })
 }
 
 /// A timeline post as the course's `Message`, with its index.
@@ -290,6 +349,10 @@ mod tests {
             Change::MasterElected {
                 server: ServerId(2),
                 time: Time(9),
+            },
+            Change::Imported {
+                from: ClusterId(3),
+                through: Position(12),
             },
         ];
         for (i, change) in changes.into_iter().enumerate() {

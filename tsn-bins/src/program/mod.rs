@@ -6,5 +6,6 @@ pub mod children;
 pub mod coordinator;
 pub mod local;
 pub mod server;
+pub mod synchronizer;
 pub mod tsc;
 pub mod tsd;

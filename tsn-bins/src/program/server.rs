@@ -14,7 +14,7 @@ use tsn_fs::FileStore;
 use crate::cli::Fatal;
 
 /// How long a server tries to reach the coordinator at start before giving up.
-const COORDINATOR_AT_START: Duration = Duration::from_secs(5);
+pub(crate) const COORDINATOR_AT_START: Duration = Duration::from_secs(5);
 
 /// The network flags every server program takes.
 #[derive(Args, Debug, Clone)]

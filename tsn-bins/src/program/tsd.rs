@@ -11,6 +11,8 @@ use crate::program::server::{self, ServerFlags};
 use clap::{ArgAction, Parser};
 use tsn_core::coordinator::{Endpoint, ServerRef};
 use tsn_core::id::{ClusterId, ServerId};
+use tsn_core::{Store, SyncPeer};
+use tsn_fs::InboxPeer;
 use tsn_grpc::coordinator::CoordClient;
 use tsn_grpc::tsd;
 
@@ -51,6 +53,10 @@ struct Flags {
     /// How long the master waits for a silent slave before acknowledging without it.
     #[arg(long, default_value = "1s", value_parser = cli::duration)]
     replication_timeout: Duration,
+    /// How often the master looks at the synchronizer's inbox when no change notification
+    /// came.
+    #[arg(long, default_value = "100ms", value_parser = cli::duration)]
+    poll_interval: Duration,
     #[command(flatten)]
     network: ServerFlags,
     /// Print help.
@@ -83,11 +89,23 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         "tsd cluster {} server {} listening on {}",
         me.cluster, me.server, me.endpoint
     );
+    let clusters = store.read(|s| s.membership().clusters);
+    let inbox = tsn_fs::inbox_dir(&flags.data_dir, me.cluster);
+    let imports = (1..=clusters)
+        .map(ClusterId)
+        .filter(|&from| from != me.cluster)
+        .map(|from| {
+            let peer: Arc<dyn SyncPeer> =
+                Arc::new(InboxPeer::new(&inbox, from, flags.poll_interval));
+            (from, peer)
+        })
+        .collect();
     let config = tsd::Config {
         me,
         heartbeat_interval: flags.heartbeat_interval,
         session_timeout: flags.session_timeout,
         replication_timeout: flags.replication_timeout,
+        imports,
     };
     tsd::serve(
         config,

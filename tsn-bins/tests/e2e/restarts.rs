@@ -226,7 +226,7 @@ fn posts_of_any_text_come_back_the_same_after_the_server_is_killed_and_started_a
                     && lines[2].starts_with("W "),
                 "a record of three lines: {record:?}"
             );
-            tsn_fs::unescape(&lines[2][2..]).expect("the text is escaped soundly")
+            tsn_core::course::unescape(&lines[2][2..]).expect("the text is escaped soundly")
         })
         .collect();
     let mut stored: Vec<&str> = posts.to_vec();

@@ -81,7 +81,7 @@ impl Coordinator for Local {
         }
     }
 
-    async fn register_sync(&self, sync: ServerRef) -> Result<()> {
+    async fn register_sync(&self, sync: ServerRef) -> Result<u32> {
         self.lock().register_sync(sync, Instant::now())
     }
 

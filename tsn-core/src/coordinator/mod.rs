@@ -110,8 +110,9 @@ pub trait Coordinator: Send + Sync {
     /// The live master of `user`'s cluster, or `None` when the cluster has none.
     async fn server_for(&self, user: UserId) -> Result<Option<ServerRef>>;
 
-    /// Registers (or re-registers, as a keep-alive) the synchronizer of a cluster.
-    async fn register_sync(&self, sync: ServerRef) -> Result<()>;
+    /// Registers (or re-registers, as a keep-alive) the synchronizer of a cluster; returns
+    /// the number of clusters of the deployment.
+    async fn register_sync(&self, sync: ServerRef) -> Result<u32>;
 
     /// The synchronizers registered recently enough to count as alive, by cluster.
     async fn sync_servers(&self) -> Result<Vec<ServerRef>>;

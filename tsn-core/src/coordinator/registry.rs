@@ -288,10 +288,11 @@ impl Registry {
 
     /// Registers the synchronizer of a cluster; registering again keeps it alive, and a new
     /// address replaces the old one.
-    pub fn register_sync(&mut self, sync: ServerRef, now: Instant) -> Result<()> {
+    /// Returns the number of clusters.
+    pub fn register_sync(&mut self, sync: ServerRef, now: Instant) -> Result<u32> {
         self.check_cluster(sync.cluster)?;
         self.syncs.insert(sync.cluster, (sync, now));
-        Ok(())
+        Ok(self.config.clusters)
     }
 
     /// The synchronizers registered within the failure timeout, by cluster.

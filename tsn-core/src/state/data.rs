@@ -1,10 +1,10 @@
 //! [`State`]: the replica's data, built by applying log entries.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::change::{Change, Entry, LogPoint};
 use crate::error::{Error, Result};
-use crate::id::{Epoch, Membership, Position, Time, UserId};
+use crate::id::{ClusterId, Epoch, Membership, Position, Time, UserId};
 use crate::post::Post;
 use crate::state::epochs::EpochHistory;
 use crate::state::follows::Follows;
@@ -29,6 +29,8 @@ pub struct State {
     timelines: Timelines,
     epochs: EpochHistory,
     last_time: Time,
+    /// Per other cluster, the last position of its log merged here.
+    imported: BTreeMap<ClusterId, Position>,
 }
 
 impl State {
@@ -41,6 +43,7 @@ impl State {
             timelines: Timelines::default(),
             epochs: EpochHistory::default(),
             last_time: Time::default(),
+            imported: BTreeMap::new(),
         }
     }
 
@@ -84,7 +87,9 @@ impl State {
     pub fn apply(&mut self, entry: &Entry) -> Result<Vec<Delivery>> {
         self.check_follows(std::slice::from_ref(entry))?;
         self.epochs.push(entry.epoch, entry.position);
-        self.last_time = self.last_time.max(entry.change.time());
+        if let Some(time) = entry.change.time() {
+            self.last_time = self.last_time.max(time);
+        }
         Ok(match &entry.change {
             Change::UserJoined { user, .. } => {
                 self.users.insert(*user);
@@ -108,6 +113,11 @@ impl State {
             }
             Change::Posted(post) => self.add_post(post.clone(), entry.position),
             Change::MasterElected { .. } => Vec::new(),
+            Change::Imported { from, through } => {
+                let merged = self.imported.entry(*from).or_default();
+                *merged = (*merged).max(*through);
+                Vec::new()
+            }
         })
     }
 
@@ -116,16 +126,10 @@ impl State {
         let Some(handle) = self.timelines.add(post) else {
             return Vec::new();
         };
+        let membership = self.membership;
         let readers: Vec<UserId> = self
-            .follows
-            .ever_followed_by(author)
-            .iter()
-            .copied()
-            .filter(|&f| {
-                f != author
-                    && self.membership.is_local(f)
-                    && self.follows.was_following_at(f, author, time)
-            })
+            .followers_at(author, time)
+            .filter(|&f| f != author && membership.is_local(f))
             .collect();
         readers
             .into_iter()
@@ -183,6 +187,15 @@ impl State {
         self.follows.followers(user)
     }
 
+    /// Who was following `user` at `time` (of any cluster, as far as this replica knows).
+    pub fn followers_at(&self, user: UserId, time: Time) -> impl Iterator<Item = UserId> + '_ {
+        self.follows
+            .ever_followed_by(user)
+            .iter()
+            .copied()
+            .filter(move |&f| self.follows.was_following_at(f, user, time))
+    }
+
     /// Whether the post was applied already (by author and id).
     pub fn has_post(&self, post: &Post) -> bool {
         self.timelines.contains(post.author, post.id)
@@ -225,6 +238,11 @@ impl State {
     /// counting only deliveries by entries up to `through`.
     pub fn timeline_after(&self, user: UserId, after: u64, through: Position) -> Vec<TimelineItem> {
         self.timelines.after(user, after, through)
+    }
+
+    /// The last position of `from`'s log whose changes are merged here (0: none yet).
+    pub fn imported_through(&self, from: ClusterId) -> Position {
+        self.imported.get(&from).copied().unwrap_or_default()
     }
 
     /// The epoch of the entry at `position`, if the log has one there.

@@ -61,4 +61,13 @@ pub trait Store: Send + Sync + 'static {
     /// Drops every entry after `keep` and rebuilds the state from what remains: how a slave
     /// discards the part of its log that a new master never had. Durable when it returns.
     async fn truncate_after(&self, keep: Position) -> Result<()>;
+
+    /// Notes that the entries up to `through` are committed (durable on the master and its
+    /// in-sync slaves), for readers of the store from outside the process — the cluster's
+    /// synchronizer exports only committed entries. Called by a master as its commit
+    /// position grows; never fails (a store that cannot record it leaves readers behind,
+    /// not wrong). The default records nothing.
+    fn record_commit(&self, through: Position) {
+        let _ = through;
+    }
 }

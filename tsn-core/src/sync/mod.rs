@@ -1,20 +1,26 @@
-//! [`SyncPeer`]: what one cluster asks of another.
+//! Synchronization between clusters: [`SyncPeer`] (what one cluster asks of another) and
+//! [`merge`] (what a cluster writes of what it learns).
 //!
-//! A synchronizer copies users, follow relations and posts between clusters. It asks each
-//! other cluster either for everything (the course's `GetUserTLFL`) or, between TSN
-//! synchronizers, for the changes after a cursor: the position in that cluster's log up to
-//! which it has applied them.
+//! A cluster's log holds the changes its own users make — first logins, follows and
+//! unfollows they do, their posts — and the changes it imported. Each cluster imports from
+//! every other the changes that *originate* there ([`origin`]), in that cluster's log
+//! order, and records in its own log how far it got ([`Change::Imported`]), in the same
+//! append as what it merged. So an import resumes exactly where it stopped, after any
+//! restart or failover, and applying a batch twice changes nothing.
 
+mod merge;
 mod store_peer;
 
+pub use merge::{IMPORT_LAG, merge};
 pub use store_peer::StorePeer;
 
 use async_trait::async_trait;
 
-use crate::change::Entry;
+use crate::change::{Change, Entry};
 use crate::error::Result;
-use crate::id::{Position, UserId};
+use crate::id::{ClusterId, Position, UserId, home_cluster};
 use crate::post::Post;
+use crate::state::State;
 
 /// Everything a cluster tells about one of its users: the course's `UserTLFL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,22 +35,61 @@ pub struct UserRecord {
     pub followers: Vec<UserId>,
 }
 
-/// Another cluster, as a synchronizer reaches it.
+/// Every user of `state`'s own cluster, with posts and relations, by user id.
+pub fn user_records(state: &State) -> Vec<UserRecord> {
+    let membership = state.membership();
+    state
+        .users()
+        .filter(|&user| membership.is_local(user))
+        .map(|user| UserRecord {
+            user,
+            posts: state.posts_by(user).cloned().collect(),
+            following: state.following(user).collect(),
+            followers: state.followers(user).collect(),
+        })
+        .collect()
+}
+
+/// The cluster whose user made `entry`'s change: the joining user's, the follower's, the
+/// author's. `None` for the log's own bookkeeping (elections, import marks).
+pub fn origin(entry: &Entry, clusters: u32) -> Option<ClusterId> {
+    let user = match &entry.change {
+        Change::UserJoined { user, .. } => *user,
+        Change::Followed { follower, .. } | Change::Unfollowed { follower, .. } => *follower,
+        Change::Posted(post) => post.author,
+        Change::MasterElected { .. } | Change::Imported { .. } => return None,
+    };
+    Some(home_cluster(user, clusters))
+}
+
+/// A stretch of another cluster's log: the changes that originate there, after a cursor
+/// and up to `through`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The changes, in log order; positions may skip entries that originate elsewhere.
+    pub entries: Vec<Entry>,
+    /// The last position the answer covers (at least the cursor asked after).
+    pub through: Position,
+}
+
+/// Another cluster, as seen from this one.
 ///
 /// # Contract
 ///
-/// * `changes_after` returns committed entries only (never one that a failover could
-///   take back), in log order, starting right after the cursor; an empty answer means
-///   nothing new. Positions mean the same on every server of the peer's cluster, so a
-///   cursor stays valid across the peer's failovers.
-/// * Both calls may fail with [`Error::Unavailable`](crate::Error::Unavailable); the
-///   caller retries with the same cursor, and applying a change twice is harmless.
+/// * `changes_after(cursor, ..)` answers with the committed changes that originate in the
+///   peer's cluster, in log order, from right after `cursor` up to `through` — never a
+///   change a failover could take back. Positions mean the same on every server of a
+///   cluster, so a cursor stays valid across the peer's failovers and restarts.
+/// * When there is nothing new it may wait a while (at most about a second) for news before
+///   answering with no entries and `through == cursor`.
+/// * Failures are [`Error::Unavailable`](crate::Error::Unavailable); the caller retries with
+///   the same cursor. An answer given twice is harmless to [`merge`].
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait SyncPeer: Send + Sync {
     /// Every user of the peer's cluster with its posts and relations.
     async fn users(&self) -> Result<Vec<UserRecord>>;
 
-    /// Up to `max` committed changes of the peer's cluster after `cursor`.
-    async fn changes_after(&self, cursor: Position, max: usize) -> Result<Vec<Entry>>;
+    /// Up to about `max` changes of the peer's cluster after `cursor`.
+    async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes>;
 }

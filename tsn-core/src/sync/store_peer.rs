@@ -2,11 +2,10 @@
 
 use async_trait::async_trait;
 
-use crate::change::Entry;
 use crate::error::Result;
 use crate::id::Position;
 use crate::store::Store;
-use crate::sync::{SyncPeer, UserRecord};
+use crate::sync::{Changes, SyncPeer, UserRecord, origin, user_records};
 
 /// A [`SyncPeer`] over a store of the peer's cluster, for a peer in the same process.
 /// Durable entries count as committed.
@@ -25,25 +24,16 @@ impl<S: Store> StorePeer<S> {
 #[async_trait]
 impl<S: Store> SyncPeer for StorePeer<S> {
     async fn users(&self) -> Result<Vec<UserRecord>> {
-        Ok(self.store.read(|state| {
-            let membership = state.membership();
-            state
-                .users()
-                .filter(|&user| membership.is_local(user))
-                .map(|user| UserRecord {
-                    user,
-                    posts: state.posts_by(user).cloned().collect(),
-                    following: state.following(user).collect(),
-                    followers: state.followers(user).collect(),
-                })
-                .collect()
-        }))
+        Ok(self.store.read(user_records))
     }
 
-    async fn changes_after(&self, cursor: Position, max: usize) -> Result<Vec<Entry>> {
+    async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes> {
+        let membership = self.store.read(|s| s.membership());
         let durable = self.store.durable();
         let mut entries = self.store.entries_after(cursor, max).await?;
         entries.retain(|entry| entry.position <= durable);
-        Ok(entries)
+        let through = entries.last().map_or(cursor, |e| e.position);
+        entries.retain(|entry| origin(entry, membership.clusters) == Some(membership.cluster));
+        Ok(Changes { entries, through })
     }
 }

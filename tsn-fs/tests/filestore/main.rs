@@ -1,9 +1,12 @@
-//! Tests of [`tsn_fs::FileStore`] through its public API: the core's conformance suite,
-//! crash repair, the course view, and bad folders.
+//! Tests of [`tsn_fs`] through its public API: the file store (the core's conformance
+//! suite, crash repair, the course view, bad folders), and the files of cross-cluster sync
+//! (the commit marker, `LogTail`, the inbox).
 
 mod common;
 mod concurrency;
 mod conformance;
+mod inbox;
 mod open;
 mod repair;
+mod tail;
 mod view;

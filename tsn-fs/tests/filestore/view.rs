@@ -5,9 +5,10 @@ use std::fs;
 
 use tsn_core::Store;
 use tsn_core::change::Entry;
+use tsn_core::course::{PostRecord, parse_post_records};
 use tsn_core::id::{Position, Time};
 use tsn_core::store::conformance::TRICKY_TEXTS;
-use tsn_fs::{FileStore, PostRecord, parse_post_records};
+use tsn_fs::FileStore;
 
 use crate::common::{Writer, open, user, view_files};
 
@@ -21,7 +22,6 @@ fn at(seconds: u64) -> Time {
 fn record(author: u32, time: Time, text: &str) -> String {
     let shown = chrono::DateTime::from_timestamp(time.unix_seconds() as i64, 0)
         .expect("a time")
-        .with_timezone(&chrono::Local)
         .format("%Y-%m-%d %H:%M:%S");
     // The tricky texts hold no control characters but tabs: only `\` is escaped.
     format!(

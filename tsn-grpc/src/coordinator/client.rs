@@ -54,13 +54,20 @@ impl Coordinator for CoordClient {
         }
     }
 
-    async fn register_sync(&self, sync: ServerRef) -> Result<()> {
-        self.client
+    async fn register_sync(&self, sync: ServerRef) -> Result<u32> {
+        let reply = self
+            .client
             .clone()
             .register_sync_server(ServerInfo::from(&sync))
             .await
             .map_err(|s| from_status(&self.name, s))?;
-        Ok(())
+        match reply.into_inner().clusters {
+            0 => Err(tsn_core::Error::Invalid(format!(
+                "{} did not say how many clusters there are",
+                self.name
+            ))),
+            clusters => Ok(clusters),
+        }
     }
 
     async fn sync_servers(&self) -> Result<Vec<ServerRef>> {

@@ -88,13 +88,15 @@ impl<C: Coordinator + 'static> CoordService for CoordServer<C> {
         request: Request<ServerInfo>,
     ) -> Result<Response<Confirmation>, Status> {
         let sync = ServerRef::try_from(request.get_ref()).map_err(to_status)?;
-        self.coordinator
+        let clusters = self
+            .coordinator
             .register_sync(sync)
             .await
             .map_err(to_status)?;
         Ok(Response::new(Confirmation {
             status: true,
             r#type: "synchronizer".into(),
+            clusters,
             ..Default::default()
         }))
     }

@@ -9,9 +9,9 @@ use tsn_core::coordinator::Role;
 use tsn_core::failover::{self, Duty, Node};
 use tsn_core::{Coordinator, Store};
 
-use crate::tsd::follower;
 use crate::tsd::master::Master;
 use crate::tsd::server::Server;
+use crate::tsd::{follower, import};
 
 /// Reports to the coordinator every heartbeat interval (and at once when asked), and
 /// carries out the duties it assigns, until aborted.
@@ -103,6 +103,9 @@ impl<S: Store> Duties<S> {
                 match started {
                     Ok(master) => {
                         tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, "serving as master");
+                        for (from, peer) in &server.config.imports {
+                            tokio::spawn(import::run(Arc::clone(&master), *from, Arc::clone(peer)));
+                        }
                         server.set_master(Some(master));
                     }
                     Err(error) => tracing::error!(%error, "cannot take up the master role"),

@@ -106,32 +106,47 @@ impl<S: Store> Master<S> {
     /// [`Master::committed`]: the new entry's, or with nothing written the log's end (so
     /// that a repeated request is answered once the original is committed).
     pub(crate) fn append(&self, decide: impl FnOnce(&State) -> Option<Change>) -> Result<Position> {
+        self.append_all(|state| decide(state).into_iter().collect())
+    }
+
+    /// Like [`Master::append`] for any number of changes, appended together at consecutive
+    /// positions; returns the last one's (or the log's end if there are none).
+    pub(crate) fn append_all(
+        &self,
+        decide: impl FnOnce(&State) -> Vec<Change>,
+    ) -> Result<Position> {
         let _serial = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_stopped() {
             return Err(self.not_master());
         }
-        let (position, change) = self
+        let (last, changes) = self
             .store
-            .read(|state| (state.last().position.next(), decide(state)));
-        let Some(change) = change else {
-            return Ok(Position(position.0 - 1));
-        };
-        let entry = Entry {
-            position,
-            epoch: self.epoch,
-            change,
-        };
-        let deliveries = self.store.append(std::slice::from_ref(&entry))?;
-        let deliveries = deliveries.into_iter().next().unwrap_or_default();
+            .read(|state| (state.last().position, decide(state)));
+        if changes.is_empty() {
+            return Ok(last);
+        }
+        let entries: Vec<Entry> = changes
+            .into_iter()
+            .zip(1..)
+            .map(|(change, offset)| Entry {
+                position: Position(last.0 + offset),
+                epoch: self.epoch,
+                change,
+            })
+            .collect();
+        let end = entries.last().map_or(last, |e| e.position);
+        let deliveries = self.store.append(&entries)?;
         {
             let mut book = self.lock_book();
-            book.replication.appended(position);
-            if !deliveries.is_empty() {
-                book.unpublished.push_back((position, deliveries));
+            book.replication.appended(end);
+            for (entry, delivered) in entries.iter().zip(deliveries) {
+                if !delivered.is_empty() {
+                    book.unpublished.push_back((entry.position, delivered));
+                }
             }
         }
-        self.appended.send_replace(position);
-        Ok(position)
+        self.appended.send_replace(end);
+        Ok(end)
     }
 
     /// Waits until `position` is committed; fails if the role ends first.
@@ -191,6 +206,7 @@ impl<S: Store> Master<S> {
         };
         if commit > *self.commit.borrow() {
             self.commit.send_replace(commit);
+            self.store.record_commit(commit);
         }
         if !publish.is_empty() {
             self.publish(&publish, commit);

@@ -11,6 +11,8 @@
 //!   group-commit flusher, and replicated to the slaves by [`replication`]. A write is
 //!   acknowledged, and its timeline posts published, once it is committed: durable on the
 //!   master and on every in-sync slave.
+//! * As master, [`import`] merges the changes of the other clusters that the cluster's
+//!   synchronizer brings, through the same write path.
 //! * As slave, [`follower`] copies the master's log, entry for entry, so that a promoted
 //!   slave serves at once from its own store.
 //! * [`sns`] and [`timeline`] serve the course's `SNSService`; [`session`] TSN's
@@ -18,6 +20,7 @@
 
 mod follower;
 mod heartbeat;
+mod import;
 mod master;
 mod replication;
 mod server;
@@ -32,15 +35,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tsn_core::coordinator::ServerRef;
+use tsn_core::id::ClusterId;
 use tsn_core::id::Time;
-use tsn_core::{Coordinator, Error, Result, Store};
+use tsn_core::{Coordinator, Error, Result, Store, SyncPeer};
 
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
 use crate::proto::tsn::replication_server::ReplicationServer;
 use crate::proto::tsn::session_server::SessionServer;
 
 /// How a tsd runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// This server: its cluster, id, and the address it announces.
     pub me: ServerRef,
@@ -51,6 +55,9 @@ pub struct Config {
     /// How long an in-sync slave may make no progress before the master stops waiting for
     /// it (after the coordinator confirms).
     pub replication_timeout: Duration,
+    /// Where to read the changes of each other cluster from (the cluster's synchronizer
+    /// leaves them there); merged while this server is master.
+    pub imports: Vec<(ClusterId, Arc<dyn SyncPeer>)>,
 }
 
 /// Runs a tsd on `listener` until `shutdown` completes, with `store` as its replica of the

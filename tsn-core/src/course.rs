@@ -1,6 +1,6 @@
-//! Post text on one line, and the course's four-line post record.
+//! The course's readable formats: the four-line post record and its text escaping.
 //!
-//! A post record in a course view file is
+//! A post record, as the course's files hold it and its `GetUserTLFL` answers carry it, is
 //!
 //! ```text
 //! T 2026-11-25 14:03:07
@@ -9,21 +9,21 @@
 //!
 //! ```
 //!
-//! The time is local time, to the second. The text is escaped by [`escape`] so that no text
+//! The time is UTC, to the second. The text is escaped by [`escape`] so that no text
 //! can end its line or start a record of its own: `\` becomes `\\`, a newline `\n`, a
 //! carriage return `\r`, and any other control character but tab — and the Unicode line and
 //! paragraph separators U+2028 and U+2029, which some readers split lines at — becomes
 //! `\u{XXXX}` (its code point in upper-case hexadecimal, at least four digits). Everything
 //! else, tabs, quotes, any script and emoji, is written as it is. [`unescape`] undoes it.
 //!
-//! Post texts accepted by [`tsn_core::post::PostText`] hold no control character but tab, so
+//! Post texts accepted by [`PostText`](crate::post::PostText) hold no control character but tab, so
 //! in practice only backslashes (and the two separators) are escaped; the rest makes the
 //! view safe whatever text it is given.
 
 use std::fmt::Write as _;
 
-use tsn_core::id::{Time, UserId};
-use tsn_core::post::Post;
+use crate::id::{Time, UserId};
+use crate::post::Post;
 
 /// Whether `c` is written as `\u{XXXX}`.
 fn needs_code(c: char) -> bool {
@@ -105,20 +105,82 @@ pub fn unescape(text: &str) -> Result<String, BadEscape> {
     Ok(out)
 }
 
-/// `time` as the view writes it: local time, `YYYY-MM-DD HH:MM:SS`.
-pub fn local_time(time: Time) -> String {
-    let seconds = i64::try_from(time.unix_seconds()).unwrap_or(i64::MAX);
-    let utc = chrono::DateTime::from_timestamp(seconds, time.subsec_nanos()).unwrap_or_default();
-    utc.with_timezone(&chrono::Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+/// `time` as the course's records write it: UTC, `YYYY-MM-DD HH:MM:SS`.
+pub fn time_text(time: Time) -> String {
+    let seconds = time.unix_seconds();
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_date(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// Reads a time written by [`time_text`]; `None` for anything else.
+pub fn parse_time_text(text: &str) -> Option<Time> {
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (date, clock) = text.split_once(' ')?;
+    let mut date = date.splitn(3, '-').map(number);
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let mut clock = clock.splitn(3, ':').map(number);
+    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let time = Time::from_unix(days * 86_400 + hour * 3600 + minute * 60 + second, 0);
+    (time_text(time) == text).then_some(time)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`), for dates from 1970 on.
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The proleptic Gregorian date `days` days after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The four-line record of `post`, its trailing empty line included.
 pub fn post_record(post: &Post) -> String {
     format!(
         "T {}\nU {}\nW {}\n\n",
-        local_time(post.time),
+        time_text(post.time),
         post.author,
         escape(post.text.as_str())
     )
@@ -127,7 +189,7 @@ pub fn post_record(post: &Post) -> String {
 /// A post record as read back from a view file by [`parse_post_records`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostRecord {
-    /// The `T` line's value, as written (local time, to the second).
+    /// The `T` line's value, as written (UTC, to the second).
     pub time: String,
     /// The `U` line's value.
     pub author: UserId,
@@ -135,7 +197,7 @@ pub struct PostRecord {
     pub text: String,
 }
 
-/// Text of a view file that is not a sequence of whole post records.
+/// Text that is not a sequence of whole post records.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
 pub struct BadRecord {
@@ -145,7 +207,7 @@ pub struct BadRecord {
     pub reason: String,
 }
 
-/// Reads the post records of a view file (`<id>.txt` or `<id>_timeline.txt`).
+/// Reads a sequence of post records (a course file `<id>.txt` or `<id>_timeline.txt`).
 pub fn parse_post_records(text: &str) -> Result<Vec<PostRecord>, BadRecord> {
     let Some(body) = text.strip_suffix('\n') else {
         return if text.is_empty() {
@@ -195,8 +257,8 @@ fn value<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use crate::post::{PostId, PostText};
     use proptest::prelude::*;
-    use tsn_core::post::{PostId, PostText};
 
     use super::*;
 
@@ -257,7 +319,7 @@ mod tests {
         let record = post_record(&post);
         let lines: Vec<&str> = record.split('\n').collect();
         assert_eq!(lines.len(), 5, "{record:?}");
-        assert_eq!(lines[0], format!("T {}", local_time(post.time)));
+        assert_eq!(lines[0], "T 2023-11-14 22:13:20");
         assert_eq!(lines[1], "U 4");
         assert_eq!(lines[2], "W W \\\\ T 2026-01-01 00:00:00\tU 4");
         assert_eq!(lines[3..], ["", ""]);
@@ -267,7 +329,7 @@ mod tests {
         assert_eq!(
             parsed[1],
             PostRecord {
-                time: local_time(post.time),
+                time: time_text(post.time),
                 author: post.author,
                 text: post.text.to_string(),
             }
@@ -275,15 +337,28 @@ mod tests {
     }
 
     #[test]
-    fn local_time_is_to_the_second() {
-        let shown = local_time(Time::from_unix(1_700_000_000, 999_999_999));
-        let parsed = chrono::NaiveDateTime::parse_from_str(&shown, "%Y-%m-%d %H:%M:%S")
-            .expect("the course's time format");
-        let expected = chrono::DateTime::from_timestamp(1_700_000_000, 0)
-            .expect("a time")
-            .with_timezone(&chrono::Local)
-            .naive_local();
-        assert_eq!(parsed, expected);
+    fn times_are_utc_calendar_dates_to_the_second() {
+        let cases = [
+            (0, "1970-01-01 00:00:00"),
+            (951_782_400, "2000-02-29 00:00:00"),
+            (1_517_475_900, "2018-02-01 09:05:00"),
+            (1_700_000_000, "2023-11-14 22:13:20"),
+            (4_107_542_399, "2100-02-28 23:59:59"),
+        ];
+        for (seconds, text) in cases {
+            assert_eq!(time_text(Time::from_unix(seconds, 999_999_999)), text);
+            assert_eq!(parse_time_text(text), Some(Time::from_unix(seconds, 0)));
+        }
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-02-30 00:00:00",
+            "2023-11-14 24:00:00",
+            "2023-1-14 00:00:00",
+            "x",
+        ] {
+            assert_eq!(parse_time_text(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,0 +1,129 @@
+//! The synchronizer: copies users, follows and posts between its cluster and the others.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use tsn_core::Coordinator;
+use tsn_core::coordinator::{Endpoint, ServerRef};
+use tsn_core::id::{ClusterId, ServerId};
+use tsn_grpc::coordinator::CoordClient;
+
+use crate::cli::{self, Fatal};
+use crate::program::server::{COORDINATOR_AT_START, ServerFlags};
+use crate::sync;
+
+/// The synchronizer's flags.
+#[derive(Parser, Debug)]
+#[command(
+    name = "synchronizer",
+    version,
+    allow_negative_numbers = true,
+    about = "TSN synchronizer: brings the users, follows and posts of the other clusters into its cluster",
+    disable_help_flag = true
+)]
+struct Flags {
+    /// Host of the coordinator.
+    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
+    coordinator_host: String,
+    /// Port of the coordinator.
+    #[arg(short = 'j', long = "coordinator-port", default_value_t = 9090)]
+    coordinator_port: u16,
+    /// The cluster this synchronizer serves (1..N).
+    #[arg(short = 'n', long = "cluster", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    cluster: u32,
+    /// Port to listen on (0 picks a free one).
+    #[arg(short = 'p', long = "port", default_value_t = 1234)]
+    port: u16,
+    /// The data folder the cluster's servers use (the same as their --data-dir).
+    #[arg(long, default_value = "tsn-data")]
+    data_dir: PathBuf,
+    /// How often to register with the coordinator and look for other synchronizers.
+    #[arg(long, default_value = "200ms", value_parser = cli::duration)]
+    register_interval: Duration,
+    /// How often to look at the cluster's files when no change notification came.
+    #[arg(long, default_value = "100ms", value_parser = cli::duration)]
+    poll_interval: Duration,
+    /// Least time between two reads from another cluster; 0 reads changes as they come
+    /// (the course's synchronizers run a round every 20s).
+    #[arg(long, default_value = "0s", value_parser = cli::duration_or_zero)]
+    round_interval: Duration,
+    #[command(flatten)]
+    network: ServerFlags,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// Runs a synchronizer with `args` (the first being the program's name).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    cli::run_program("synchronizer", args, run)
+}
+
+async fn run(flags: Flags) -> Result<(), Fatal> {
+    cli::init_logging();
+    let listener = cli::listen(&flags.network.bind, flags.port).await?;
+    let me = ServerRef {
+        cluster: ClusterId(flags.cluster),
+        server: ServerId(flags.cluster),
+        endpoint: flags.network.advertised(&listener)?,
+    };
+    let coordinator_at = Endpoint {
+        host: flags.coordinator_host.clone(),
+        port: flags.coordinator_port,
+    };
+    let coordinator = Arc::new(
+        CoordClient::new(&coordinator_at).map_err(|e| Fatal::new("bad coordinator address", e))?,
+    );
+    let clusters = register(&me, &*coordinator, &coordinator_at).await?;
+    println!(
+        "synchronizer cluster {} listening on {}",
+        me.cluster, me.endpoint
+    );
+    let config = sync::Config {
+        me,
+        data_dir: flags.data_dir,
+        register_interval: flags.register_interval,
+        poll_interval: flags.poll_interval,
+        round_interval: flags.round_interval,
+    };
+    sync::run(
+        config,
+        clusters,
+        coordinator,
+        listener,
+        cli::shutdown_signal(),
+    )
+    .await
+}
+
+/// Registers with the coordinator, retrying for a few seconds; returns the number of
+/// clusters.
+async fn register(
+    me: &ServerRef,
+    coordinator: &impl Coordinator,
+    at: &Endpoint,
+) -> Result<u32, Fatal> {
+    let deadline = tokio::time::Instant::now() + COORDINATOR_AT_START;
+    loop {
+        match coordinator.register_sync(me.clone()).await {
+            Ok(clusters) => return Ok(clusters),
+            Err(error) if !error.is_retryable() => {
+                return Err(Fatal::new(
+                    "the coordinator refused this synchronizer",
+                    error,
+                ));
+            }
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(Fatal::new(
+                    format_args!("cannot reach the coordinator at {at}"),
+                    error,
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! [`LocalCluster`]: the synchronizer's view of its own cluster, read from the files of the
+//! cluster's master.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tsn_core::change::Entry;
+use tsn_core::id::{Membership, Position};
+use tsn_core::state::State;
+use tsn_core::sync::{Changes, SyncPeer, UserRecord, origin, user_records};
+use tsn_core::{Error, Result};
+use tsn_fs::{COMMIT_FILE, DirWatch, LOG_FILE, LogTail, read_commit};
+
+/// How long `changes_after` waits for news before answering with nothing.
+const LONG_POLL: Duration = Duration::from_secs(1);
+
+/// The cluster's data as its master's files show it: the state (for the course's
+/// `GetUserTLFL`) and the committed changes that originate here (for the other clusters).
+///
+/// It follows the replica whose commit marker is highest — the master, or after a failover
+/// the new master, whose log holds every committed entry at the same positions.
+#[derive(Debug)]
+pub struct LocalCluster {
+    membership: Membership,
+    inner: Mutex<Inner>,
+    committed: watch::Sender<Position>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    /// The entries that originate in this cluster, in log order.
+    own: Vec<Entry>,
+}
+
+impl LocalCluster {
+    /// Nothing read yet, for a replica of `membership.cluster`.
+    pub fn new(membership: Membership) -> Self {
+        LocalCluster {
+            membership,
+            inner: Mutex::new(Inner {
+                state: State::new(membership),
+                own: Vec::new(),
+            }),
+            committed: watch::Sender::new(Position(0)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the cluster's state as read so far.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock().state)
+    }
+
+    /// Follows the master's log under `cluster_dir` (`<data-dir>/cluster_<c>`) forever,
+    /// checking for news when its folder changes and at least every `poll`.
+    pub async fn follow(&self, cluster_dir: PathBuf, poll: Duration) {
+        loop {
+            let Some(replica) = best_replica(&cluster_dir) else {
+                tokio::time::sleep(poll).await;
+                continue;
+            };
+            if let Err(error) = self.follow_replica(&cluster_dir, &replica, poll).await {
+                tracing::info!(replica = %replica.display(), %error, "reading the cluster's log again");
+            }
+        }
+    }
+
+    /// Reads `replica`'s log from its start, and then as it grows, until another replica
+    /// overtakes it or it cannot be read.
+    async fn follow_replica(
+        &self,
+        cluster_dir: &Path,
+        replica: &Path,
+        poll: Duration,
+    ) -> Result<()> {
+        let mut tail = LogTail::open(replica)?;
+        {
+            let mut inner = self.lock();
+            inner.state = State::new(self.membership);
+            inner.own.clear();
+        }
+        let watch = DirWatch::for_files(replica, &[COMMIT_FILE, LOG_FILE]);
+        loop {
+            let entries = tail.read_new()?;
+            let commit = read_commit(replica)?;
+            self.absorb(&entries)?;
+            let readable = commit.min(self.read(|s| s.last().position));
+            if readable > *self.committed.borrow() {
+                self.committed.send_replace(readable);
+            }
+            if best_replica(cluster_dir).is_some_and(|best| best != replica) {
+                return Err(Error::Invalid(
+                    "another replica is ahead: the master changed".into(),
+                ));
+            }
+            watch.changed(poll).await;
+        }
+    }
+
+    fn absorb(&self, entries: &[Entry]) -> Result<()> {
+        let mut inner = self.lock();
+        for entry in entries {
+            if entry.position <= inner.state.last().position {
+                continue;
+            }
+            inner.state.apply(entry)?;
+            if origin(entry, self.membership.clusters) == Some(self.membership.cluster) {
+                inner.own.push(entry.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The changes of this cluster that the other clusters may have: committed, and
+    /// originating here.
+    fn committed_after(&self, cursor: Position, max: usize) -> Changes {
+        let committed = *self.committed.borrow();
+        let inner = self.lock();
+        let start = inner.own.partition_point(|e| e.position <= cursor);
+        let entries: Vec<Entry> = inner.own[start..]
+            .iter()
+            .take_while(|e| e.position <= committed)
+            .take(max.max(1))
+            .cloned()
+            .collect();
+        let more = inner
+            .own
+            .get(start + entries.len())
+            .is_some_and(|e| e.position <= committed);
+        let through = if more {
+            entries.last().map_or(cursor, |e| e.position)
+        } else {
+            committed.max(cursor)
+        };
+        Changes { entries, through }
+    }
+}
+
+/// The replica folder of `cluster_dir` with the highest commit marker: its master.
+fn best_replica(cluster_dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(cluster_dir)
+        .ok()?
+        .filter_map(|item| item.ok())
+        .map(|item| item.path())
+        .filter(|path| path.join(LOG_FILE).is_file())
+        .filter_map(|path| Some((read_commit(&path).ok()?, path)))
+        .max()
+        .filter(|(commit, _)| *commit > Position(0))
+        .map(|(_, path)| path)
+}
+
+#[async_trait]
+impl SyncPeer for LocalCluster {
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        Ok(self.read(user_records))
+    }
+
+    async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes> {
+        let mut committed = self.committed.subscribe();
+        let _ = tokio::time::timeout(LONG_POLL, committed.wait_for(|&c| c > cursor)).await;
+        Ok(self.committed_after(cursor, max))
+    }
+}

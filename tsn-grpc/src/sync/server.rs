@@ -1,0 +1,92 @@
+//! [`FeedServer`]: a synchronizer's services.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tsn_core::SyncPeer;
+use tsn_core::id::Position;
+
+use crate::convert::course_user;
+use crate::error::to_status;
+use crate::proto::csce438::synch_service_server::SynchService;
+use crate::proto::csce438::{AllData, Id};
+use crate::proto::tsn::feed_server::Feed;
+use crate::proto::tsn::{self, FeedBatch, FeedRequest};
+use crate::sync::{CURSOR_ONLY_EVERY, FEED_BATCH};
+
+/// Serves the local cluster, as `local` reads it, to other clusters' synchronizers: TSN's
+/// `Feed` and the course's `SynchService`.
+#[derive(Debug)]
+pub struct FeedServer<P> {
+    local: Arc<P>,
+}
+
+impl<P> FeedServer<P> {
+    /// Serves `local`.
+    pub fn new(local: Arc<P>) -> Self {
+        FeedServer { local }
+    }
+}
+
+type BatchStream = Pin<Box<dyn Stream<Item = Result<FeedBatch, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<P: SyncPeer + 'static> Feed for FeedServer<P> {
+    type ChangesStream = BatchStream;
+
+    async fn changes(
+        &self,
+        request: Request<FeedRequest>,
+    ) -> Result<Response<BatchStream>, Status> {
+        let FeedRequest { cluster, after } = request.into_inner();
+        let local = Arc::clone(&self.local);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            tracing::info!(cluster, after, "a synchronizer subscribed to the feed");
+            let mut cursor = Position(after);
+            let mut sent = cursor;
+            loop {
+                let changes = match local.changes_after(cursor, FEED_BATCH).await {
+                    Ok(changes) => changes,
+                    Err(error) => {
+                        let _ = tx.send(Err(to_status(error))).await;
+                        return;
+                    }
+                };
+                cursor = cursor.max(changes.through);
+                let worth_sending =
+                    !changes.entries.is_empty() || cursor.0 - sent.0 >= CURSOR_ONLY_EVERY;
+                if !worth_sending {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
+                let batch = FeedBatch {
+                    entries: changes.entries.iter().map(tsn::Entry::from).collect(),
+                    through: cursor.0,
+                };
+                if tx.send(Ok(batch)).await.is_err() {
+                    tracing::info!(cluster, "a synchronizer left the feed");
+                    return;
+                }
+                sent = cursor;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl<P: SyncPeer + 'static> SynchService for FeedServer<P> {
+    async fn get_user_tlfl(&self, _request: Request<Id>) -> Result<Response<AllData>, Status> {
+        let users = self.local.users().await.map_err(to_status)?;
+        Ok(Response::new(AllData {
+            data: users.iter().map(course_user).collect(),
+        }))
+    }
+}
