@@ -10,4 +10,5 @@ mod failover;
 mod restarts;
 mod sessions;
 mod startup;
+mod sync;
 mod timeline_rules;

@@ -333,6 +333,7 @@ pub(crate) fn binary(program: &str) -> PathBuf {
         "coordinator" => env!("CARGO_BIN_EXE_coordinator"),
         "tsd" => env!("CARGO_BIN_EXE_tsd"),
         "tsc" => env!("CARGO_BIN_EXE_tsc"),
+        "synchronizer" => env!("CARGO_BIN_EXE_synchronizer"),
         other => panic!("no binary {other}"),
     };
     PathBuf::from(exe)
@@ -363,6 +364,7 @@ pub(crate) struct Deployment {
     pub(crate) coordinator_port: u16,
     pub(crate) timers: Timers,
     servers: Vec<((u32, u32), Proc)>,
+    synchronizers: Vec<(u32, Proc)>,
 }
 
 impl Deployment {
@@ -382,7 +384,67 @@ impl Deployment {
             coordinator_port,
             timers,
             servers: Vec::new(),
+            synchronizers: Vec::new(),
         }
+    }
+
+    /// Starts, for every cluster, a master (server 1), a slave (server 2) and the
+    /// synchronizer, and waits until each cluster has its master.
+    pub(crate) fn start_clusters(&mut self) {
+        for cluster in 1..=self.clusters {
+            self.start_master(cluster);
+            self.start_server(cluster, 2);
+            self.start_synchronizer(cluster);
+        }
+    }
+
+    /// Starts the synchronizer of `cluster` on a free port and waits until it listens.
+    pub(crate) fn start_synchronizer(&mut self, cluster: u32) -> &mut Proc {
+        self.start_synchronizer_with(cluster, &[])
+    }
+
+    /// Like [`Deployment::start_synchronizer`], with `extra` flags.
+    pub(crate) fn start_synchronizer_with(&mut self, cluster: u32, extra: &[&str]) -> &mut Proc {
+        self.stop_synchronizer(cluster);
+        let mut args: Vec<String> = vec![
+            "-n".into(),
+            cluster.to_string(),
+            "-j".into(),
+            self.coordinator_port.to_string(),
+            "-p".into(),
+            "0".into(),
+            "--data-dir".into(),
+            self.dir.path().display().to_string(),
+            "--register-interval".into(),
+            self.timers.heartbeat.into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let proc = Proc::start("synchronizer", &args);
+        announced_port(&proc);
+        self.synchronizers.push((cluster, proc));
+        &mut self.synchronizers.last_mut().expect("just pushed").1
+    }
+
+    /// The running synchronizer of `cluster`.
+    pub(crate) fn synchronizer(&mut self, cluster: u32) -> &mut Proc {
+        &mut self
+            .synchronizers
+            .iter_mut()
+            .find(|(id, _)| *id == cluster)
+            .expect("a started synchronizer")
+            .1
+    }
+
+    /// Kills the synchronizer of `cluster` with SIGKILL.
+    pub(crate) fn stop_synchronizer(&mut self, cluster: u32) {
+        self.synchronizers.retain_mut(|(id, proc)| {
+            if *id == cluster {
+                proc.kill();
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// The data folder.
@@ -461,6 +523,25 @@ impl Deployment {
                 true
             }
         });
+    }
+
+    /// Waits until `LIST` would show `user` exactly `users` and `followers` (asked through
+    /// the course's protocol, so that no session is taken).
+    pub(crate) fn wait_listing(&self, user: u32, users: &[u32], followers: &[u32]) {
+        let names = |ids: &[u32]| ids.iter().map(u32::to_string).collect::<Vec<_>>();
+        let expected = (names(users), names(followers));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let seen = listing(self.coordinator_port, user);
+            if seen.as_ref() == Some(&expected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "user {user}'s LIST should show users {users:?} and followers {followers:?}; it shows {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The port of the live master of `cluster`, as the coordinator tells clients.
@@ -557,6 +638,35 @@ fn ask_master(coordinator_port: u16, cluster: u32) -> Option<(u32, u16)> {
             .ok()?
             .into_inner();
         Some((info.server_id as u32, info.port.parse().ok()?))
+    })
+}
+
+/// What `LIST` answers `user` now, asked through the course's protocol at the master of
+/// the user's cluster: every user, and the user's followers.
+fn listing(coordinator_port: u16, user: u32) -> Option<(Vec<String>, Vec<String>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let mut coordinator =
+            CoordServiceClient::connect(format!("http://127.0.0.1:{coordinator_port}"))
+                .await
+                .ok()?;
+        let master = coordinator
+            .get_server(Id { id: user as i32 })
+            .await
+            .ok()?
+            .into_inner();
+        let mut sns = SnsServiceClient::connect(format!("http://127.0.0.1:{}", master.port))
+            .await
+            .ok()?;
+        let reply = sns
+            .list(request(&user.to_string(), &[]))
+            .await
+            .ok()?
+            .into_inner();
+        Some((reply.all_users, reply.followers))
     })
 }
 
