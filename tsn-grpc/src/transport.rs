@@ -1,6 +1,11 @@
 //! Channels to peers, with TSN's timeouts.
 
+use std::future::Future;
 use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
 
 use tonic::transport::Channel;
 use tsn_core::coordinator::Endpoint;
@@ -33,4 +38,18 @@ pub fn call_channel(endpoint: &Endpoint) -> Result<Channel> {
 /// whose peer stops answering keep-alive probes is dropped within about two seconds.
 pub fn stream_channel(endpoint: &Endpoint) -> Result<Channel> {
     Ok(builder(endpoint)?.connect_lazy())
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops at once: open
+/// streams (timelines, replication, feeds) are cut rather than waited for — their clients
+/// reconnect elsewhere, and nothing acknowledged depends on them.
+pub async fn serve_until(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::result::Result<(), tonic::transport::Error> {
+    tokio::select! {
+        served = router.serve_with_incoming(TcpListenerStream::new(listener)) => served,
+        () = shutdown => Ok(()),
+    }
 }

@@ -6,6 +6,12 @@
 //! * **same-cluster delivery** — one post at a time from u4 to its follower u1 (both in
 //!   cluster 1): from writing the line to u4's `tsc` until the line appears on u1's
 //!   screen. Durable on master and slave before it is shown.
+//! * **cross-cluster delivery** — the same from u2 (cluster 2) to u1: through cluster 2's
+//!   master and synchronizer, cluster 1's synchronizer and master.
+//! * **a new user listed elsewhere** — from a new user's login (its prompt) until user 1's
+//!   LIST in cluster 1 names it.
+//! * **idle synchronizers** — the bytes their connections carry in ten seconds of quiet, as
+//!   the kernel counts them (`ss -ti`).
 //! * **failover** — u4 posts every 10 ms; the master of cluster 1 is killed with SIGKILL;
 //!   the time from the kill until u1's screen shows a post written after it. Both clients
 //!   reconnect by themselves. The old master is then started again and catches up before
@@ -22,10 +28,14 @@ use tokio::sync::mpsc;
 use tsn_core::Coordinator;
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
+use tsn_grpc::client::SnsClient;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
 use crate::program::children::{self, Deployment, RUN_AS, Timers, Topology};
+
+/// The last line of the banner `tsc` prints once it has logged in.
+const BANNER_END: &str = "=====================================";
 
 /// How long any one expected event may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -44,6 +54,9 @@ struct Flags {
     /// Failover trials.
     #[arg(long, default_value_t = 5)]
     failovers: usize,
+    /// New users whose arrival in another cluster is timed.
+    #[arg(long, default_value_t = 10)]
+    new_users: usize,
     #[command(flatten)]
     timers: Timers,
 }
@@ -120,10 +133,9 @@ impl Screen {
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
     let data_dir = std::env::temp_dir().join(format!("tsn-bench-{}", std::process::id()));
-    let coordinator_port = free_port()?;
     let topology = Topology {
-        clusters: 1,
-        coordinator_port,
+        clusters: 3,
+        coordinator_port: free_port()?,
         free_ports: true,
         data_dir: data_dir.clone(),
         timers: flags.timers,
@@ -132,15 +144,36 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let result = measure(&flags, &mut deployment).await;
     deployment.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
-    let (delivery, failover) = result?;
+    let figures = result?;
     println!("| figure | runs | p50 | p99 | max |");
     println!("| --- | --- | --- | --- | --- |");
-    print_row("same-cluster delivery, tsc to tsc", &delivery);
+    print_row("same-cluster delivery, tsc to tsc", &figures.same_cluster);
+    print_row("cross-cluster delivery, tsc to tsc", &figures.cross_cluster);
+    print_row("a new user listed in another cluster", &figures.new_user);
     print_row(
         "failover, kill -9 of the master to the next post shown",
-        &failover,
+        &figures.failover,
+    );
+    println!();
+    println!(
+        "idle synchronizers: {:.0} bytes/s on the wire between them ({} bytes in {} s)",
+        figures.idle_bytes as f64 / IDLE_WINDOW.as_secs_f64(),
+        figures.idle_bytes,
+        IDLE_WINDOW.as_secs()
     );
     Ok(())
+}
+
+/// How long the synchronizers' idle traffic is counted.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+
+/// What `measure` found.
+struct Figures {
+    same_cluster: Vec<Duration>,
+    cross_cluster: Vec<Duration>,
+    new_user: Vec<Duration>,
+    failover: Vec<Duration>,
+    idle_bytes: u64,
 }
 
 fn free_port() -> Result<u16, Fatal> {
@@ -152,72 +185,193 @@ fn free_port() -> Result<u16, Fatal> {
         .map_err(|e| Fatal::new("cannot find a free port", e))
 }
 
-async fn measure(
-    flags: &Flags,
-    deployment: &mut Deployment,
-) -> Result<(Vec<Duration>, Vec<Duration>), Fatal> {
+async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, Fatal> {
     let port = deployment.topology().coordinator_port;
-    let mut author = Screen::open(port, 4).await?;
-    author.wait_for("Cmd> ").await.ok();
-    let mut reader = Screen::open(port, 1).await?;
-    reader.type_line("FOLLOW 4").await?;
-    reader.type_line("TIMELINE").await?;
-    reader.wait_for("Now you are in the timeline").await?;
-    author.type_line("TIMELINE").await?;
-    author.wait_for("Now you are in the timeline").await?;
-
-    let mut delivery = Vec::with_capacity(flags.posts);
-    for n in 0..flags.posts {
-        let text = format!("latency probe {n}");
-        let sent = Instant::now();
-        author.type_line(&text).await?;
-        delivery.push(reader.wait_for(&text).await? - sent);
-    }
-
     let coordinator = CoordClient::new(&Endpoint {
         host: "127.0.0.1".into(),
         port,
     })
     .map_err(|e| Fatal::new("bad coordinator address", e))?;
+    // u1 (cluster 1) reads u4 (cluster 1) and u2 (cluster 2).
+    let mut near = Screen::open(port, 4).await?;
+    near.wait_for(BANNER_END).await?;
+    let mut far = Screen::open(port, 2).await?;
+    far.wait_for(BANNER_END).await?;
+    let mut reader = Screen::open(port, 1).await?;
+    reader.wait_for(BANNER_END).await?;
+    let lister = lister(&coordinator).await?;
+    wait_listed(&lister, 2).await?;
+    reader.type_line("FOLLOW 4").await?;
+    reader.type_line("FOLLOW 2").await?;
+    reader.type_line("TIMELINE").await?;
+    reader.wait_for("Now you are in the timeline").await?;
+    for author in [&mut near, &mut far] {
+        author.type_line("TIMELINE").await?;
+        author.wait_for("Now you are in the timeline").await?;
+    }
+    let same_cluster = deliveries(&mut near, &mut reader, "near", flags.posts).await?;
+    let cross_cluster = deliveries(&mut far, &mut reader, "far", flags.posts).await?;
+
+    let mut new_user = Vec::new();
+    for n in 0..flags.new_users {
+        let user = 5 + 3 * n as u32;
+        let mut newcomer = Screen::open(port, user).await?;
+        let logged_in = newcomer.wait_for(BANNER_END).await?;
+        new_user.push(wait_listed(&lister, user).await? - logged_in);
+        let _ = newcomer.child.kill().await;
+    }
+
+    let idle_bytes = idle_traffic(deployment).await?;
+
     let mut failover = Vec::with_capacity(flags.failovers);
     for trial in 0..flags.failovers {
-        let master = current_master(&coordinator).await?;
-        let killed_at = Instant::now();
-        deployment.kill(1, master).await;
-        // Post every 10 ms until a post written after the kill is shown.
-        let mut n = 0;
-        let shown = loop {
-            n += 1;
-            let text = format!("failover {trial} post {n}");
-            author.type_line(&text).await?;
-            if let Ok(Some((at, line))) =
-                tokio::time::timeout(Duration::from_millis(10), reader.lines.recv()).await
-                && line.contains(&format!("failover {trial} post "))
-            {
-                break at;
-            }
-            if killed_at.elapsed() > PATIENCE {
-                return Err(Fatal("no post was shown after the failover".into()));
-            }
-        };
-        failover.push(shown - killed_at);
-        // The old master returns as a slave; the next trial waits until the coordinator
-        // counts it in sync (it could not be promoted before).
-        let promoted = current_master(&coordinator).await?;
-        let in_sync = format!("servers=[{promoted}, {master}]");
-        let seen = deployment.log("coordinator").matches(&in_sync).count();
-        deployment.restart(1, master).await?;
-        let deadline = Instant::now() + PATIENCE;
-        while deployment.log("coordinator").matches(&in_sync).count() <= seen {
-            if Instant::now() > deadline {
-                return Err(Fatal(format!("server {master} did not catch up")));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        failover.push(fail_over(deployment, &coordinator, &mut near, &mut reader, trial).await?);
+    }
+    for screen in [near, far, reader] {
+        let mut child = screen.child;
+        let _ = child.kill().await;
+    }
+    Ok(Figures {
+        same_cluster,
+        cross_cluster,
+        new_user,
+        failover,
+        idle_bytes,
+    })
+}
+
+/// Posts `count` probes one at a time from `author`; the time each took to show on
+/// `reader`'s screen.
+async fn deliveries(
+    author: &mut Screen,
+    reader: &mut Screen,
+    tag: &str,
+    count: usize,
+) -> Result<Vec<Duration>, Fatal> {
+    let mut taken = Vec::with_capacity(count);
+    for n in 0..count {
+        let text = format!("{tag} probe {n}");
+        let sent = Instant::now();
+        author.type_line(&text).await?;
+        taken.push(reader.wait_for(&text).await? - sent);
+    }
+    Ok(taken)
+}
+
+/// A course-protocol client of user 1 at cluster 1's master, for LIST.
+async fn lister(coordinator: &CoordClient) -> Result<SnsClient, Fatal> {
+    let user = UserId::new(1).expect("1 is a user id");
+    let server = coordinator
+        .server_for(user)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| Fatal("cluster 1 has no master".into()))?;
+    SnsClient::new(server.endpoint, user, String::new())
+        .map_err(|e| Fatal::new("cannot reach cluster 1", e))
+}
+
+/// Waits until user 1's LIST names `user`; returns when it did.
+async fn wait_listed(lister: &SnsClient, user: u32) -> Result<Instant, Fatal> {
+    let deadline = Instant::now() + PATIENCE;
+    let name = user.to_string();
+    while Instant::now() < deadline {
+        if let Ok(listing) = lister.list().await
+            && listing.users.contains(&name)
+        {
+            return Ok(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Err(Fatal(format!("user {user} never appeared in cluster 1")))
+}
+
+/// The bytes the synchronizers' connections to each other carry in `IDLE_WINDOW` of quiet,
+/// as the kernel counts them (`ss -ti`).
+async fn idle_traffic(deployment: &Deployment) -> Result<u64, Fatal> {
+    let ports: Vec<String> = deployment
+        .members
+        .iter()
+        .filter(|m| m.program == "synchronizer")
+        .filter_map(|m| m.address.rsplit(':').next().map(str::to_owned))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = socket_bytes(&ports)?;
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let after = socket_bytes(&ports)?;
+    Ok(after.saturating_sub(before))
+}
+
+/// The bytes sent so far on every TCP connection to a synchronizer port, both ends.
+fn socket_bytes(ports: &[String]) -> Result<u64, Fatal> {
+    let output = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established"])
+        .output()
+        .map_err(|e| Fatal::new("cannot run ss (iproute2) to count bytes", e))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut total = 0;
+    let mut counted = false;
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            counted = line
+                .split_whitespace()
+                .skip(2)
+                .take(2)
+                .any(|address| ports.iter().any(|p| address.ends_with(&format!(":{p}"))));
+            continue;
+        }
+        if counted {
+            total += line
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("bytes_sent:")?.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
-    drop(author.child.kill().await);
-    drop(reader.child.kill().await);
-    Ok((delivery, failover))
+    Ok(total)
+}
+
+/// One failover trial: kills cluster 1's master while `author` posts every 10 ms; the time
+/// until `reader` shows a post written after the kill. Then the old master returns and
+/// catches up.
+async fn fail_over(
+    deployment: &mut Deployment,
+    coordinator: &CoordClient,
+    author: &mut Screen,
+    reader: &mut Screen,
+    trial: usize,
+) -> Result<Duration, Fatal> {
+    let master = current_master(coordinator).await?;
+    let killed_at = Instant::now();
+    deployment.kill(1, master).await;
+    let mut n = 0;
+    let shown = loop {
+        n += 1;
+        author
+            .type_line(&format!("failover {trial} post {n}"))
+            .await?;
+        if let Ok(Some((at, line))) =
+            tokio::time::timeout(Duration::from_millis(10), reader.lines.recv()).await
+            && line.contains(&format!("failover {trial} post "))
+        {
+            break at;
+        }
+        if killed_at.elapsed() > PATIENCE {
+            return Err(Fatal("no post was shown after the failover".into()));
+        }
+    };
+    // The next trial needs the old master back in sync (it could not be promoted before).
+    let promoted = current_master(coordinator).await?;
+    let in_sync = format!("servers=[{promoted}, {master}]");
+    let seen = deployment.log("coordinator").matches(&in_sync).count();
+    deployment.restart(1, master).await?;
+    let deadline = Instant::now() + PATIENCE;
+    while deployment.log("coordinator").matches(&in_sync).count() <= seen {
+        if Instant::now() > deadline {
+            return Err(Fatal(format!("server {master} did not catch up")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(shown - killed_at)
 }
 
 async fn current_master(coordinator: &CoordClient) -> Result<u32, Fatal> {

@@ -1,5 +1,5 @@
-//! A local deployment as child processes: the coordinator and a master and a slave tsd per
-//! cluster, each this same executable run as that program (`--run-as`), always the same
+//! A local deployment as child processes: the coordinator and, per cluster, a master and a
+//! slave tsd and a synchronizer, each this same executable run as that program (`--run-as`), always the same
 //! version. Used by `tsn-local` and `tsn-bench`.
 //!
 //! Each child's log (standard error) goes to `<logs>/<name>.log`; its ready line (standard
@@ -43,6 +43,7 @@ pub fn run_as(args: &[OsString]) -> Option<ExitCode> {
         "coordinator" => crate::program::coordinator::main(rest),
         "tsd" => crate::program::tsd::main(rest),
         "tsc" => crate::program::tsc::main(rest),
+        "synchronizer" => crate::program::synchronizer::main(rest),
         other => {
             eprintln!("there is no program '{other}' to run");
             ExitCode::from(2)
@@ -97,6 +98,22 @@ impl Topology {
         ]
     }
 
+    fn synchronizer_args(&self, cluster: u32) -> Vec<String> {
+        let port = if self.free_ports { 0 } else { 1233 + cluster };
+        vec![
+            "-n".to_owned(),
+            cluster.to_string(),
+            "-j".into(),
+            self.coordinator_port.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--register-interval".into(),
+            humantime::format_duration(self.timers.heartbeat_interval).to_string(),
+        ]
+    }
+
     fn tsd_args(&self, cluster: u32, server: u32) -> Vec<String> {
         let duration = |d: Duration| humantime::format_duration(d).to_string();
         vec![
@@ -121,7 +138,7 @@ impl Topology {
 /// One child process.
 #[derive(Debug)]
 pub struct Member {
-    /// `coordinator` or `tsd-<cluster>-<server>`.
+    /// `coordinator`, `tsd-<cluster>-<server>` or `synchronizer-<cluster>`.
     pub name: String,
     /// The program it runs.
     pub program: String,
@@ -171,8 +188,8 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Starts the coordinator and two servers per cluster, and waits until every server has
-    /// a role. On failure every child started is stopped.
+    /// Starts the coordinator, two servers and a synchronizer per cluster, and waits until
+    /// every server has a role. On failure every child started is stopped.
     pub async fn start(topology: Topology) -> Result<Deployment, Fatal> {
         let logs = topology.data_dir.join("logs");
         std::fs::create_dir_all(&logs)
@@ -209,6 +226,19 @@ impl Deployment {
                 let tsd = self.spawn_tsd(cluster, server, args).await?;
                 self.members.push(tsd);
             }
+        }
+        for cluster in 1..=self.topology.clusters {
+            let args = self.topology.synchronizer_args(cluster);
+            let synchronizer = spawn(
+                &self.exe,
+                &self.logs,
+                "synchronizer",
+                Some(cluster),
+                None,
+                args,
+            )
+            .await?;
+            self.members.push(synchronizer);
         }
         self.wait_for_roles().await
     }
@@ -291,14 +321,15 @@ impl Deployment {
                 }
             }
         }
-        for member in &mut self.members {
+        let stops = self.members.iter_mut().map(|member| async move {
             if tokio::time::timeout(STOP_TIMEOUT, member.child.wait())
                 .await
                 .is_err()
             {
                 let _ = member.child.kill().await;
             }
-        }
+        });
+        futures::future::join_all(stops).await;
     }
 }
 
@@ -312,6 +343,7 @@ async fn spawn(
 ) -> Result<Member, Fatal> {
     let name = match (cluster, server) {
         (Some(c), Some(s)) => format!("{program}-{c}-{s}"),
+        (Some(c), None) => format!("{program}-{c}"),
         _ => program.to_owned(),
     };
     let mut command = Command::new(exe);

@@ -29,7 +29,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 #[command(
     name = "tsn-local",
     version,
-    about = "Runs a whole TSN deployment on this machine: a coordinator and a master and a slave per cluster"
+    about = "Runs a whole TSN deployment on this machine: a coordinator and, per cluster, a master, a slave and a synchronizer"
 )]
 struct Flags {
     /// Folder for all data and logs.
@@ -44,7 +44,7 @@ struct Flags {
     /// Port of the coordinator.
     #[arg(long, default_value_t = 9090)]
     coordinator_port: u16,
-    /// Let every server pick a free port instead of the course's 10000, 10001, 20000 ...
+    /// Let every server pick a free port instead of the course's (10000, 10001, 20000 ... and 1234 ...)
     #[arg(long)]
     free_ports: bool,
     #[command(flatten)]

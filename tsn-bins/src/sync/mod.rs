@@ -24,13 +24,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
 use tsn_core::id::{ClusterId, Membership};
 use tsn_grpc::proto::csce438::synch_service_server::SynchServiceServer;
 use tsn_grpc::proto::tsn::feed_server::FeedServer as FeedService;
 use tsn_grpc::sync::FeedServer;
+use tsn_grpc::transport::serve_until;
 
 use crate::cli::Fatal;
 
@@ -71,12 +71,11 @@ pub async fn run<C: Coordinator + 'static>(
     });
     let peers = tokio::spawn(keep_peers(config.clone(), Arc::clone(&local), coordinator));
     let feed = FeedServer::new(Arc::clone(&local));
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(FeedService::new(FeedServer::new(Arc::clone(&local))))
-        .add_service(SynchServiceServer::new(feed))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .add_service(SynchServiceServer::new(feed));
+    let served = serve_until(router, listener, shutdown).await;
     follower.abort();
     peers.abort();
     served.map_err(|e| Fatal::new("the synchronizer stopped", e))

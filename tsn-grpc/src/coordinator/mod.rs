@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tsn_core::coordinator::{Local, RoleChange};
 use tsn_core::{Error, Result};
 
 use crate::proto::csce438::coord_service_server::CoordServiceServer;
+use crate::transport::serve_until;
 
 /// Serves `coordinator` on `listener` until `shutdown` completes, checking for failed
 /// masters ten times per failure timeout and logging every role change.
@@ -44,11 +44,10 @@ pub async fn serve(
             }
         }
     });
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(CoordServiceServer::new(CoordServer::new(coordinator)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .add_service(CoordServiceServer::new(CoordServer::new(coordinator)));
+    let result = serve_until(router, listener, shutdown).await;
     ticker.abort();
     result.map_err(|e| Error::Unavailable {
         what: "the coordinator's listener".into(),

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tsn_core::coordinator::ServerRef;
 use tsn_core::id::ClusterId;
 use tsn_core::id::Time;
@@ -42,6 +41,7 @@ use tsn_core::{Coordinator, Error, Result, Store, SyncPeer};
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
 use crate::proto::tsn::replication_server::ReplicationServer;
 use crate::proto::tsn::session_server::SessionServer;
+use crate::transport::serve_until;
 
 /// How a tsd runs.
 #[derive(Clone)]
@@ -75,13 +75,12 @@ where
 {
     let server = server::Server::new(config, store);
     let keeper = tokio::spawn(heartbeat::run(Arc::clone(&server), coordinator));
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(SnsServiceServer::from_arc(Arc::clone(&server)))
         .add_service(SessionServer::from_arc(Arc::clone(&server)))
-        .add_service(ReplicationServer::from_arc(Arc::clone(&server)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .add_service(ReplicationServer::from_arc(Arc::clone(&server)));
+    let result = serve_until(router, listener, shutdown).await;
     keeper.abort();
     server.stop_serving();
     result.map_err(|e| Error::Unavailable {
