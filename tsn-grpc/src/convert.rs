@@ -99,6 +99,7 @@ impl From<&Report> for csce438::ServerInfo {
             log_position: report.log.position.0,
             log_epoch: report.log.epoch.0,
             in_sync: report.in_sync.iter().map(|s| s.0 as i32).collect(),
+            incarnation: report.incarnation,
             ..csce438::ServerInfo::from(&report.server)
         }
     }
@@ -110,6 +111,7 @@ impl TryFrom<&csce438::ServerInfo> for Report {
     fn try_from(info: &csce438::ServerInfo) -> Result<Self, Error> {
         Ok(Report {
             server: ServerRef::try_from(info)?,
+            incarnation: info.incarnation,
             role: parse_role(&info.r#type)?,
             epoch: Epoch(info.epoch),
             log: LogPoint {
@@ -133,6 +135,7 @@ impl From<&Assignment> for csce438::Confirmation {
             epoch: assignment.epoch.0,
             master: assignment.master.as_ref().map(csce438::ServerInfo::from),
             clusters: assignment.clusters,
+            in_sync_confirmed: assignment.in_sync_confirmed,
         }
     }
 }
@@ -155,6 +158,7 @@ impl TryFrom<&csce438::Confirmation> for Assignment {
                 .map(ServerRef::try_from)
                 .transpose()?,
             clusters: confirmation.clusters,
+            in_sync_confirmed: confirmation.in_sync_confirmed,
         })
     }
 }
@@ -378,6 +382,7 @@ mod tests {
         };
         let report = Report {
             server: server.clone(),
+            incarnation: 42,
             role: Some(Role::Master),
             epoch: Epoch(3),
             log: LogPoint {
@@ -401,6 +406,7 @@ mod tests {
             epoch: Epoch(3),
             master: Some(server),
             clusters: 3,
+            in_sync_confirmed: true,
         };
         let confirmation = csce438::Confirmation::from(&assignment);
         assert_eq!(confirmation.r#type, "slave");

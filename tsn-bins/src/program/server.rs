@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use tokio::net::TcpListener;
 use tsn_core::change::LogPoint;
-use tsn_core::coordinator::{Endpoint, Report, ServerRef};
+use tsn_core::coordinator::{Endpoint, ServerRef};
+use tsn_core::failover::Node;
 use tsn_core::id::Membership;
 use tsn_core::{Coordinator, Store};
 use tsn_fs::FileStore;
@@ -51,6 +52,7 @@ impl ServerFlags {
 pub async fn open_replica(
     data_dir: &Path,
     me: &ServerRef,
+    incarnation: u64,
     coordinator: &impl Coordinator,
     coordinator_at: &Endpoint,
 ) -> Result<FileStore, Fatal> {
@@ -71,7 +73,7 @@ pub async fn open_replica(
         .as_ref()
         .map(|(store, _)| store.read(|s| s.last()))
         .unwrap_or_default();
-    let clusters = ask_clusters(me, log, coordinator, coordinator_at).await?;
+    let clusters = ask_clusters(me, incarnation, log, coordinator, coordinator_at).await?;
     let membership = Membership {
         cluster: me.cluster,
         clusters,
@@ -94,17 +96,12 @@ pub async fn open_replica(
 /// Asks the coordinator, with a first heartbeat, how many clusters there are.
 async fn ask_clusters(
     me: &ServerRef,
+    incarnation: u64,
     log: LogPoint,
     coordinator: &impl Coordinator,
     coordinator_at: &Endpoint,
 ) -> Result<u32, Fatal> {
-    let report = Report {
-        server: me.clone(),
-        role: None,
-        epoch: log.epoch,
-        log,
-        in_sync: Vec::new(),
-    };
+    let report = Node::new(me.clone(), incarnation, log.epoch).report(log, Vec::new());
     let deadline = tokio::time::Instant::now() + COORDINATOR_AT_START;
     loop {
         match coordinator.heartbeat(report.clone()).await {

@@ -84,7 +84,15 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let coordinator = Arc::new(
         CoordClient::new(&coordinator_at).map_err(|e| Fatal::new("bad coordinator address", e))?,
     );
-    let store = server::open_replica(&flags.data_dir, &me, &*coordinator, &coordinator_at).await?;
+    let incarnation = rand::random::<u64>();
+    let store = server::open_replica(
+        &flags.data_dir,
+        &me,
+        incarnation,
+        &*coordinator,
+        &coordinator_at,
+    )
+    .await?;
     println!(
         "tsd cluster {} server {} listening on {}",
         me.cluster, me.server, me.endpoint
@@ -102,6 +110,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         .collect();
     let config = tsd::Config {
         me,
+        incarnation,
         heartbeat_interval: flags.heartbeat_interval,
         session_timeout: flags.session_timeout,
         replication_timeout: flags.replication_timeout,

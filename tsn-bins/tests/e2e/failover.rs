@@ -120,3 +120,72 @@ fn killing_the_master_loses_and_doubles_no_acknowledged_post() {
     again.send("LIST");
     again.wait_for("Followers: 1\n");
 }
+
+/// Sends SIGTERM to `proc`, as a service manager or `kill` does.
+fn terminate(proc: &crate::support::Proc) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &proc.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+#[test]
+fn a_master_stopped_with_sigterm_exits_and_its_slave_takes_over() {
+    let mut deployment = Deployment::start_with(3, FAST);
+    deployment.start_master(1);
+    deployment
+        .start_server(1, 2)
+        .wait_for_log_count("serving as slave", 1);
+    deployment
+        .coordinator
+        .wait_for_log_count("servers=[1, 2]", 1);
+    let mut u1 = deployment.logged_in_client(1);
+    u1.enter_timeline();
+    terminate(deployment.server(1, 1));
+    let status = deployment.server(1, 1).wait_exit();
+    assert!(status.success(), "a clean stop: {status}");
+    deployment.wait_master_is(1, 2);
+    let mut u4 = deployment.logged_in_client(4);
+    u4.command("FOLLOW 1", "Command completed successfully");
+    u4.enter_timeline();
+    u1.send("after the stop");
+    u4.wait_for(">> after the stop\n");
+}
+
+#[test]
+fn a_master_killed_and_started_again_at_once_loses_and_doubles_nothing() {
+    let mut deployment = Deployment::start_with(3, FAST);
+    deployment.start_master(1);
+    deployment
+        .start_server(1, 2)
+        .wait_for_log_count("serving as slave", 1);
+    deployment
+        .coordinator
+        .wait_for_log_count("servers=[1, 2]", 1);
+    let mut u4 = deployment.logged_in_client(4);
+    let mut u1 = deployment.logged_in_client(1);
+    u1.command("FOLLOW 4", "Command completed successfully");
+    u1.enter_timeline();
+    u4.enter_timeline();
+    for n in 1..=20 {
+        u4.send(&format!("quick {n}"));
+    }
+    // Back before the coordinator misses it: it must still start a new epoch.
+    deployment.start_server(1, 1);
+    for n in 21..=40 {
+        u4.send(&format!("quick {n}"));
+    }
+    u4.close_stdin();
+    assert!(u4.wait_exit().success(), "every post acknowledged");
+    u1.wait_for(">> quick 40\n");
+    let shown: Vec<u32> = crate::support::timeline_lines(&u1.stdout())
+        .iter()
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        shown,
+        (1..=40).collect::<Vec<_>>(),
+        "each post once, in order"
+    );
+}

@@ -9,7 +9,7 @@ use crate::coordinator::{
     Assignment, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
 };
 use crate::error::{Error, Result};
-use crate::id::UserId;
+use crate::id::{Epoch, UserId};
 
 /// How long a routing question waits for a master while the registry is listening: less
 /// than a client's call timeout, so that the client can retry.
@@ -27,10 +27,14 @@ pub struct Local {
 }
 
 impl Local {
-    /// A coordinator that starts now, knowing nothing (see [`Registry::new`]).
+    /// A coordinator that starts now, knowing nothing, and whose epochs start above the
+    /// wall clock's milliseconds (see [`Registry::new`]).
     pub fn new(config: RegistryConfig) -> Self {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
         Local {
-            registry: Mutex::new(Registry::new(config, Instant::now())),
+            registry: Mutex::new(Registry::new(config, Instant::now(), Epoch(millis))),
         }
     }
 

@@ -69,6 +69,9 @@ pub struct ServerRef {
 pub struct Report {
     /// Who is reporting.
     pub server: ServerRef,
+    /// A number the server's process picks at random when it starts: a change tells the
+    /// coordinator that the server restarted.
+    pub incarnation: u64,
     /// The role the server is acting in; `None` for a server that has just started.
     pub role: Option<Role>,
     /// The newest epoch the server knows.
@@ -91,6 +94,9 @@ pub struct Assignment {
     pub master: Option<ServerRef>,
     /// How many clusters the deployment has.
     pub clusters: u32,
+    /// Whether the in-sync set the master reported is confirmed: from then on only its
+    /// members may be promoted. False while a restarted coordinator is still listening.
+    pub in_sync_confirmed: bool,
 }
 
 /// The coordinator, as servers, clients and synchronizers use it.

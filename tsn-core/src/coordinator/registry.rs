@@ -12,7 +12,10 @@
 //!   the earliest first heartbeat, then the lowest server id.
 //! * For one failure timeout after the registry starts it promotes no one, only listens:
 //!   a restarted coordinator learns the current masters and epochs from their heartbeats
-//!   before it could wrongly replace them.
+//!   before it could wrongly replace them. Meanwhile it confirms no smaller in-sync set.
+//! * A master that reports any other role (it restarted) loses its role; a report of a
+//!   newer epoch than the master's deposes the master. Either way the next promotion starts
+//!   a new epoch, above every epoch seen and above the registry's floor.
 //! * A synchronizer counts as registered while it re-registers within the failure timeout.
 //!
 //! # Caveats
@@ -70,6 +73,7 @@ pub enum RoleChange {
 #[derive(Clone, Debug)]
 struct ServerRecord {
     server: ServerRef,
+    incarnation: u64,
     first_seen: Instant,
     last_seen: Instant,
     log: LogPoint,
@@ -80,6 +84,8 @@ struct ServerRecord {
 struct ClusterRecord {
     epoch: Epoch,
     master: Option<ServerId>,
+    /// The incarnation of the master's process when it was given the role.
+    master_incarnation: u64,
     /// The master and the slaves it last reported in sync; empty when unknown.
     in_sync: Vec<ServerId>,
     servers: BTreeMap<ServerId, ServerRecord>,
@@ -90,14 +96,22 @@ struct ClusterRecord {
 pub struct Registry {
     config: RegistryConfig,
     listen_until: Instant,
+    /// Every epoch this registry starts is above it.
+    epoch_floor: Epoch,
     clusters: BTreeMap<ClusterId, ClusterRecord>,
     syncs: BTreeMap<ClusterId, (ServerRef, Instant)>,
     changes: Vec<RoleChange>,
 }
 
 impl Registry {
-    /// A registry that starts at `now`, knowing no server.
-    pub fn new(config: RegistryConfig, now: Instant) -> Self {
+    /// A registry that starts at `now`, knowing no server, and starts only epochs above
+    /// `epoch_floor`.
+    ///
+    /// A coordinator that restarts knows nothing of the epochs it started before, and a
+    /// server holding the newest one may be down while it listens. Passing a floor that
+    /// grows with wall-clock time (milliseconds since the Unix epoch, say) keeps every new
+    /// epoch above every earlier one all the same.
+    pub fn new(config: RegistryConfig, now: Instant, epoch_floor: Epoch) -> Self {
         assert!(
             config.clusters >= 1,
             "a deployment has at least one cluster"
@@ -105,6 +119,7 @@ impl Registry {
         Registry {
             config,
             listen_until: now + config.failure_timeout,
+            epoch_floor,
             clusters: BTreeMap::new(),
             syncs: BTreeMap::new(),
             changes: Vec::new(),
@@ -145,16 +160,42 @@ impl Registry {
         let cluster = self.clusters.entry(cluster_id).or_default();
         let record = cluster.servers.entry(id).or_insert_with(|| ServerRecord {
             server: report.server.clone(),
+            incarnation: report.incarnation,
             first_seen: now,
             last_seen: now,
             log: report.log,
             epoch: report.epoch,
         });
         record.server = report.server.clone();
+        record.incarnation = report.incarnation;
         record.last_seen = now;
         record.log = report.log;
         record.epoch = report.epoch;
 
+        if cluster.master == Some(id) && report.incarnation != cluster.master_incarnation {
+            // The master restarted: it may have written entries of its epoch that it lost
+            // and a slave kept. Whoever is promoted next, itself included, starts a new
+            // epoch, so that no two logs hold different entries written in one epoch.
+            cluster.master = None;
+            self.changes.push(RoleChange::MasterLost {
+                cluster: cluster_id,
+                server: id,
+            });
+        }
+        if report.role != Some(Role::Master) && report.epoch > cluster.epoch {
+            // A server knows a newer epoch than the one its master claims (a coordinator
+            // that restarted adopted a stale master before hearing of it): epochs never go
+            // back, and that master is deposed.
+            cluster.epoch = report.epoch;
+            // What that master said was in sync says nothing of the newer epoch.
+            cluster.in_sync.clear();
+            if let Some(master) = cluster.master.take() {
+                self.changes.push(RoleChange::MasterLost {
+                    cluster: cluster_id,
+                    server: master,
+                });
+            }
+        }
         if report.role == Some(Role::Master) {
             let current = cluster.master == Some(id) && report.epoch == cluster.epoch;
             let unopposed = cluster.master.is_none() && report.epoch >= cluster.epoch;
@@ -169,6 +210,7 @@ impl Registry {
                 }
                 cluster.epoch = report.epoch;
                 cluster.master = Some(id);
+                cluster.master_incarnation = report.incarnation;
                 let in_sync: Vec<ServerId> = std::iter::once(id)
                     .chain(report.in_sync.iter().copied().filter(|&s| s != id))
                     .collect();
@@ -197,6 +239,7 @@ impl Registry {
             epoch: cluster.epoch,
             master,
             clusters: self.config.clusters,
+            in_sync_confirmed: !self.is_listening(now),
         }
     }
 
@@ -248,8 +291,9 @@ impl Registry {
                     .map(|r| r.epoch)
                     .max()
                     .unwrap_or_default();
-                cluster.epoch = cluster.epoch.max(newest_known).next();
+                cluster.epoch = cluster.epoch.max(newest_known).max(self.epoch_floor).next();
                 cluster.master = Some(server);
+                cluster.master_incarnation = cluster.servers[&server].incarnation;
                 cluster.in_sync = vec![server];
                 self.changes.push(RoleChange::Promoted {
                     cluster: cluster_id,
@@ -318,6 +362,8 @@ mod tests {
         registry: Registry,
         start: Instant,
         now: Instant,
+        /// Added to each server id to make its incarnation.
+        incarnation: u64,
     }
 
     fn server(cluster: u32, id: u32) -> ServerRef {
@@ -348,9 +394,11 @@ mod tests {
                         failure_timeout: TIMEOUT,
                     },
                     start,
+                    Epoch(0),
                 ),
                 start,
                 now: start,
+                incarnation: 0,
             }
         }
 
@@ -376,6 +424,7 @@ mod tests {
         ) -> Assignment {
             let report = Report {
                 server: server(cluster, id),
+                incarnation: self.incarnation + u64::from(id),
                 role,
                 epoch: Epoch(epoch),
                 log: at,
@@ -527,6 +576,80 @@ mod tests {
     }
 
     #[test]
+    fn a_master_that_restarts_before_it_is_missed_gets_a_new_epoch() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 12), &[]);
+        w.incarnation = 99;
+        let restarted = w.beat(1, 1, None, 1, log(1, 10), &[]);
+        assert_eq!((restarted.role, restarted.epoch), (Role::Master, Epoch(2)));
+    }
+
+    #[test]
+    fn a_server_promoted_between_its_heartbeats_keeps_the_role() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.new_server(1, 2);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+        w.at(1900);
+        w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        w.at(2200);
+        w.registry.tick(w.now);
+        assert_eq!(w.master(1), Some(2), "promoted by the timer");
+        let told = w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        assert_eq!(
+            (told.role, told.epoch),
+            (Role::Master, Epoch(2)),
+            "still its role, same epoch"
+        );
+    }
+
+    #[test]
+    fn a_stale_master_is_deposed_once_a_newer_epoch_is_heard() {
+        let mut w = World::new();
+        // After a restart of the coordinator: a master that was replaced reports first.
+        let stale = w.beat(1, 1, Some(Role::Master), 1, log(1, 9), &[]);
+        assert_eq!(stale.role, Role::Master);
+        assert!(
+            !stale.in_sync_confirmed,
+            "no smaller in-sync set is confirmed while listening"
+        );
+        w.beat(1, 2, Some(Role::Slave), 2, log(2, 11), &[]);
+        let deposed = w.beat(1, 1, Some(Role::Master), 1, log(1, 9), &[]);
+        assert_eq!(deposed.role, Role::Slave);
+        w.at(900);
+        w.beat(1, 2, Some(Role::Slave), 2, log(2, 11), &[]);
+        w.at(1100);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 9), &[]);
+        let promoted = w.beat(1, 2, Some(Role::Slave), 2, log(2, 11), &[]);
+        assert_eq!((promoted.role, promoted.epoch), (Role::Master, Epoch(3)));
+        assert!(promoted.in_sync_confirmed);
+    }
+
+    #[test]
+    fn new_epochs_start_above_the_floor() {
+        let start = Instant::now();
+        let config = RegistryConfig {
+            clusters: 1,
+            failure_timeout: TIMEOUT,
+        };
+        let mut registry = Registry::new(config, start, Epoch(5000));
+        let later = start + TIMEOUT * 2;
+        let report = Report {
+            server: server(1, 1),
+            incarnation: 1,
+            role: None,
+            epoch: Epoch(7),
+            log: log(7, 3),
+            in_sync: vec![],
+        };
+        assert_eq!(
+            registry.heartbeat(&report, later).unwrap().epoch,
+            Epoch(5001)
+        );
+    }
+
+    #[test]
     fn an_older_epoch_cannot_claim_mastership() {
         let mut w = World::settled();
         w.new_server(1, 1);
@@ -541,6 +664,7 @@ mod tests {
         let mut w = World::settled();
         let report = Report {
             server: server(4, 1),
+            incarnation: 1,
             role: None,
             epoch: Epoch(0),
             log: LogPoint::default(),

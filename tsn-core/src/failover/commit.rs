@@ -8,6 +8,8 @@ use crate::id::{Position, ServerId};
 #[derive(Clone, Debug)]
 struct Slave {
     connected: bool,
+    /// The connection its acknowledgements come on; an older one's end changes nothing.
+    connection: u64,
     acked: Position,
     last_progress: Instant,
     in_sync: bool,
@@ -42,8 +44,15 @@ impl Replication {
         }
     }
 
-    /// The master appended entries up to `position`.
-    pub fn appended(&mut self, position: Position) {
+    /// The master appended entries up to `position` at `now`. A slave that held everything
+    /// before counts as making progress from now on: it cannot have acknowledged entries
+    /// it was not sent yet.
+    pub fn appended(&mut self, position: Position, now: Instant) {
+        for s in self.slaves.values_mut() {
+            if s.acked >= self.appended {
+                s.last_progress = now;
+            }
+        }
         self.appended = self.appended.max(position);
     }
 
@@ -52,16 +61,19 @@ impl Replication {
         self.durable = self.durable.max(position);
     }
 
-    /// A slave connected, holding the master's log up to `holds`.
-    pub fn connected(&mut self, slave: ServerId, holds: Position, now: Instant) {
+    /// A slave connected on `connection` (a number unique to each connection), holding the
+    /// master's log up to `holds`.
+    pub fn connected(&mut self, slave: ServerId, connection: u64, holds: Position, now: Instant) {
         let entry = self.slaves.entry(slave).or_insert(Slave {
             connected: true,
+            connection,
             acked: holds,
             last_progress: now,
             in_sync: false,
             leaving: false,
         });
         entry.connected = true;
+        entry.connection = connection;
         entry.acked = holds;
         entry.last_progress = now;
         self.promote_caught_up();
@@ -78,9 +90,11 @@ impl Replication {
         self.promote_caught_up();
     }
 
-    /// A slave's connection ended.
-    pub fn disconnected(&mut self, slave: ServerId) {
-        if let Some(s) = self.slaves.get_mut(&slave) {
+    /// A slave's connection ended; if the slave has connected again since, nothing changes.
+    pub fn disconnected(&mut self, slave: ServerId, connection: u64) {
+        if let Some(s) = self.slaves.get_mut(&slave)
+            && s.connection == connection
+        {
             s.connected = false;
             if s.in_sync {
                 s.leaving = true;
@@ -178,7 +192,7 @@ mod tests {
     #[test]
     fn alone_the_master_commits_what_is_durable_on_it() {
         let mut r = Replication::new(Position(3), LAG);
-        r.appended(Position(5));
+        r.appended(Position(5), Instant::now());
         assert_eq!(r.commit(), Position(3));
         r.durable(Position(5));
         assert_eq!(r.commit(), Position(5));
@@ -188,7 +202,7 @@ mod tests {
     fn a_slave_counts_once_it_has_caught_up() {
         let t = Instant::now();
         let mut r = Replication::new(Position(10), LAG);
-        r.connected(s(2), Position(4), t);
+        r.connected(s(2), 2, Position(4), t);
         assert_eq!(r.report(), [], "still catching up");
         assert_eq!(
             r.commit(),
@@ -197,7 +211,7 @@ mod tests {
         );
         r.acked(s(2), Position(10), t);
         assert_eq!(r.report(), [s(2)]);
-        r.appended(Position(12));
+        r.appended(Position(12), t);
         r.durable(Position(12));
         assert_eq!(r.commit(), Position(10), "now commits wait for it");
         r.acked(s(2), Position(12), t);
@@ -208,10 +222,10 @@ mod tests {
     fn a_lost_slave_stops_counting_only_once_the_coordinator_confirms() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), Position(0), t);
-        r.appended(Position(1));
+        r.connected(s(2), 2, Position(0), t);
+        r.appended(Position(1), t);
         r.durable(Position(1));
-        r.disconnected(s(2));
+        r.disconnected(s(2), 2);
         assert!(r.has_leaving());
         assert_eq!(r.commit(), Position(0), "held back until confirmed");
         let report = r.report();
@@ -225,9 +239,9 @@ mod tests {
     fn a_stalled_slave_is_proposed_for_removal_after_the_lag_timeout() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), Position(0), t);
-        r.connected(s(3), Position(0), t);
-        r.appended(Position(1));
+        r.connected(s(2), 2, Position(0), t);
+        r.connected(s(3), 3, Position(0), t);
+        r.appended(Position(1), t);
         r.durable(Position(1));
         r.acked(s(3), Position(1), t + LAG / 2);
         assert!(!r.tick(t + LAG / 2));
@@ -248,10 +262,35 @@ mod tests {
     }
 
     #[test]
+    fn a_slave_idle_for_long_is_not_stalled_by_the_next_write() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.connected(s(2), 2, Position(0), t);
+        let later = t + LAG * 10;
+        r.appended(Position(1), later);
+        assert!(!r.tick(later + LAG / 2), "it has had no time to answer yet");
+        assert!(
+            r.tick(later + LAG),
+            "but it must answer within the lag timeout"
+        );
+    }
+
+    #[test]
+    fn the_end_of_a_replaced_connection_changes_nothing() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.connected(s(2), 1, Position(0), t);
+        r.connected(s(2), 2, Position(0), t);
+        r.disconnected(s(2), 1);
+        assert!(!r.has_leaving());
+        assert_eq!(r.report(), [s(2)]);
+    }
+
+    #[test]
     fn a_confirmation_without_a_removal_changes_nothing() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), Position(0), t);
+        r.connected(s(2), 2, Position(0), t);
         r.confirmed(&[s(2)]);
         assert_eq!(r.report(), [s(2)]);
     }

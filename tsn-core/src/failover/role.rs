@@ -32,15 +32,18 @@ pub enum Duty {
 #[derive(Clone, Debug)]
 pub struct Node {
     me: ServerRef,
+    incarnation: u64,
     duty: Duty,
     epoch: Epoch,
 }
 
 impl Node {
-    /// A server that has just started and whose log ends at an entry of `epoch`.
-    pub fn new(me: ServerRef, epoch: Epoch) -> Self {
+    /// A server whose process started as `incarnation` (a random number) and whose log
+    /// ends at an entry of `epoch`.
+    pub fn new(me: ServerRef, incarnation: u64, epoch: Epoch) -> Self {
         Node {
             me,
+            incarnation,
             duty: Duty::Waiting,
             epoch,
         }
@@ -70,6 +73,7 @@ impl Node {
         };
         Report {
             server: self.me.clone(),
+            incarnation: self.incarnation,
             role,
             epoch: self.epoch,
             log,
@@ -100,6 +104,12 @@ impl Node {
             (Role::Slave, _) => Duty::Waiting,
         };
         self.change(duty)
+    }
+
+    /// The duty could not be taken up: wait for the next assignment (the next report says
+    /// so, and the coordinator may assign the duty again).
+    pub fn give_up(&mut self) {
+        self.duty = Duty::Waiting;
     }
 
     /// A peer spoke of `epoch`; a newer epoch than ours ends our mastership at once.
@@ -162,6 +172,7 @@ mod tests {
             epoch: Epoch(epoch),
             master: master.map(server),
             clusters: 3,
+            in_sync_confirmed: true,
         }
     }
 
@@ -208,7 +219,7 @@ mod tests {
             .in_sequence(&mut seq)
             .returning(|_| Ok(answer(Role::Slave, 3, Some(1))));
 
-        let mut node = Node::new(server(2), Epoch(1));
+        let mut node = Node::new(server(2), 7, Epoch(1));
         let (_, duty) = heartbeat(&coordinator, &mut node, at(1, 4), vec![])
             .await
             .unwrap();
@@ -244,7 +255,7 @@ mod tests {
 
     #[test]
     fn news_of_a_newer_epoch_ends_mastership_at_once() {
-        let mut node = Node::new(server(1), Epoch(0));
+        let mut node = Node::new(server(1), 7, Epoch(0));
         node.assign(&answer(Role::Master, 1, Some(1)));
         assert_eq!(node.saw_epoch(Epoch(1)), None);
         assert_eq!(node.saw_epoch(Epoch(2)), Some(Duty::Waiting));
@@ -253,14 +264,14 @@ mod tests {
 
     #[test]
     fn an_answer_older_than_what_we_know_is_ignored() {
-        let mut node = Node::new(server(1), Epoch(5));
+        let mut node = Node::new(server(1), 7, Epoch(5));
         assert_eq!(node.assign(&answer(Role::Master, 1, Some(1))), None);
         assert_eq!(node.duty(), &Duty::Waiting);
     }
 
     #[test]
     fn a_slave_without_a_live_master_waits() {
-        let mut node = Node::new(server(2), Epoch(0));
+        let mut node = Node::new(server(2), 7, Epoch(0));
         assert_eq!(
             node.assign(&answer(Role::Slave, 1, None)),
             None,

@@ -57,6 +57,9 @@ fn ack(durable: Position) -> SlaveMessage {
 async fn follow_once<S: Store>(server: &Server<S>, master: &ServerRef, epoch: Epoch) -> Result<()> {
     let what = format!("the master at {}", master.endpoint);
     let mut client = ReplicationClient::new(stream_channel(&master.endpoint)?);
+    // The Hello says where the log ends, and the master counts that as held: it must be
+    // durable (an aborted earlier attempt may have appended without flushing).
+    server.store.flush().await?;
     let (tx, rx) = mpsc::channel(16);
     // Queue the Hello before awaiting the call: the master answers only after it.
     tx.send(hello(server, epoch)).await.map_err(|_| closed())?;

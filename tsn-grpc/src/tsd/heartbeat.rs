@@ -18,6 +18,7 @@ use crate::tsd::{follower, import};
 pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordinator: Arc<C>) {
     let mut node = Node::new(
         server.config.me.clone(),
+        server.config.incarnation,
         server.store.read(|s| s.last().epoch),
     );
     let mut epochs_seen = server.take_epochs_seen();
@@ -34,7 +35,7 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
             _ = server.report_now.notified() => {}
             Some(epoch) = epochs_seen.recv() => {
                 if let Some(duty) = node.saw_epoch(epoch) {
-                    duties.take_up(duty);
+                    duties.take_up(duty, &mut node).await;
                 }
                 continue;
             }
@@ -53,11 +54,12 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
                     reachable = true;
                 }
                 if let Some(duty) = change {
-                    duties.take_up(duty);
+                    duties.take_up(duty, &mut node).await;
                 }
                 if let Ok(master) = server.master()
                     && assignment.role == Role::Master
                     && assignment.epoch == master.epoch()
+                    && assignment.in_sync_confirmed
                 {
                     master.update(|r| r.confirmed(&in_sync));
                 }
@@ -79,9 +81,13 @@ struct Duties<S: Store> {
 }
 
 impl<S: Store> Duties<S> {
-    fn take_up(&mut self, duty: Duty) {
+    /// Stops the current duty and starts `duty`. If the master role cannot be taken up (a
+    /// store failure), the node gives it up and says so in its next heartbeat.
+    async fn take_up(&mut self, duty: Duty, node: &mut Node) {
         if let Some(follower) = self.follower.take() {
             follower.abort();
+            // Let it finish dying: it must not append once the master role starts.
+            let _ = follower.await;
         }
         let server = &self.server;
         let me = &server.config.me;
@@ -108,7 +114,10 @@ impl<S: Store> Duties<S> {
                         }
                         server.set_master(Some(master));
                     }
-                    Err(error) => tracing::error!(%error, "cannot take up the master role"),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot take up the master role");
+                        node.give_up();
+                    }
                 }
             }
             Duty::Slave { epoch, master } => {

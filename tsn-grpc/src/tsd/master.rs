@@ -138,7 +138,7 @@ impl<S: Store> Master<S> {
         let deliveries = self.store.append(&entries)?;
         {
             let mut book = self.lock_book();
-            book.replication.appended(end);
+            book.replication.appended(end, Instant::now());
             for (entry, delivered) in entries.iter().zip(deliveries) {
                 if !delivered.is_empty() {
                     book.unpublished.push_back((entry.position, delivered));
@@ -180,34 +180,35 @@ impl<S: Store> Master<S> {
     }
 
     /// Changes the replication bookkeeping, then commits and publishes what it allows.
+    ///
+    /// The book stays locked until the new commit position is announced and its posts are
+    /// published, so that concurrent updates announce and publish in commit order.
     pub(crate) fn update(&self, change: impl FnOnce(&mut Replication)) {
-        let (commit, publish) = {
-            let mut book = self.lock_book();
-            let before = book.replication.report();
-            change(&mut book.replication);
-            let after = book.replication.report();
-            if before != after {
-                let in_sync: Vec<u32> = after.iter().map(|s| s.0).collect();
-                tracing::info!(?in_sync, "in-sync slaves changed");
-                self.report_now.notify_one();
-            }
-            let commit = book.replication.commit();
-            let mut publish = Vec::new();
-            while book.unpublished.front().is_some_and(|(p, _)| *p <= commit) {
-                publish.extend(
-                    book.unpublished
-                        .pop_front()
-                        .map(|(_, d)| d)
-                        .into_iter()
-                        .flatten(),
-                );
-            }
-            (commit, publish)
-        };
-        if commit > *self.commit.borrow() {
-            self.commit.send_replace(commit);
-            self.store.record_commit(commit);
+        let mut book = self.lock_book();
+        let before = book.replication.report();
+        change(&mut book.replication);
+        let after = book.replication.report();
+        if before != after {
+            let in_sync: Vec<u32> = after.iter().map(|s| s.0).collect();
+            tracing::info!(?in_sync, "in-sync slaves changed");
+            self.report_now.notify_one();
         }
+        let commit = book.replication.commit();
+        if commit <= *self.commit.borrow() {
+            return;
+        }
+        let mut publish = Vec::new();
+        while book.unpublished.front().is_some_and(|(p, _)| *p <= commit) {
+            publish.extend(
+                book.unpublished
+                    .pop_front()
+                    .map(|(_, d)| d)
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        self.commit.send_replace(commit);
+        self.store.record_commit(commit);
         if !publish.is_empty() {
             self.publish(&publish, commit);
         }

@@ -48,6 +48,9 @@ use crate::transport::serve_until;
 pub struct Config {
     /// This server: its cluster, id, and the address it announces.
     pub me: ServerRef,
+    /// A random number picked when the process started (see
+    /// [`Report::incarnation`](tsn_core::coordinator::Report::incarnation)).
+    pub incarnation: u64,
     /// How often it reports to the coordinator.
     pub heartbeat_interval: Duration,
     /// How long a client's session lives without a keep-alive.

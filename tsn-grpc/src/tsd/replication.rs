@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures::Stream;
@@ -21,6 +22,9 @@ use crate::proto::tsn::{
 };
 use crate::tsd::master::Master;
 use crate::tsd::server::Server;
+
+/// Numbers the slaves' connections, so that the end of a replaced one is told apart.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 
 /// How many entries one batch carries at most.
 const BATCH_ENTRIES: usize = 1024;
@@ -108,12 +112,13 @@ async fn serve_slave<S: Store>(
         }
     };
     tracing::info!(%slave, from = %cursor, "slave connected");
-    master.update(|r| r.connected(slave, cursor, Instant::now()));
+    let connection = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    master.update(|r| r.connected(slave, connection, cursor, Instant::now()));
     let result = tokio::select! {
         sent = send_entries(master, cursor, outbound) => sent,
         taken = take_acks(master, slave, &mut inbound) => taken,
     };
-    master.update(|r| r.disconnected(slave));
+    master.update(|r| r.disconnected(slave, connection));
     tracing::info!(%slave, "slave disconnected");
     result
 }

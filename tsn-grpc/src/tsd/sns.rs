@@ -110,7 +110,10 @@ impl<S: Store> SnsService for Server<S> {
 
     async fn list(&self, request: Request<SnsRequest>) -> Result<Response<ListReply>, Status> {
         let user = parse_user(&request.get_ref().username, "username")?;
-        self.serving(user, false)?;
+        let master = self.serving(user, false)?;
+        // Answer from committed data only: nothing a failover could take back.
+        let end = self.store.read(|state| state.last().position);
+        master.committed(end).await.map_err(to_status)?;
         let (all_users, followers) = self.store.read(|state| {
             (
                 state.users().map(|u| u.to_string()).collect(),

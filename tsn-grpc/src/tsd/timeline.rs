@@ -160,6 +160,7 @@ impl<S: Store> Watcher<S> {
                 },
                 changed = commit.changed() => if changed.is_err() { return },
                 () = master.ended() => return self.end("this server is no longer the master").await,
+                () = self.tx.closed() => return,
             }
             let committed = *commit.borrow_and_update();
             if !self.send_acks(committed).await {
