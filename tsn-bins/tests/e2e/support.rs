@@ -425,6 +425,11 @@ impl Deployment {
         &mut self.synchronizers.last_mut().expect("just pushed").1
     }
 
+    /// The port the synchronizer of `cluster` listens on.
+    pub(crate) fn synchronizer_port(&mut self, cluster: u32) -> u16 {
+        announced_port(self.synchronizer(cluster))
+    }
+
     /// The running synchronizer of `cluster`.
     pub(crate) fn synchronizer(&mut self, cluster: u32) -> &mut Proc {
         &mut self

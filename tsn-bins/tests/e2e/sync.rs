@@ -298,3 +298,55 @@ fn a_post_made_after_a_follow_returned_arrives_however_slow_the_synchronizers() 
     u1.wait_for(">> right after the follow\n");
     assert_eq!(times_shown(&u1, "right after the follow"), 1);
 }
+
+#[test]
+fn a_course_synchronizer_can_read_a_cluster_with_get_user_tlfl() {
+    use tsn_grpc::proto::csce438::Id;
+    use tsn_grpc::proto::csce438::synch_service_client::SynchServiceClient;
+
+    let mut deployment = Deployment::start(3);
+    deployment.start_clusters();
+    let mut u4 = deployment.logged_in_client(4);
+    let mut u1 = deployment.logged_in_client(1);
+    let _u2 = deployment.logged_in_client(2);
+    deployment.wait_listing(1, &[1, 2, 4], &[]);
+    u1.command("FOLLOW 4", "Command completed successfully");
+    u1.command("FOLLOW 2", "Command completed successfully");
+    u4.enter_timeline();
+    u4.send("a \"quoted\" post\twith a tab");
+    u4.finish();
+    let port = deployment.synchronizer_port(1);
+    let expected_u4 = |data: &[tsn_grpc::proto::csce438::UserTlfl]| {
+        data.iter().find(|u| u.user == "4").is_some_and(|u4| {
+            u4.tl.len() == 4
+                && u4.tl[1] == "U 4"
+                && u4.tl[2] == "W a \"quoted\" post\twith a tab"
+                && u4.tl[3].is_empty()
+                && u4.flr == ["1"]
+        })
+    };
+    let data = crate::support::eventually("GetUserTLFL to show user 4's post", || {
+        runtime().block_on(async {
+            let mut synch = SynchServiceClient::connect(format!("http://127.0.0.1:{port}"))
+                .await
+                .ok()?;
+            let data = synch
+                .get_user_tlfl(Id { id: 2 })
+                .await
+                .ok()?
+                .into_inner()
+                .data;
+            expected_u4(&data).then_some(data)
+        })
+    });
+    let users: Vec<&str> = data.iter().map(|u| u.user.as_str()).collect();
+    assert_eq!(users, ["1", "4"], "the users of cluster 1 only");
+    let u1_record = &data[0];
+    assert_eq!(
+        u1_record.flw,
+        ["2", "4"],
+        "whom user 1 follows, in every cluster"
+    );
+    assert!(u1_record.tl.is_empty());
+    assert!(data[1].tl[0].starts_with("T "), "{:?}", data[1].tl);
+}
