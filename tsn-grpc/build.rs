@@ -1,6 +1,9 @@
-//! Compiles the protocol with protox (pure Rust), so no system `protoc` is needed.
+//! Compiles the protocol with protox (pure Rust), so no system `protoc` is needed, and
+//! keeps the file descriptor set for server reflection.
 
 use std::path::PathBuf;
+
+use prost::Message;
 
 const PROTOS: &[&str] = &[
     "sns.proto",
@@ -15,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", dir.join(proto).display());
     }
     let descriptors = protox::compile(PROTOS, [&dir])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("descriptors.bin"), descriptors.encode_to_vec())?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())
 }

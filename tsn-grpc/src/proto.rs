@@ -15,3 +15,6 @@ pub mod csce438 {
 pub mod tsn {
     tonic::include_proto!("tsn");
 }
+
+/// The encoded file descriptor set of every `.proto` file, for server reflection.
+pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
 use tonic::transport::server::Router;
 
 use tonic::transport::Channel;
@@ -38,6 +39,30 @@ pub fn call_channel(endpoint: &Endpoint) -> Result<Channel> {
 /// whose peer stops answering keep-alive probes is dropped within about two seconds.
 pub fn stream_channel(endpoint: &Endpoint) -> Result<Channel> {
     Ok(builder(endpoint)?.connect_lazy())
+}
+
+/// Adds the operators' services to `router`: the standard gRPC health service, with the
+/// whole server and each of `services` (full names such as `csce438.SNSService`) reported
+/// serving, and server reflection over every TSN and course service (so that
+/// `grpcurl -plaintext HOST:PORT list` works).
+pub async fn with_operator_services(router: Router, services: &[&str]) -> Result<Router> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for service in std::iter::once(&"").chain(services) {
+        reporter
+            .set_service_status(*service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Invalid(format!("the protocol's descriptors are unreadable: {e}")))?;
+    Ok(router.add_service(health).add_service(reflection))
+}
+
+/// The full gRPC name of the service `S` serves (`csce438.SNSService` ...).
+pub fn service_name<S: NamedService>() -> &'static str {
+    S::NAME
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops at once: open

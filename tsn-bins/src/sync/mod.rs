@@ -30,7 +30,7 @@ use tsn_core::id::{ClusterId, Membership};
 use tsn_grpc::proto::csce438::synch_service_server::SynchServiceServer;
 use tsn_grpc::proto::tsn::feed_server::FeedServer as FeedService;
 use tsn_grpc::sync::FeedServer;
-use tsn_grpc::transport::serve_until;
+use tsn_grpc::transport::{serve_until, service_name, with_operator_services};
 
 use crate::cli::Fatal;
 
@@ -75,7 +75,18 @@ pub async fn run<C: Coordinator + 'static>(
         .tcp_nodelay(true)
         .add_service(FeedService::new(FeedServer::new(Arc::clone(&local))))
         .add_service(SynchServiceServer::new(feed));
-    let served = serve_until(router, listener, shutdown).await;
+    let services = [
+        service_name::<FeedService<FeedServer<LocalCluster>>>(),
+        service_name::<SynchServiceServer<FeedServer<LocalCluster>>>(),
+    ];
+    let served = match with_operator_services(router, &services).await {
+        Ok(router) => serve_until(router, listener, shutdown).await,
+        Err(error) => {
+            follower.abort();
+            peers.abort();
+            return Err(Fatal::new("the synchronizer cannot start", error));
+        }
+    };
     follower.abort();
     peers.abort();
     served.map_err(|e| Fatal::new("the synchronizer stopped", e))

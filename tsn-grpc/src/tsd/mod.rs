@@ -41,7 +41,7 @@ use tsn_core::{Coordinator, Error, Result, Store, SyncPeer};
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
 use crate::proto::tsn::replication_server::ReplicationServer;
 use crate::proto::tsn::session_server::SessionServer;
-use crate::transport::serve_until;
+use crate::transport::{serve_until, service_name, with_operator_services};
 
 /// How a tsd runs.
 #[derive(Clone)]
@@ -83,6 +83,18 @@ where
         .add_service(SnsServiceServer::from_arc(Arc::clone(&server)))
         .add_service(SessionServer::from_arc(Arc::clone(&server)))
         .add_service(ReplicationServer::from_arc(Arc::clone(&server)));
+    let services = [
+        service_name::<SnsServiceServer<server::Server<S>>>(),
+        service_name::<SessionServer<server::Server<S>>>(),
+        service_name::<ReplicationServer<server::Server<S>>>(),
+    ];
+    let router = match with_operator_services(router, &services).await {
+        Ok(router) => router,
+        Err(error) => {
+            keeper.abort();
+            return Err(error);
+        }
+    };
     let result = serve_until(router, listener, shutdown).await;
     keeper.abort();
     server.stop_serving();
