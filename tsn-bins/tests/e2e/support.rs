@@ -334,6 +334,7 @@ pub(crate) fn binary(program: &str) -> PathBuf {
         "tsd" => env!("CARGO_BIN_EXE_tsd"),
         "tsc" => env!("CARGO_BIN_EXE_tsc"),
         "synchronizer" => env!("CARGO_BIN_EXE_synchronizer"),
+        "tsn-local" => env!("CARGO_BIN_EXE_tsn-local"),
         other => panic!("no binary {other}"),
     };
     PathBuf::from(exe)
