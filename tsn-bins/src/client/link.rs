@@ -75,9 +75,11 @@ impl Link {
         self.server.as_ref().expect("connected before use")
     }
 
-    /// Finds the master and logs in. The first connection fails at once when the cluster
-    /// has no master or the login is refused, and after a few seconds when nothing answers;
-    /// later ones (`deadline: None`) keep trying.
+    /// Finds the master and logs in, saying `Reconnecting to <host>:<port>...` for the
+    /// server it connects to. The first connection says it before trying, and fails at once
+    /// when the cluster has no master or the login is refused, and after a few seconds when
+    /// nothing answers. Later ones (`deadline: None`: keep trying) say it once they are in,
+    /// so that the line names the new master, not a dead one the coordinator still names.
     pub async fn connect(
         &mut self,
         console: &Console,
@@ -90,12 +92,17 @@ impl Link {
         loop {
             let failure = match self.coordinator.server_for(self.user).await {
                 Ok(Some(server)) => {
-                    if announced.as_ref() != Some(&server.endpoint) {
+                    if first && announced.as_ref() != Some(&server.endpoint) {
                         console.say(&format::reconnecting(&server.endpoint));
                         announced = Some(server.endpoint.clone());
                     }
                     match self.login_at(&server).await {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => {
+                            if !first {
+                                console.say(&format::reconnecting(&server.endpoint));
+                            }
+                            return Ok(());
+                        }
                         Err(refused @ ConnectError::Refused(_)) => return Err(refused),
                         Err(other) => other,
                     }
