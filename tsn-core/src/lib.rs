@@ -38,6 +38,8 @@ pub mod store;
 pub mod sync;
 pub mod timeline;
 
+/// The attribute the traits are written with; implement them with `#[tsn_core::async_trait]`.
+pub use async_trait::async_trait;
 pub use coordinator::Coordinator;
 pub use error::{Error, Result};
 pub use store::Store;

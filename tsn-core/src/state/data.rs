@@ -234,6 +234,12 @@ impl State {
         self.timelines.newest(user, count, through)
     }
 
+    /// The item at `index` of `user`'s timeline (1 for the first delivered), if there is
+    /// one: what a [`Delivery`] delivered.
+    pub fn timeline_item(&self, user: UserId, index: u64) -> Option<TimelineItem> {
+        self.timelines.at(user, index)
+    }
+
     /// What a client that has shown items up to index `after` missed, in delivery order,
     /// counting only deliveries by entries up to `through`.
     pub fn timeline_after(&self, user: UserId, after: u64, through: Position) -> Vec<TimelineItem> {
@@ -396,6 +402,10 @@ mod tests {
         let missed = log.state.timeline_after(u(1), 0, log.state.last().position);
         assert_eq!(missed.iter().map(|i| i.index).collect::<Vec<_>>(), [1, 2]);
         assert!(log.state.timeline_after(u(1), 2, Position(99)).is_empty());
+        let second = log.state.timeline_item(u(1), 2).expect("a second item");
+        assert_eq!(second.post.text.as_str(), "post 2 of 4");
+        assert_eq!(log.state.timeline_item(u(1), 0), None);
+        assert_eq!(log.state.timeline_item(u(1), 3), None);
     }
 
     #[test]

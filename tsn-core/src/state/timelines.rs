@@ -88,6 +88,13 @@ impl Timelines {
         self.delivered.get(&user).map_or(0, |t| t.len() as u64)
     }
 
+    /// The item at `index` (from 1) of `user`'s timeline.
+    pub(crate) fn at(&self, user: UserId, index: u64) -> Option<TimelineItem> {
+        let position = usize::try_from(index.checked_sub(1)?).ok()?;
+        let delivered = *self.delivered.get(&user)?.get(position)?;
+        Some(self.item(position, delivered))
+    }
+
     /// How many items of `user`'s timeline were delivered by entries up to `through`.
     pub(crate) fn len_through(&self, user: UserId, through: Position) -> u64 {
         self.settled(user, through).len() as u64

@@ -71,3 +71,36 @@ pub trait Store: Send + Sync + 'static {
         let _ = through;
     }
 }
+
+/// A shared store is a store: one replica can be served and read from several places (say,
+/// a server and a synchronization peer in one process).
+#[async_trait]
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn append(&self, entries: &[Entry]) -> Result<Vec<Vec<Delivery>>> {
+        (**self).append(entries)
+    }
+
+    async fn flush(&self) -> Result<Position> {
+        (**self).flush().await
+    }
+
+    fn durable(&self) -> Position {
+        (**self).durable()
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        (**self).read(f)
+    }
+
+    async fn entries_after(&self, after: Position, max: usize) -> Result<Vec<Entry>> {
+        (**self).entries_after(after, max).await
+    }
+
+    async fn truncate_after(&self, keep: Position) -> Result<()> {
+        (**self).truncate_after(keep).await
+    }
+
+    fn record_commit(&self, through: Position) {
+        (**self).record_commit(through);
+    }
+}

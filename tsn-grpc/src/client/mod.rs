@@ -8,8 +8,6 @@ mod timeline;
 
 pub use timeline::{Delivered, TimelineConn, TimelineEvent};
 
-use std::fmt;
-
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tsn_core::coordinator::Endpoint;
@@ -24,25 +22,18 @@ use crate::replies;
 use crate::transport::{call_channel, stream_channel};
 
 /// Why a call failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The server could not be reached, or is not (or no longer) the master: ask the
     /// coordinator again and retry there.
+    #[error("{0}")]
     Unreachable(String),
     /// The request was malformed (a bad user id, a missing argument).
+    #[error("{0}")]
     Invalid(String),
     /// The server refused the request as it stands (say, the user is not logged in there).
+    #[error("{0}")]
     Refused(String),
-}
-
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CallError::Unreachable(m) | CallError::Invalid(m) | CallError::Refused(m) => {
-                f.write_str(m)
-            }
-        }
-    }
 }
 
 impl From<Status> for CallError {

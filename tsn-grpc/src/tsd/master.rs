@@ -210,19 +210,17 @@ impl<S: Store> Master<S> {
         self.commit.send_replace(commit);
         self.store.record_commit(commit);
         if !publish.is_empty() {
-            self.publish(&publish, commit);
+            self.publish(&publish);
         }
     }
 
-    fn publish(&self, deliveries: &[Delivery], commit: Position) {
+    fn publish(&self, deliveries: &[Delivery]) {
         let items: Vec<_> = self.store.read(|state| {
             deliveries
                 .iter()
                 .filter_map(|d| {
                     state
-                        .timeline_after(d.user, d.index - 1, commit)
-                        .into_iter()
-                        .next()
+                        .timeline_item(d.user, d.index)
                         .map(|item| (d.user, item))
                 })
                 .collect()
