@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tsn_core::Coordinator;
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
-use tsn_grpc::client::SnsClient;
+use tsn_grpc::client::{SnsClient, TimelineEvent};
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
@@ -57,6 +57,21 @@ struct Flags {
     /// New users whose arrival in another cluster is timed.
     #[arg(long, default_value_t = 10)]
     new_users: usize,
+    /// Clients pipelining posts for the throughput measurement.
+    #[arg(long, default_value_t = 8)]
+    clients: u32,
+    /// Posts each of those clients sends.
+    #[arg(long, default_value_t = 5000)]
+    client_posts: u64,
+    /// Users of the tsd whose memory is measured.
+    #[arg(long, default_value_t = 10_000)]
+    memory_users: u32,
+    /// Whom each of them follows.
+    #[arg(long, default_value_t = 2)]
+    memory_follows: u32,
+    /// Posts of that tsd.
+    #[arg(long, default_value_t = 100_000)]
+    memory_posts: u64,
     #[command(flatten)]
     timers: Timers,
 }
@@ -133,18 +148,13 @@ impl Screen {
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
     let data_dir = std::env::temp_dir().join(format!("tsn-bench-{}", std::process::id()));
-    let topology = Topology {
-        clusters: 3,
-        coordinator_port: free_port()?,
-        free_ports: true,
-        data_dir: data_dir.clone(),
-        timers: flags.timers,
-    };
+    let topology = Topology::standard(3, free_port()?, true, data_dir.clone(), flags.timers);
     let mut deployment = Deployment::start(topology).await?;
     let result = measure(&flags, &mut deployment).await;
     deployment.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
     let figures = result?;
+    let memory = resident_memory(&flags).await?;
     println!("| figure | runs | p50 | p99 | max |");
     println!("| --- | --- | --- | --- | --- |");
     print_row("same-cluster delivery, tsc to tsc", &figures.same_cluster);
@@ -161,6 +171,19 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         figures.idle_bytes,
         IDLE_WINDOW.as_secs()
     );
+    println!(
+        "throughput: {:.0} posts/s acknowledged by one master, durable on master and slave \
+         ({} clients pipelining {} posts each)",
+        figures.throughput, flags.clients, flags.client_posts
+    );
+    println!(
+        "memory: a tsd holding {} users, {} follows and {} posts: {:.0} MB resident, {:.1} s to start",
+        flags.memory_users,
+        u64::from(flags.memory_users) * u64::from(flags.memory_follows),
+        flags.memory_posts,
+        memory.resident_bytes as f64 / 1e6,
+        memory.startup.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -174,6 +197,7 @@ struct Figures {
     new_user: Vec<Duration>,
     failover: Vec<Duration>,
     idle_bytes: u64,
+    throughput: f64,
 }
 
 fn free_port() -> Result<u16, Fatal> {
@@ -222,6 +246,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     }
 
     let idle_bytes = idle_traffic(deployment).await?;
+    let throughput = throughput(&coordinator, flags.clients, flags.client_posts).await?;
 
     let mut failover = Vec::with_capacity(flags.failovers);
     for trial in 0..flags.failovers {
@@ -237,6 +262,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         new_user,
         failover,
         idle_bytes,
+        throughput,
     })
 }
 
@@ -284,6 +310,194 @@ async fn wait_listed(lister: &SnsClient, user: u32) -> Result<Instant, Fatal> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Err(Fatal(format!("user {user} never appeared in cluster 1")))
+}
+
+/// Posts per second cluster 1's master acknowledges — durable on it and its slave — from
+/// `clients` clients that each send `posts` posts on a Timeline stream without waiting for
+/// acknowledgements (the window is the stream's flow control).
+async fn throughput(coordinator: &CoordClient, clients: u32, posts: u64) -> Result<f64, Fatal> {
+    let first = UserId::new(1).expect("a user");
+    let master = coordinator
+        .server_for(first)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| Fatal("cluster 1 has no master".into()))?;
+    let mut streams = Vec::new();
+    for n in 0..clients {
+        // Users 3001, 3004, ... of cluster 1, apart from the users above.
+        let user = UserId::new(3001 + 3 * n).expect("a user");
+        let client = SnsClient::new(master.endpoint.clone(), user, format!("bench-{n}"))
+            .map_err(|e| Fatal::new("a throughput client", e))?;
+        client
+            .login()
+            .await
+            .map_err(|e| Fatal::new("a throughput login", e))?;
+        streams.push(
+            client
+                .open_timeline(None)
+                .await
+                .map_err(|e| Fatal::new("a throughput stream", e))?,
+        );
+    }
+    let text = "a post of about fifty characters, as in a feed";
+    let started = Instant::now();
+    let senders: Vec<_> = streams
+        .into_iter()
+        .zip(1u64..)
+        .map(|(mut stream, origin)| {
+            let poster = stream.poster();
+            tokio::spawn(async move {
+                let sending = tokio::spawn(async move {
+                    for seq in 1..=posts {
+                        poster.post(origin, seq, text).await?;
+                    }
+                    Ok::<_, tsn_grpc::client::CallError>(())
+                });
+                loop {
+                    match stream.next().await {
+                        Ok(Some(TimelineEvent::Acked { seq, error: None })) if seq == posts => {
+                            break;
+                        }
+                        Ok(Some(TimelineEvent::Acked {
+                            error: Some(error), ..
+                        })) => {
+                            return Err(Fatal(format!("a post was refused: {error}")));
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => return Err(Fatal("a throughput stream broke".into())),
+                    }
+                }
+                sending
+                    .await
+                    .map_err(|e| Fatal::new("a sender", e))?
+                    .map_err(|e| Fatal::new("sending", e))
+            })
+        })
+        .collect();
+    for sender in futures::future::join_all(senders).await {
+        sender.map_err(|e| Fatal::new("a throughput client", e))??;
+    }
+    Ok((u64::from(clients) * posts) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// What the memory measurement found.
+struct Memory {
+    resident_bytes: u64,
+    startup: Duration,
+}
+
+/// The resident memory of a tsd serving a replica with the flags' numbers of users,
+/// follows and posts: the replica is written straight to a file store, then a coordinator
+/// and the tsd are started on it, and the tsd's `VmRSS` is read once it is master.
+async fn resident_memory(flags: &Flags) -> Result<Memory, Fatal> {
+    let data_dir = std::env::temp_dir().join(format!("tsn-bench-memory-{}", std::process::id()));
+    let built = build_replica(&data_dir, flags);
+    let measured = match built {
+        Ok(()) => measure_resident(&data_dir, flags).await,
+        Err(error) => Err(error),
+    };
+    let _ = std::fs::remove_dir_all(&data_dir);
+    measured
+}
+
+fn build_replica(data_dir: &std::path::Path, flags: &Flags) -> Result<(), Fatal> {
+    use tsn_core::Store;
+    use tsn_core::change::{Change, Entry};
+    use tsn_core::id::{ClusterId, Epoch, Membership, Position, ServerId, Time};
+    use tsn_core::post::{Post, PostId, PostText};
+
+    let membership = Membership {
+        cluster: ClusterId(1),
+        clusters: 1,
+    };
+    let dir = tsn_fs::replica_dir(data_dir, ClusterId(1), ServerId(1));
+    let (store, _) = tsn_fs::FileStore::open(&dir, membership)
+        .map_err(|e| Fatal::new("a replica to measure", e))?;
+    let users = flags.memory_users.max(2);
+    let user = |n: u64| UserId::new((n % u64::from(users)) as u32 + 1).expect("a user");
+    let mut changes: Vec<Change> = Vec::new();
+    for n in 0..u64::from(users) {
+        changes.push(Change::UserJoined {
+            user: user(n),
+            time: Time(n),
+        });
+    }
+    for n in 0..u64::from(users) {
+        for k in 1..=u64::from(flags.memory_follows) {
+            let followee = user(n + k * 7919);
+            if followee != user(n) {
+                changes.push(Change::Followed {
+                    follower: user(n),
+                    followee,
+                    time: Time(n),
+                });
+            }
+        }
+    }
+    let base = 1_700_000_000_000_000_000;
+    for n in 0..flags.memory_posts {
+        changes.push(Change::Posted(Post {
+            id: PostId {
+                origin: 1,
+                seq: n + 1,
+            },
+            author: user(n),
+            time: Time(base + n),
+            text: PostText::new(format!("post number {n} of the memory measurement"))
+                .expect("a post"),
+        }));
+    }
+    let runtime = tokio::runtime::Handle::current();
+    for (batch, chunk) in changes.chunks(10_000).enumerate() {
+        let start = batch as u64 * 10_000;
+        let entries: Vec<Entry> = chunk
+            .iter()
+            .cloned()
+            .zip(start + 1..)
+            .map(|(change, position)| Entry {
+                position: Position(position),
+                epoch: Epoch(1),
+                change,
+            })
+            .collect();
+        store
+            .append(&entries)
+            .map_err(|e| Fatal::new("writing the replica", e))?;
+        tokio::task::block_in_place(|| runtime.block_on(store.flush()))
+            .map_err(|e| Fatal::new("flushing the replica", e))?;
+    }
+    Ok(())
+}
+
+async fn measure_resident(data_dir: &std::path::Path, flags: &Flags) -> Result<Memory, Fatal> {
+    let topology = Topology {
+        clusters: 1,
+        coordinator_port: free_port()?,
+        free_ports: true,
+        data_dir: data_dir.to_path_buf(),
+        timers: flags.timers,
+        servers: 1,
+        synchronizers: false,
+    };
+    let started = Instant::now();
+    let mut deployment = Deployment::start(topology).await?;
+    let startup = started.elapsed();
+    let pid = deployment.server(1, 1).and_then(|m| m.pid());
+    let status = pid.map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")));
+    deployment.stop().await;
+    let resident_kb = status
+        .and_then(Result::ok)
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .ok_or_else(|| Fatal("cannot read the tsd's resident memory".into()))?;
+    Ok(Memory {
+        resident_bytes: resident_kb * 1024,
+        startup,
+    })
 }
 
 /// The bytes the synchronizers' connections to each other carry in `IDLE_WINDOW` of quiet,

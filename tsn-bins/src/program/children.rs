@@ -75,9 +75,33 @@ pub struct Topology {
     pub data_dir: PathBuf,
     /// The heartbeat interval and failure timeout.
     pub timers: Timers,
+    /// Servers per cluster: a master and `servers - 1` slaves.
+    pub servers: u32,
+    /// Whether each cluster gets its synchronizer.
+    pub synchronizers: bool,
 }
 
 impl Topology {
+    /// The course's deployment: on the course's ports unless `free_ports`, a master, a
+    /// slave and a synchronizer per cluster.
+    pub fn standard(
+        clusters: u32,
+        coordinator_port: u16,
+        free_ports: bool,
+        data_dir: PathBuf,
+        timers: Timers,
+    ) -> Self {
+        Topology {
+            clusters,
+            coordinator_port,
+            free_ports,
+            data_dir,
+            timers,
+            servers: 2,
+            synchronizers: true,
+        }
+    }
+
     /// The port of server `server` of `cluster`: the course's, or 0 for a free one.
     fn server_port(&self, cluster: u32, server: u32) -> u16 {
         if self.free_ports {
@@ -221,13 +245,18 @@ impl Deployment {
         let coordinator = spawn(&self.exe, &self.logs, "coordinator", None, None, args).await?;
         self.members.push(coordinator);
         for cluster in 1..=self.topology.clusters {
-            for server in 1..=2 {
+            for server in 1..=self.topology.servers {
                 let args = self.topology.tsd_args(cluster, server);
                 let tsd = self.spawn_tsd(cluster, server, args).await?;
                 self.members.push(tsd);
             }
         }
-        for cluster in 1..=self.topology.clusters {
+        let synchronized = if self.topology.synchronizers {
+            self.topology.clusters
+        } else {
+            0
+        };
+        for cluster in 1..=synchronized {
             let args = self.topology.synchronizer_args(cluster);
             let synchronizer = spawn(
                 &self.exe,

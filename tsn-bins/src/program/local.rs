@@ -70,13 +70,13 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
             )
         })?;
     }
-    let topology = Topology {
-        clusters: flags.clusters,
-        coordinator_port: flags.coordinator_port,
-        free_ports: flags.free_ports,
-        data_dir: flags.data_dir.clone(),
-        timers: flags.timers,
-    };
+    let topology = Topology::standard(
+        flags.clusters,
+        flags.coordinator_port,
+        flags.free_ports,
+        flags.data_dir.clone(),
+        flags.timers,
+    );
     let mut deployment = Deployment::start(topology).await?;
     let exe = std::env::current_exe().unwrap_or_default();
     print_table(&flags, &deployment.members, &exe);

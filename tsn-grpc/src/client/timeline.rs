@@ -42,9 +42,31 @@ pub enum TimelineEvent {
 /// An open Timeline stream.
 #[derive(Debug)]
 pub struct TimelineConn {
+    poster: Poster,
+    inbound: Streaming<Message>,
+}
+
+/// The sending half of a Timeline stream: posts can go out from one task while another
+/// reads the stream's events.
+#[derive(Clone, Debug)]
+pub struct Poster {
     user: UserId,
     outbound: mpsc::Sender<Message>,
-    inbound: Streaming<Message>,
+}
+
+impl Poster {
+    /// Sends a post with the id `(origin, seq)`.
+    pub async fn post(&self, origin: u64, seq: u64, text: &str) -> Result<(), CallError> {
+        let message = Message {
+            username: self.user.to_string(),
+            msg: text.to_owned(),
+            timestamp: Some(timestamp(crate::tsd::wall_clock())),
+            origin,
+            seq,
+            ..Default::default()
+        };
+        self.outbound.send(message).await.map_err(|_| closed())
+    }
 }
 
 impl TimelineConn {
@@ -70,23 +92,19 @@ impl TimelineConn {
             .await?
             .into_inner();
         Ok(TimelineConn {
-            user,
-            outbound,
+            poster: Poster { user, outbound },
             inbound,
         })
     }
 
     /// Sends a post with the id `(origin, seq)`.
     pub async fn post(&self, origin: u64, seq: u64, text: &str) -> Result<(), CallError> {
-        let message = Message {
-            username: self.user.to_string(),
-            msg: text.to_owned(),
-            timestamp: Some(timestamp(crate::tsd::wall_clock())),
-            origin,
-            seq,
-            ..Default::default()
-        };
-        self.outbound.send(message).await.map_err(|_| closed())
+        self.poster.post(origin, seq, text).await
+    }
+
+    /// A sender of posts on this stream, for another task.
+    pub fn poster(&self) -> Poster {
+        self.poster.clone()
     }
 
     /// The next event; `Ok(None)` when the server ended the stream.
