@@ -90,7 +90,7 @@ async fn main() -> Result {
     println!("\n-- behind the scenes");
     let end = master.read(|s| s.last().position);
     wait_until(|| slave.durable() >= end).await?;
-    let (users, posts) = slave.read(|s| (s.users().count(), s.posts().len()));
+    let (users, posts) = slave.read(|s| (s.users().count(), s.post_count()));
     println!("the slave holds all {end} log entries of the master: {users} users, {posts} posts");
 
     drop(stop); // the servers shut down when the sender goes

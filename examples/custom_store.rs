@@ -85,7 +85,7 @@ async fn main() -> Result {
     for task in [tsd_task, coordinator_task] {
         tokio::time::timeout(DEADLINE, task).await???; // in time, without panic or error
     }
-    let (users, posts) = store.read(|s| (s.users().count(), s.posts().len()));
+    let (users, posts) = store.read(|s| (s.users().count(), s.post_count()));
     println!("\nthe store holds {users} users and {posts} post");
     Ok(())
 }

@@ -123,7 +123,7 @@ impl State {
 
     fn add_post(&mut self, post: Post, position: Position) -> Vec<Delivery> {
         let (author, time) = (post.author, post.time);
-        let Some(handle) = self.timelines.add(post) else {
+        let Some(handle) = self.timelines.add(&post, position) else {
             return Vec::new();
         };
         let membership = self.membership;
@@ -135,7 +135,7 @@ impl State {
             .into_iter()
             .map(|user| Delivery {
                 user,
-                index: self.timelines.deliver(user, handle, position),
+                index: self.timelines.deliver(user, handle),
             })
             .collect()
     }
@@ -183,17 +183,13 @@ impl State {
     }
 
     /// Who follows `user` now, in increasing order.
-    pub fn followers(&self, user: UserId) -> impl Iterator<Item = UserId> + '_ {
+    pub fn followers(&self, user: UserId) -> impl Iterator<Item = UserId> {
         self.follows.followers(user)
     }
 
     /// Who was following `user` at `time` (of any cluster, as far as this replica knows).
     pub fn followers_at(&self, user: UserId, time: Time) -> impl Iterator<Item = UserId> + '_ {
-        self.follows
-            .ever_followed_by(user)
-            .iter()
-            .copied()
-            .filter(move |&f| self.follows.was_following_at(f, user, time))
+        self.follows.followers_at(user, time)
     }
 
     /// Whether the post was applied already (by author and id).
@@ -202,13 +198,13 @@ impl State {
     }
 
     /// The posts `author` wrote, oldest first.
-    pub fn posts_by(&self, author: UserId) -> impl Iterator<Item = &Post> + '_ {
+    pub fn posts_by(&self, author: UserId) -> impl Iterator<Item = Post> + '_ {
         self.timelines.authored_by(author)
     }
 
-    /// Every post, in log order.
-    pub fn posts(&self) -> &[Post] {
-        self.timelines.all()
+    /// How many posts the replica holds.
+    pub fn post_count(&self) -> usize {
+        self.timelines.count()
     }
 
     /// How many posts `user`'s timeline holds.
@@ -374,7 +370,7 @@ mod tests {
         log.follow(1, 4, 1);
         assert_eq!(log.post(4, 1, 2).len(), 1);
         assert!(log.post(4, 1, 3).is_empty());
-        assert_eq!(log.state.posts().len(), 1);
+        assert_eq!(log.state.post_count(), 1);
     }
 
     #[test]

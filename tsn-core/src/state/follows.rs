@@ -1,78 +1,85 @@
 //! Who follows whom, now and at any past moment.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use crate::id::{Time, UserId};
 
-/// The stretches of time a follow held: `(since, until)`, the last open while it holds.
-type Spans = Vec<(Time, Option<Time>)>;
+/// A stretch of time during which `follower` followed a user; `until` is `None` while the
+/// follow holds.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    follower: UserId,
+    since: Time,
+    until: Option<Time>,
+}
 
-/// Follow relations with their history: for every pair, the stretches of time during which
-/// the follow held. Following an already-followed user or unfollowing a user not followed
-/// changes nothing.
+/// Follow relations with their history. Following an already-followed user or unfollowing
+/// a user not followed changes nothing.
+///
+/// Kept compact for replicas of many users: per followed user, one list of every follow
+/// span it ever had (which answers "who followed at that time" by a scan of that list), and
+/// per follower, a sorted list of whom it follows now.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Follows {
-    /// Per (follower, followee): `(since, until)` stretches, the last open while it holds.
-    spans: HashMap<(UserId, UserId), Spans>,
-    following: HashMap<UserId, BTreeSet<UserId>>,
-    followers: HashMap<UserId, BTreeSet<UserId>>,
-    /// Everyone who ever followed a user, in the order they first did.
-    ever_followed_by: HashMap<UserId, Vec<UserId>>,
+    spans: HashMap<UserId, Vec<Span>>,
+    following: HashMap<UserId, Vec<UserId>>,
 }
 
 impl Follows {
     /// Starts `follower` following `followee` at `time`; false if it already did.
     pub(crate) fn follow(&mut self, follower: UserId, followee: UserId, time: Time) -> bool {
-        if !self.following.entry(follower).or_default().insert(followee) {
+        let following = self.following.entry(follower).or_default();
+        let Err(at) = following.binary_search(&followee) else {
             return false;
-        }
-        self.followers.entry(followee).or_default().insert(follower);
-        let spans = self.spans.entry((follower, followee)).or_default();
-        if spans.is_empty() {
-            self.ever_followed_by
-                .entry(followee)
-                .or_default()
-                .push(follower);
-        }
-        spans.push((time, None));
+        };
+        following.insert(at, followee);
+        self.spans.entry(followee).or_default().push(Span {
+            follower,
+            since: time,
+            until: None,
+        });
         true
     }
 
     /// Stops `follower` following `followee` at `time`; false if it did not follow.
     pub(crate) fn unfollow(&mut self, follower: UserId, followee: UserId, time: Time) -> bool {
-        let removed = self
-            .following
-            .get_mut(&follower)
-            .is_some_and(|set| set.remove(&followee));
-        if removed {
-            if let Some(set) = self.followers.get_mut(&followee) {
-                set.remove(&follower);
-            }
-            if let Some(open) = self
-                .spans
-                .get_mut(&(follower, followee))
-                .and_then(|spans| spans.last_mut())
-            {
-                open.1 = Some(time);
-            }
+        let Some(following) = self.following.get_mut(&follower) else {
+            return false;
+        };
+        let Ok(at) = following.binary_search(&followee) else {
+            return false;
+        };
+        following.remove(at);
+        if let Some(open) = self
+            .spans
+            .get_mut(&followee)
+            .and_then(|spans| spans.iter_mut().rev().find(|s| s.follower == follower))
+        {
+            open.until = Some(time);
         }
-        removed
+        true
     }
 
     /// Whether `follower` follows `followee` now.
     pub(crate) fn is_following(&self, follower: UserId, followee: UserId) -> bool {
         self.following
             .get(&follower)
-            .is_some_and(|set| set.contains(&followee))
+            .is_some_and(|users| users.binary_search(&followee).is_ok())
     }
 
-    /// Whether `follower` was following `followee` at `time`.
-    pub(crate) fn was_following_at(&self, follower: UserId, followee: UserId, time: Time) -> bool {
-        self.spans.get(&(follower, followee)).is_some_and(|spans| {
-            spans
-                .iter()
-                .any(|&(since, until)| since <= time && until.is_none_or(|until| time < until))
-        })
+    /// Who was following `user` at `time`, in the order they began (each once: the spans
+    /// of one follower never overlap).
+    pub(crate) fn followers_at(
+        &self,
+        user: UserId,
+        time: Time,
+    ) -> impl Iterator<Item = UserId> + '_ {
+        self.spans
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter(move |s| s.since <= time && s.until.is_none_or(|until| time < until))
+            .map(|s| s.follower)
     }
 
     /// Whom `user` follows now, in increasing order.
@@ -81,16 +88,17 @@ impl Follows {
     }
 
     /// Who follows `user` now, in increasing order.
-    pub(crate) fn followers(&self, user: UserId) -> impl Iterator<Item = UserId> + '_ {
-        self.followers.get(&user).into_iter().flatten().copied()
-    }
-
-    /// Everyone who ever followed `user`.
-    pub(crate) fn ever_followed_by(&self, user: UserId) -> &[UserId] {
-        self.ever_followed_by
+    pub(crate) fn followers(&self, user: UserId) -> impl Iterator<Item = UserId> {
+        let mut now: Vec<UserId> = self
+            .spans
             .get(&user)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .filter(|s| s.until.is_none())
+            .map(|s| s.follower)
+            .collect();
+        now.sort_unstable();
+        now.into_iter()
     }
 }
 
@@ -110,13 +118,30 @@ mod tests {
         assert!(f.unfollow(u(1), u(2), Time(20)));
         assert!(!f.unfollow(u(1), u(2), Time(21)), "no longer following");
         assert!(f.follow(u(1), u(2), Time(30)));
-        let at = |t| f.was_following_at(u(1), u(2), Time(t));
+        let at = |t| f.followers_at(u(2), Time(t)).collect::<Vec<_>>() == [u(1)];
         assert_eq!(
             [at(9), at(10), at(19), at(20), at(29), at(30), at(99)],
             [false, true, true, false, false, true, true]
         );
-        assert_eq!(f.ever_followed_by(u(2)), [u(1)]);
         assert_eq!(f.followers(u(2)).collect::<Vec<_>>(), [u(1)]);
         assert_eq!(f.following(u(1)).collect::<Vec<_>>(), [u(2)]);
+    }
+
+    #[test]
+    fn lists_are_in_increasing_order() {
+        let mut f = Follows::default();
+        for follower in [9, 3, 7, 1] {
+            f.follow(u(follower), u(5), Time(1));
+        }
+        for followee in [8, 2, 6] {
+            f.follow(u(1), u(followee), Time(1));
+        }
+        f.unfollow(u(7), u(5), Time(2));
+        assert_eq!(f.followers(u(5)).collect::<Vec<_>>(), [u(1), u(3), u(9)]);
+        assert_eq!(
+            f.following(u(1)).collect::<Vec<_>>(),
+            [u(2), u(5), u(6), u(8)]
+        );
+        assert!(f.is_following(u(1), u(6)) && !f.is_following(u(7), u(5)));
     }
 }

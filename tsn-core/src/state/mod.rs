@@ -16,6 +16,7 @@
 mod data;
 pub(crate) mod epochs;
 mod follows;
+mod posts;
 mod timelines;
 
 pub use data::{Delivery, State};

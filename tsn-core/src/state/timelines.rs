@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use crate::id::{Position, UserId};
 use crate::post::{Post, PostId};
+use crate::state::posts::Posts;
 
 /// A post on a user's timeline with its index there: 1 for the first post ever delivered
 /// to that user, 2 for the next, and so on. Indices are the same on every replica, so a
@@ -16,19 +17,14 @@ pub struct TimelineItem {
     pub post: Post,
 }
 
-/// A delivered post: which post, and the log position whose entry delivered it.
-#[derive(Clone, Copy, Debug)]
-struct Delivered {
-    post: u32,
-    position: Position,
-}
-
 /// Every post of the replica, by author and by timeline.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timelines {
-    posts: Vec<Post>,
+    posts: Posts,
     authored: HashMap<UserId, Vec<u32>>,
-    delivered: HashMap<UserId, Vec<Delivered>>,
+    /// Per reader, the handles of the posts delivered to it, in delivery order (which is
+    /// the order of their log positions).
+    delivered: HashMap<UserId, Vec<u32>>,
     /// Per (author, origin): the highest post `seq` applied. A client numbers its posts in
     /// the order it sends them and the log applies them in that order, so any `seq` at or
     /// below this is a post already applied.
@@ -43,44 +39,38 @@ impl Timelines {
             .is_some_and(|&seq| id.seq <= seq)
     }
 
-    /// Stores `post`; returns its handle for [`Timelines::deliver`], or `None` if it was
-    /// applied already.
-    pub(crate) fn add(&mut self, post: Post) -> Option<u32> {
+    /// Stores `post`, written at `position`; returns its handle for
+    /// [`Timelines::deliver`], or `None` if it was applied already.
+    pub(crate) fn add(&mut self, post: &Post, position: Position) -> Option<u32> {
         if self.contains(post.author, post.id) {
             return None;
         }
-        let handle = u32::try_from(self.posts.len()).expect("at most 2^32 posts in a replica");
+        let handle = self.posts.add(post, position);
         self.newest_seq
             .insert((post.author, post.id.origin), post.id.seq);
         self.authored.entry(post.author).or_default().push(handle);
-        self.posts.push(post);
         Some(handle)
     }
 
     /// Appends a stored post to `user`'s timeline; returns its index there.
-    pub(crate) fn deliver(&mut self, user: UserId, post: u32, position: Position) -> u64 {
+    pub(crate) fn deliver(&mut self, user: UserId, post: u32) -> u64 {
         let timeline = self.delivered.entry(user).or_default();
-        timeline.push(Delivered { post, position });
+        timeline.push(post);
         timeline.len() as u64
     }
 
-    /// The post behind a handle.
-    pub(crate) fn post(&self, handle: u32) -> &Post {
-        &self.posts[handle as usize]
-    }
-
     /// The posts `author` wrote, oldest first.
-    pub(crate) fn authored_by(&self, author: UserId) -> impl Iterator<Item = &Post> + '_ {
+    pub(crate) fn authored_by(&self, author: UserId) -> impl Iterator<Item = Post> + '_ {
         self.authored
             .get(&author)
             .into_iter()
             .flatten()
-            .map(|&h| self.post(h))
+            .map(|&h| self.posts.get(h))
     }
 
-    /// All posts, in log order.
-    pub(crate) fn all(&self) -> &[Post] {
-        &self.posts
+    /// How many posts there are.
+    pub(crate) fn count(&self) -> usize {
+        self.posts.len()
     }
 
     /// How many posts `user`'s timeline holds.
@@ -91,8 +81,8 @@ impl Timelines {
     /// The item at `index` (from 1) of `user`'s timeline.
     pub(crate) fn at(&self, user: UserId, index: u64) -> Option<TimelineItem> {
         let position = usize::try_from(index.checked_sub(1)?).ok()?;
-        let delivered = *self.delivered.get(&user)?.get(position)?;
-        Some(self.item(position, delivered))
+        let post = *self.delivered.get(&user)?.get(position)?;
+        Some(self.item(position, post))
     }
 
     /// How many items of `user`'s timeline were delivered by entries up to `through`.
@@ -101,20 +91,20 @@ impl Timelines {
     }
 
     /// The items of `user`'s timeline delivered by entries up to `through`.
-    fn settled(&self, user: UserId, through: Position) -> &[Delivered] {
+    fn settled(&self, user: UserId, through: Position) -> &[u32] {
         let timeline = self
             .delivered
             .get(&user)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let end = timeline.partition_point(|d| d.position <= through);
+        let end = timeline.partition_point(|&post| self.posts.position(post) <= through);
         &timeline[..end]
     }
 
-    fn item(&self, index: usize, delivered: Delivered) -> TimelineItem {
+    fn item(&self, index: usize, post: u32) -> TimelineItem {
         TimelineItem {
             index: index as u64 + 1,
-            post: self.post(delivered.post).clone(),
+            post: self.posts.get(post),
         }
     }
 
@@ -128,7 +118,7 @@ impl Timelines {
     ) -> Vec<TimelineItem> {
         let settled = self.settled(user, through);
         let mut order: Vec<usize> = (0..settled.len()).collect();
-        let key = |&i: &usize| (self.post(settled[i].post).time, i);
+        let key = |&i: &usize| (self.posts.time(settled[i]), i);
         if order.len() > count {
             let older = order.len() - count;
             order.select_nth_unstable_by_key(older, key);

@@ -43,7 +43,7 @@ pub fn user_records(state: &State) -> Vec<UserRecord> {
         .filter(|&user| membership.is_local(user))
         .map(|user| UserRecord {
             user,
-            posts: state.posts_by(user).cloned().collect(),
+            posts: state.posts_by(user).collect(),
             following: state.following(user).collect(),
             followers: state.followers(user).collect(),
         })

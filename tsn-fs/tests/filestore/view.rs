@@ -113,7 +113,7 @@ async fn the_view_holds_exactly_what_the_log_says() {
     assert_eq!(texts, expected_texts);
     assert!(posts.iter().all(|p| p.author == user(4)));
     store.read(|s| {
-        let stored: Vec<&str> = s.posts_by(user(4)).map(|p| p.text.as_str()).collect();
+        let stored: Vec<String> = s.posts_by(user(4)).map(|p| p.text.to_string()).collect();
         assert_eq!(stored, texts);
     });
 }
