@@ -171,26 +171,48 @@ impl<S: Store> Watcher<S> {
 
     /// Sends the acknowledgements whose posts are committed, in order; false once the
     /// client is gone.
+    ///
+    /// An acknowledgement covers every earlier post, so the posts committed together are
+    /// acknowledged by one message; a refusal is told on its own, in its place.
     async fn send_acks(&mut self, committed: Position) -> bool {
+        let mut stored = None;
         while self
             .pending
             .front()
             .is_some_and(|a| a.position <= committed)
         {
             let ack = self.pending.pop_front().expect("checked above");
-            if !self.acks_wanted {
+            if ack.error.is_empty() {
+                stored = Some(ack.seq);
                 continue;
             }
-            let message = Message {
-                acked: ack.seq,
-                error: ack.error,
-                ..Default::default()
-            };
-            if self.tx.send(Ok(message)).await.is_err() {
+            if let Some(seq) = stored.take()
+                && !self.acknowledge(seq, String::new()).await
+            {
+                return false;
+            }
+            if !self.acknowledge(ack.seq, ack.error).await {
                 return false;
             }
         }
-        true
+        match stored {
+            Some(seq) => self.acknowledge(seq, String::new()).await,
+            None => true,
+        }
+    }
+
+    /// Tells a TSN client that its posts up to `seq` are durable (or, with an error, that
+    /// post `seq` was refused); false once the client is gone.
+    async fn acknowledge(&self, seq: u64, error: String) -> bool {
+        if !self.acks_wanted {
+            return true;
+        }
+        let message = Message {
+            acked: seq,
+            error,
+            ..Default::default()
+        };
+        self.tx.send(Ok(message)).await.is_ok()
     }
 
     async fn end(&self, why: &str) {
