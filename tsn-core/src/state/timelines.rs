@@ -1,8 +1,9 @@
 //! Posts, and the timelines they are delivered to.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
-use crate::id::{Position, UserId};
+use crate::id::{Position, Time, UserId};
 use crate::post::{Post, PostId};
 use crate::state::posts::Posts;
 
@@ -17,14 +18,39 @@ pub struct TimelineItem {
     pub post: Post,
 }
 
+/// How many timeline items share one entry of [`Timeline::newest_up_to`].
+const BLOCK: usize = 64;
+
+/// One reader's timeline: the handles of the posts delivered, in delivery order (which is
+/// the order of their log positions), and, per block of [`BLOCK`] items, the newest post
+/// time up to the end of that block. Delivery order is nearly time order (only posts from
+/// other clusters arrive late), so the newest posts are found by reading blocks from the
+/// end until every earlier block holds only older posts.
+#[derive(Clone, Debug, Default)]
+struct Timeline {
+    posts: Vec<u32>,
+    newest_up_to: Vec<Time>,
+}
+
+impl Timeline {
+    fn push(&mut self, post: u32, time: Time) {
+        if self.posts.len().is_multiple_of(BLOCK) {
+            let before = self.newest_up_to.last().copied().unwrap_or_default();
+            self.newest_up_to.push(before.max(time));
+        } else if let Some(newest) = self.newest_up_to.last_mut() {
+            *newest = (*newest).max(time);
+        }
+        self.posts.push(post);
+    }
+}
+
 /// Every post of the replica, by author and by timeline.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timelines {
     posts: Posts,
     authored: HashMap<UserId, Vec<u32>>,
-    /// Per reader, the handles of the posts delivered to it, in delivery order (which is
-    /// the order of their log positions).
-    delivered: HashMap<UserId, Vec<u32>>,
+    /// Per reader, the posts delivered to it.
+    delivered: HashMap<UserId, Timeline>,
     /// Per (author, origin): the highest post `seq` applied. A client numbers its posts in
     /// the order it sends them and the log applies them in that order, so any `seq` at or
     /// below this is a post already applied.
@@ -54,9 +80,10 @@ impl Timelines {
 
     /// Appends a stored post to `user`'s timeline; returns its index there.
     pub(crate) fn deliver(&mut self, user: UserId, post: u32) -> u64 {
+        let time = self.posts.time(post);
         let timeline = self.delivered.entry(user).or_default();
-        timeline.push(post);
-        timeline.len() as u64
+        timeline.push(post, time);
+        timeline.posts.len() as u64
     }
 
     /// The posts `author` wrote, oldest first.
@@ -75,13 +102,15 @@ impl Timelines {
 
     /// How many posts `user`'s timeline holds.
     pub(crate) fn len(&self, user: UserId) -> u64 {
-        self.delivered.get(&user).map_or(0, |t| t.len() as u64)
+        self.delivered
+            .get(&user)
+            .map_or(0, |t| t.posts.len() as u64)
     }
 
     /// The item at `index` (from 1) of `user`'s timeline.
     pub(crate) fn at(&self, user: UserId, index: u64) -> Option<TimelineItem> {
         let position = usize::try_from(index.checked_sub(1)?).ok()?;
-        let post = *self.delivered.get(&user)?.get(position)?;
+        let post = *self.delivered.get(&user)?.posts.get(position)?;
         Some(self.item(position, post))
     }
 
@@ -95,7 +124,7 @@ impl Timelines {
         let timeline = self
             .delivered
             .get(&user)
-            .map(Vec::as_slice)
+            .map(|t| t.posts.as_slice())
             .unwrap_or_default();
         let end = timeline.partition_point(|&post| self.posts.position(post) <= through);
         &timeline[..end]
@@ -117,17 +146,32 @@ impl Timelines {
         through: Position,
     ) -> Vec<TimelineItem> {
         let settled = self.settled(user, through);
-        let mut order: Vec<usize> = (0..settled.len()).collect();
-        let key = |&i: &usize| (self.posts.time(settled[i]), i);
-        if order.len() > count {
-            let older = order.len() - count;
-            order.select_nth_unstable_by_key(older, key);
-            order.drain(..older);
+        let Some(timeline) = self.delivered.get(&user).filter(|_| count > 0) else {
+            return Vec::new();
+        };
+        // The `count` best (time, index) keys seen, the worst on top.
+        let mut best: BinaryHeap<Reverse<(Time, usize)>> = BinaryHeap::with_capacity(count + 1);
+        for block in (0..settled.len().div_ceil(BLOCK)).rev() {
+            if best.len() == count
+                && best
+                    .peek()
+                    .is_some_and(|Reverse((worst, _))| timeline.newest_up_to[block] <= *worst)
+            {
+                break;
+            }
+            let end = ((block + 1) * BLOCK).min(settled.len());
+            for i in (block * BLOCK..end).rev() {
+                best.push(Reverse((self.posts.time(settled[i]), i)));
+                if best.len() > count {
+                    best.pop();
+                }
+            }
         }
-        order.sort_unstable_by_key(|i| std::cmp::Reverse(key(i)));
-        order
+        let mut newest: Vec<(Time, usize)> = best.into_iter().map(|Reverse(key)| key).collect();
+        newest.sort_unstable_by(|a, b| b.cmp(a));
+        newest
             .into_iter()
-            .map(|i| self.item(i, settled[i]))
+            .map(|(_, i)| self.item(i, settled[i]))
             .collect()
     }
 
@@ -141,5 +185,57 @@ impl Timelines {
         (start..settled.len())
             .map(|i| self.item(i, settled[i]))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::post::PostText;
+
+    /// A timeline of user 1 holding posts with the given times, delivered in that order by
+    /// entries at positions 1, 2, 3 ...
+    fn timeline(times: &[u64]) -> Timelines {
+        let mut timelines = Timelines::default();
+        let reader = UserId::new(1).unwrap();
+        for (i, &time) in times.iter().enumerate() {
+            let post = Post {
+                id: PostId {
+                    origin: 1,
+                    seq: i as u64 + 1,
+                },
+                author: UserId::new(2).unwrap(),
+                time: Time(time),
+                text: PostText::new("x").unwrap(),
+            };
+            let handle = timelines.add(&post, Position(i as u64 + 1)).unwrap();
+            timelines.deliver(reader, handle);
+        }
+        timelines
+    }
+
+    proptest! {
+        /// The block-wise search finds what sorting every settled item would.
+        #[test]
+        fn the_newest_are_those_a_full_sort_finds(
+            times in proptest::collection::vec(0u64..500, 0..400),
+            count in 0usize..30,
+            through in 0u64..450,
+        ) {
+            let timelines = timeline(&times);
+            let reader = UserId::new(1).unwrap();
+            let found: Vec<u64> = timelines
+                .newest(reader, count, Position(through))
+                .iter()
+                .map(|item| item.index)
+                .collect();
+            let settled = times.len().min(through as usize);
+            let mut all: Vec<(u64, usize)> = times[..settled].iter().copied().zip(0..).collect();
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            let expected: Vec<u64> = all.iter().take(count).map(|&(_, i)| i as u64 + 1).collect();
+            prop_assert_eq!(found, expected);
+        }
     }
 }
