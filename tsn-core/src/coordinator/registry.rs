@@ -223,7 +223,7 @@ impl Registry {
                 }
             }
         }
-        self.tick(now);
+        self.tick_cluster(cluster_id, now);
         Ok(self.assignment(cluster_id, id, now))
     }
 
@@ -243,68 +243,76 @@ impl Registry {
         }
     }
 
-    /// Detects failed masters and promotes replacements. Called by every heartbeat; call it
-    /// on a timer too, so that a failure is noticed when no heartbeat comes.
+    /// Detects failed masters and promotes replacements, in every cluster. Call it on a
+    /// timer, so that a failure is noticed when no heartbeat comes (a heartbeat checks its
+    /// own cluster).
     pub fn tick(&mut self, now: Instant) {
-        let listening = now < self.listen_until;
         let ids: Vec<ClusterId> = self.clusters.keys().copied().collect();
         for cluster_id in ids {
-            let timeout = self.config.failure_timeout;
-            let live = |r: &ServerRecord| now.duration_since(r.last_seen) < timeout;
-            let cluster = self.clusters.get_mut(&cluster_id).expect("listed above");
-            if let Some(master) = cluster.master {
-                if cluster.servers.get(&master).is_some_and(&live) {
-                    continue;
-                }
-                cluster.master = None;
-                self.changes.push(RoleChange::MasterLost {
-                    cluster: cluster_id,
-                    server: master,
-                });
+            self.tick_cluster(cluster_id, now);
+        }
+    }
+
+    /// Detects a failed master of `cluster_id` and promotes a replacement.
+    fn tick_cluster(&mut self, cluster_id: ClusterId, now: Instant) {
+        let listening = now < self.listen_until;
+        let timeout = self.config.failure_timeout;
+        let live = |r: &ServerRecord| now.duration_since(r.last_seen) < timeout;
+        let Some(cluster) = self.clusters.get_mut(&cluster_id) else {
+            return;
+        };
+        if let Some(master) = cluster.master {
+            if cluster.servers.get(&master).is_some_and(&live) {
+                return;
             }
-            if listening {
-                continue;
-            }
-            let in_sync = &cluster.in_sync;
-            let best = cluster
+            cluster.master = None;
+            self.changes.push(RoleChange::MasterLost {
+                cluster: cluster_id,
+                server: master,
+            });
+        }
+        if listening {
+            return;
+        }
+        let in_sync = &cluster.in_sync;
+        let best = cluster
+            .servers
+            .values()
+            .filter(|r| live(r))
+            .filter(|r| in_sync.is_empty() || in_sync.contains(&r.server.server))
+            .max_by(|a, b| {
+                (
+                    a.log,
+                    std::cmp::Reverse(a.first_seen),
+                    std::cmp::Reverse(a.server.server),
+                )
+                    .cmp(&(
+                        b.log,
+                        std::cmp::Reverse(b.first_seen),
+                        std::cmp::Reverse(b.server.server),
+                    ))
+            })
+            .map(|r| r.server.server);
+        if let Some(server) = best {
+            let newest_known = cluster
                 .servers
                 .values()
-                .filter(|r| live(r))
-                .filter(|r| in_sync.is_empty() || in_sync.contains(&r.server.server))
-                .max_by(|a, b| {
-                    (
-                        a.log,
-                        std::cmp::Reverse(a.first_seen),
-                        std::cmp::Reverse(a.server.server),
-                    )
-                        .cmp(&(
-                            b.log,
-                            std::cmp::Reverse(b.first_seen),
-                            std::cmp::Reverse(b.server.server),
-                        ))
-                })
-                .map(|r| r.server.server);
-            if let Some(server) = best {
-                let newest_known = cluster
-                    .servers
-                    .values()
-                    .map(|r| r.epoch)
-                    .max()
-                    .unwrap_or_default();
-                cluster.epoch = cluster.epoch.max(newest_known).max(self.epoch_floor).next();
-                cluster.master = Some(server);
-                cluster.master_incarnation = cluster.servers[&server].incarnation;
-                cluster.in_sync = vec![server];
-                self.changes.push(RoleChange::Promoted {
-                    cluster: cluster_id,
-                    server,
-                    epoch: cluster.epoch,
-                });
-                self.changes.push(RoleChange::InSync {
-                    cluster: cluster_id,
-                    servers: vec![server],
-                });
-            }
+                .map(|r| r.epoch)
+                .max()
+                .unwrap_or_default();
+            cluster.epoch = cluster.epoch.max(newest_known).max(self.epoch_floor).next();
+            cluster.master = Some(server);
+            cluster.master_incarnation = cluster.servers[&server].incarnation;
+            cluster.in_sync = vec![server];
+            self.changes.push(RoleChange::Promoted {
+                cluster: cluster_id,
+                server,
+                epoch: cluster.epoch,
+            });
+            self.changes.push(RoleChange::InSync {
+                cluster: cluster_id,
+                servers: vec![server],
+            });
         }
     }
 
@@ -321,7 +329,7 @@ impl Registry {
 
     /// The live master of `cluster`, if it has one.
     pub fn master_of(&mut self, cluster: ClusterId, now: Instant) -> Option<ServerRef> {
-        self.tick(now);
+        self.tick_cluster(cluster, now);
         self.live_master(cluster, now)
     }
 
