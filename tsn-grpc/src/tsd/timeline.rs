@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
@@ -40,6 +40,9 @@ const VIEW: usize = 20;
 
 /// How long a client may take to send the stream's first message.
 const FIRST_MESSAGE: Duration = Duration::from_secs(30);
+
+/// How many posts that arrive together are appended in one write at most.
+const POST_BATCH: usize = 256;
 
 /// How many messages may wait for a slow client before the stream holds back.
 const OUTBOUND_BUFFER: usize = 256;
@@ -230,34 +233,47 @@ struct Poster<S> {
 }
 
 impl<S: Store> Poster<S> {
-    async fn run(self, mut inbound: Streaming<Message>) {
-        loop {
-            let message = match inbound.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) | Err(_) => return,
-            };
-            let seq = message.seq;
-            let outcome = match self.check(&message) {
-                Ok((id, text)) => self.post(id, text),
-                Err(refusal) if self.acks_wanted => Ok(PendingAck {
-                    seq,
-                    position: Position(0),
-                    error: refusal,
-                }),
-                Err(refusal) => Err(Status::invalid_argument(refusal)),
-            };
-            match outcome {
-                Ok(ack) => {
-                    if self.acks.send(ack).is_err() {
-                        return;
+    /// Takes the stream's posts until it ends. Posts that arrive together are appended
+    /// together, in one write, and acknowledged together.
+    async fn run(self, inbound: Streaming<Message>) {
+        let mut batches = inbound.ready_chunks(POST_BATCH);
+        while let Some(batch) = batches.next().await {
+            let mut run = Vec::new();
+            for message in batch {
+                let Ok(message) = message else {
+                    return;
+                };
+                match self.check(&message) {
+                    Ok((id, text)) => run.push((message.seq, id, text)),
+                    Err(refusal) => {
+                        if !self.append(std::mem::take(&mut run)).await
+                            || !self.refuse(message.seq, refusal).await
+                        {
+                            return;
+                        }
                     }
                 }
-                Err(status) => {
-                    let _ = self.tx.send(Err(status)).await;
-                    return;
-                }
+            }
+            if !self.append(run).await {
+                return;
             }
         }
+    }
+
+    /// Tells of a refused post in its place among the acknowledgements — or, to a course
+    /// client, which has no acknowledgements, by ending the stream. False once the stream
+    /// must end.
+    async fn refuse(&self, seq: u64, refusal: String) -> bool {
+        if !self.acks_wanted {
+            let _ = self.tx.send(Err(Status::invalid_argument(refusal))).await;
+            return false;
+        }
+        let ack = PendingAck {
+            seq,
+            position: Position(0),
+            error: refusal,
+        };
+        self.acks.send(ack).is_ok()
     }
 
     /// The post's id (if its client chose one) and text, or why it is refused.
@@ -277,25 +293,41 @@ impl<S: Store> Poster<S> {
         Ok((id, text))
     }
 
-    fn post(&self, id: Option<PostId>, text: PostText) -> Result<PendingAck, Status> {
+    /// Appends checked posts `(seq, id, text)` in one write; false once the stream must
+    /// end (this server is no longer the master).
+    async fn append(&self, posts: Vec<(u64, Option<PostId>, PostText)>) -> bool {
+        let Some(&(last_seq, ..)) = posts.last() else {
+            return true;
+        };
         let user = self.user;
-        let position = self
-            .master
-            .append(|state| {
+        let appended = self.master.append_all(|state| {
+            let mut next = state.last().position.next().0;
+            let mut changes = Vec::with_capacity(posts.len());
+            for (_, id, text) in posts {
                 let id = id.unwrap_or(PostId {
                     origin: 0,
-                    seq: state.last().position.next().0,
+                    seq: next,
                 });
-                match command::post(state, user, id, text, wall_clock()) {
-                    Posting::New(change) => Some(change),
-                    Posting::Duplicate => None,
+                if let Posting::New(change) = command::post(state, user, id, text, wall_clock()) {
+                    changes.push(change);
+                    next += 1;
                 }
-            })
-            .map_err(to_status)?;
-        Ok(PendingAck {
-            seq: id.map_or(0, |id| id.seq),
-            position,
-            error: String::new(),
-        })
+            }
+            changes
+        });
+        match appended {
+            Ok(position) => {
+                let ack = PendingAck {
+                    seq: last_seq,
+                    position,
+                    error: String::new(),
+                };
+                self.acks.send(ack).is_ok()
+            }
+            Err(error) => {
+                let _ = self.tx.send(Err(to_status(error))).await;
+                false
+            }
+        }
     }
 }
