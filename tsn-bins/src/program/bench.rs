@@ -18,13 +18,10 @@
 //!   the next trial.
 
 use std::ffi::OsString;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
 use tsn_core::Coordinator;
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
@@ -32,7 +29,7 @@ use tsn_grpc::client::{SnsClient, TimelineEvent};
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::children::{self, Deployment, RUN_AS, Timers, Topology};
+use crate::program::children::{self, Deployment, Screen, Timers, Topology, free_port};
 
 /// The last line of the banner `tsc` prints once it has logged in.
 const BANNER_END: &str = "=====================================";
@@ -79,71 +76,6 @@ struct Flags {
 /// Runs `tsn-bench` with `args`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-bench", args, run))
-}
-
-/// A `tsc` child whose screen lines arrive with the moment they were read.
-struct Screen {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::UnboundedReceiver<(Instant, String)>,
-}
-
-impl Screen {
-    async fn open(coordinator_port: u16, user: u32) -> Result<Screen, Fatal> {
-        let exe =
-            std::env::current_exe().map_err(|e| Fatal::new("cannot find this executable", e))?;
-        let mut child = Command::new(exe)
-            .args([
-                RUN_AS,
-                "tsc",
-                "-k",
-                &coordinator_port.to_string(),
-                "-u",
-                &user.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| Fatal::new("cannot start tsc", e))?;
-        let stdin = child.stdin.take().expect("piped");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = stdout.next_line().await {
-                if tx.send((Instant::now(), line)).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Screen {
-            child,
-            stdin,
-            lines,
-        })
-    }
-
-    async fn type_line(&mut self, line: &str) -> Result<(), Fatal> {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .map_err(|e| Fatal::new("cannot write to tsc", e))
-    }
-
-    /// Waits for a line that ends with `suffix`; returns when it arrived.
-    async fn wait_for(&mut self, suffix: &str) -> Result<Instant, Fatal> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some((at, line))) if line.ends_with(suffix) => return Ok(at),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
-                    return Err(Fatal(format!("no line ending in '{suffix}' came")));
-                }
-            }
-        }
-    }
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
@@ -200,15 +132,6 @@ struct Figures {
     throughput: f64,
 }
 
-fn free_port() -> Result<u16, Fatal> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Fatal::new("cannot find a free port", e))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Fatal::new("cannot find a free port", e))
-}
-
 async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, Fatal> {
     let port = deployment.topology().coordinator_port;
     let coordinator = CoordClient::new(&Endpoint {
@@ -242,7 +165,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         let mut newcomer = Screen::open(port, user).await?;
         let logged_in = newcomer.wait_for(BANNER_END).await?;
         new_user.push(wait_listed(&lister, user).await? - logged_in);
-        let _ = newcomer.child.kill().await;
+        newcomer.kill().await;
     }
 
     let idle_bytes = idle_traffic(deployment).await?;
@@ -252,9 +175,8 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     for trial in 0..flags.failovers {
         failover.push(fail_over(deployment, &coordinator, &mut near, &mut reader, trial).await?);
     }
-    for screen in [near, far, reader] {
-        let mut child = screen.child;
-        let _ = child.kill().await;
+    for mut screen in [near, far, reader] {
+        screen.kill().await;
     }
     Ok(Figures {
         same_cluster,
@@ -564,7 +486,7 @@ async fn fail_over(
             .type_line(&format!("failover {trial} post {n}"))
             .await?;
         if let Ok(Some((at, line))) =
-            tokio::time::timeout(Duration::from_millis(10), reader.lines.recv()).await
+            tokio::time::timeout(Duration::from_millis(10), reader.next_line()).await
             && line.contains(&format!("failover {trial} post "))
         {
             break at;

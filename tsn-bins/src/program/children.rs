@@ -1,19 +1,26 @@
 //! A local deployment as child processes: the coordinator and, per cluster, a master and a
 //! slave tsd and a synchronizer, each this same executable run as that program (`--run-as`), always the same
-//! version. Used by `tsn-local` and `tsn-bench`.
+//! version. Used by `tsn-local`, `tsn-bench` and `tsn-faults`.
 //!
 //! Each child's log (standard error) goes to `<logs>/<name>.log`; its ready line (standard
 //! output) gives its address; `serving as master|slave` in its log gives its role. On
 //! Linux the kernel sends a child SIGTERM when its parent dies, so none is left behind.
+//!
+//! Members are named `coordinator`, `tsd-<cluster>-<server>` and `synchronizer-<cluster>`
+//! ([`tsd_name`], [`synchronizer_name`], [`COORDINATOR`]). Any member can be killed with
+//! SIGKILL and started again with its former flags (its log file goes on, so that what every
+//! run of it said stays in one place), or stopped with SIGSTOP and resumed with SIGCONT.
+//! [`Screen`] drives a `tsc` child through pipes, as a person at a terminal would.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
 
 use crate::cli::Fatal;
 
@@ -24,6 +31,39 @@ pub const RUN_AS: &str = "--run-as";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long children get to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long [`Screen::wait_for`] waits for its line.
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The name of the coordinator's member.
+pub const COORDINATOR: &str = "coordinator";
+
+/// The name of the member that is tsd `server` of `cluster`: `tsd-<cluster>-<server>`.
+pub fn tsd_name(cluster: u32, server: u32) -> String {
+    member_name("tsd", Some(cluster), Some(server))
+}
+
+/// The name of the member that is the synchronizer of `cluster`: `synchronizer-<cluster>`.
+pub fn synchronizer_name(cluster: u32) -> String {
+    member_name("synchronizer", Some(cluster), None)
+}
+
+fn member_name(program: &str, cluster: Option<u32>, server: Option<u32>) -> String {
+    match (cluster, server) {
+        (Some(c), Some(s)) => format!("{program}-{c}-{s}"),
+        (Some(c), None) => format!("{program}-{c}"),
+        _ => program.to_owned(),
+    }
+}
+
+/// A free loopback port (it was free a moment ago), for a coordinator.
+pub fn free_port() -> Result<u16, Fatal> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Fatal::new("cannot find a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Fatal::new("cannot find a free port", e))
+}
 
 /// With `--run-as PROGRAM ARGS...` as `args[1..]`, runs that program and returns its exit
 /// status; otherwise `None`.
@@ -176,6 +216,10 @@ pub struct Member {
     role: Arc<Mutex<String>>,
     child: Child,
     exit_reported: bool,
+    /// Stopped with SIGSTOP and not resumed yet.
+    paused: bool,
+    /// The length of its log file when this run of it started.
+    log_start: u64,
 }
 
 impl Member {
@@ -198,6 +242,16 @@ impl Member {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Sends `signal` to the process, if it runs.
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
     }
 }
 
@@ -242,12 +296,14 @@ impl Deployment {
 
     async fn start_all(&mut self) -> Result<(), Fatal> {
         let args = self.topology.coordinator_args();
-        let coordinator = spawn(&self.exe, &self.logs, "coordinator", None, None, args).await?;
+        let coordinator = self.spawn(COORDINATOR, None, None, args, false).await?;
         self.members.push(coordinator);
         for cluster in 1..=self.topology.clusters {
             for server in 1..=self.topology.servers {
                 let args = self.topology.tsd_args(cluster, server);
-                let tsd = self.spawn_tsd(cluster, server, args).await?;
+                let tsd = self
+                    .spawn("tsd", Some(cluster), Some(server), args, false)
+                    .await?;
                 self.members.push(tsd);
             }
         }
@@ -258,15 +314,9 @@ impl Deployment {
         };
         for cluster in 1..=synchronized {
             let args = self.topology.synchronizer_args(cluster);
-            let synchronizer = spawn(
-                &self.exe,
-                &self.logs,
-                "synchronizer",
-                Some(cluster),
-                None,
-                args,
-            )
-            .await?;
+            let synchronizer = self
+                .spawn("synchronizer", Some(cluster), None, args, false)
+                .await?;
             self.members.push(synchronizer);
         }
         self.wait_for_roles().await
@@ -289,65 +339,112 @@ impl Deployment {
             })
     }
 
-    async fn spawn_tsd(
-        &self,
-        cluster: u32,
-        server: u32,
-        args: Vec<String>,
-    ) -> Result<Member, Fatal> {
-        spawn(
-            &self.exe,
-            &self.logs,
-            "tsd",
-            Some(cluster),
-            Some(server),
-            args,
-        )
-        .await
+    /// What the member called `name` (`coordinator`, `tsd-1-2`) has logged so far, in all
+    /// its runs.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
     }
 
-    /// What the member called `name` (`coordinator`, `tsd-1-2`) has logged so far.
-    pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default()
+    /// What the member called `name` has logged since it was last started.
+    pub fn current_log(&self, name: &str) -> String {
+        let log = self.log(name);
+        let start = self.member(name).map_or(0, |m| m.log_start) as usize;
+        log.get(start..).unwrap_or_default().to_owned()
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.logs.join(format!("{name}.log"))
+    }
+
+    /// The folder of the members' logs.
+    pub fn logs(&self) -> &Path {
+        &self.logs
+    }
+
+    /// The member called `name`.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    fn member_mut(&mut self, name: &str) -> Result<&mut Member, Fatal> {
+        self.members
+            .iter_mut()
+            .find(|m| m.name == name)
+            .ok_or_else(|| Fatal(format!("there is no member {name} in the deployment")))
     }
 
     /// The tsd `server` of `cluster`.
     pub fn server(&mut self, cluster: u32, server: u32) -> Option<&mut Member> {
-        self.members
-            .iter_mut()
-            .find(|m| m.cluster == Some(cluster) && m.server == Some(server))
+        self.member_mut(&tsd_name(cluster, server)).ok()
     }
 
     /// Kills the tsd with SIGKILL, as `kill -9` does.
     pub async fn kill(&mut self, cluster: u32, server: u32) {
-        if let Some(member) = self.server(cluster, server) {
-            let _ = member.child.kill().await;
-            member.exit_reported = true;
-        }
+        let _ = self.kill_member(&tsd_name(cluster, server)).await;
     }
 
     /// Starts a killed tsd again with its former flags, and waits until it has a role.
     pub async fn restart(&mut self, cluster: u32, server: u32) -> Result<(), Fatal> {
-        let Some(index) = self
-            .members
-            .iter()
-            .position(|m| m.cluster == Some(cluster) && m.server == Some(server))
-        else {
-            return Err(Fatal(format!("there is no tsd {cluster}/{server}")));
-        };
-        let args = self.members[index].args.clone();
-        self.members[index] = self.spawn_tsd(cluster, server, args).await?;
+        self.restart_member(&tsd_name(cluster, server)).await
+    }
+
+    /// Kills the member called `name` with SIGKILL, as `kill -9` does, and reaps it.
+    pub async fn kill_member(&mut self, name: &str) -> Result<(), Fatal> {
+        let member = self.member_mut(name)?;
+        let _ = member.child.kill().await;
+        member.exit_reported = true;
+        member.paused = false;
+        Ok(())
+    }
+
+    /// Starts the member called `name` again (after [`Deployment::kill_member`]) with its
+    /// former flags, its log going on in the same file. Waits until it listens, and a tsd
+    /// until it has a role. A server that listened on a free port gets a new one.
+    pub async fn restart_member(&mut self, name: &str) -> Result<(), Fatal> {
+        let member = self.member_mut(name)?;
+        let (program, cluster, server) = (member.program.clone(), member.cluster, member.server);
+        let args = member.args.clone();
+        let restarted = self.spawn(&program, cluster, server, args, true).await?;
+        *self.member_mut(name)? = restarted;
         self.wait_for_roles().await
     }
 
-    /// Stops every child: SIGTERM, then SIGKILL for those still running after a while.
+    /// Stops the member called `name` with SIGSTOP: it keeps its sockets but does nothing,
+    /// as a process that hangs or a machine that stalls.
+    pub fn pause(&mut self, name: &str) -> Result<(), Fatal> {
+        let member = self.member_mut(name)?;
+        member.signal(libc::SIGSTOP);
+        member.paused = true;
+        Ok(())
+    }
+
+    /// Lets a member stopped by [`Deployment::pause`] go on, with SIGCONT.
+    pub fn resume(&mut self, name: &str) -> Result<(), Fatal> {
+        let member = self.member_mut(name)?;
+        member.signal(libc::SIGCONT);
+        member.paused = false;
+        Ok(())
+    }
+
+    /// A `tsc` client of `user` connected to this deployment, its log (standard error) in
+    /// `<logs>/tsc-<user>.log`.
+    pub fn screen(&self, user: u32) -> Result<Screen, Fatal> {
+        let path = self.logs.join(format!("tsc-{user}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
+        Screen::start(&self.exe, self.topology.coordinator_port, user, log.into())
+    }
+
+    /// Stops every child: SIGTERM (and SIGCONT, for a paused one), then SIGKILL for those
+    /// still running after a while.
     pub async fn stop(&mut self) {
         for member in &self.members {
-            if let Some(pid) = member.child.id() {
-                // SAFETY: kill(2) on the pid of a child we have not reaped yet.
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
-                }
+            member.signal(libc::SIGTERM);
+            if member.paused {
+                member.signal(libc::SIGCONT);
             }
         }
         let stops = self.members.iter_mut().map(|member| async move {
@@ -360,95 +457,110 @@ impl Deployment {
         });
         futures::future::join_all(stops).await;
     }
-}
 
-async fn spawn(
-    exe: &Path,
-    logs: &Path,
-    program: &str,
-    cluster: Option<u32>,
-    server: Option<u32>,
-    args: Vec<String>,
-) -> Result<Member, Fatal> {
-    let name = match (cluster, server) {
-        (Some(c), Some(s)) => format!("{program}-{c}-{s}"),
-        (Some(c), None) => format!("{program}-{c}"),
-        _ => program.to_owned(),
-    };
-    let mut command = Command::new(exe);
-    command
-        .arg(RUN_AS)
-        .arg(program)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    stop_with_parent(&mut command);
-    let mut child = command
-        .spawn()
-        .map_err(|e| Fatal::new(format_args!("cannot start {name}"), e))?;
-    let role = Arc::new(Mutex::new(String::new()));
-    let last_line = Arc::new(Mutex::new(String::new()));
-    let log_path = logs.join(format!("{name}.log"));
-    let stderr = child.stderr.take().expect("piped");
-    tokio::spawn(copy_log(
-        stderr,
-        log_path.clone(),
-        Arc::clone(&role),
-        Arc::clone(&last_line),
-    ));
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let ready = tokio::time::timeout(START_TIMEOUT, async {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return Some(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
+    /// Starts `program` as a member and waits until it listens. Its log goes to
+    /// `<logs>/<name>.log`: a new file, or with `again` the former one, continued.
+    async fn spawn(
+        &self,
+        program: &str,
+        cluster: Option<u32>,
+        server: Option<u32>,
+        args: Vec<String>,
+        again: bool,
+    ) -> Result<Member, Fatal> {
+        let name = member_name(program, cluster, server);
+        let log_path = self.log_path(&name);
+        let log_start = match again {
+            true => std::fs::metadata(&log_path).map_or(0, |m| m.len()),
+            false => 0,
+        };
+        let mut command = Command::new(&self.exe);
+        command
+            .arg(RUN_AS)
+            .arg(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        stop_with_parent(&mut command);
+        let mut child = command
+            .spawn()
+            .map_err(|e| Fatal::new(format_args!("cannot start {name}"), e))?;
+        let role = Arc::new(Mutex::new(String::new()));
+        let last_line = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped");
+        let log = open_log(&log_path, again)
+            .await
+            .map_err(|e| Fatal::new(format_args!("cannot write {}", log_path.display()), e))?;
+        tokio::spawn(copy_log(
+            stderr,
+            log,
+            Arc::clone(&role),
+            Arc::clone(&last_line),
+        ));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let ready = tokio::time::timeout(START_TIMEOUT, async {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    return Some(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+            None
+        })
+        .await;
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        match ready {
+            Ok(Some(address)) => Ok(Member {
+                name,
+                program: program.to_owned(),
+                cluster,
+                server,
+                address,
+                args,
+                role,
+                child,
+                exit_reported: false,
+                paused: false,
+                log_start,
+            }),
+            _ => {
+                let _ = child.kill().await;
+                // Give the log copier a moment to take the child's last words.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let why = last_line.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Err(Fatal(format!(
+                    "{name} did not start: {why} (log: {})",
+                    log_path.display()
+                )))
             }
         }
-        None
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-    match ready {
-        Ok(Some(address)) => Ok(Member {
-            name,
-            program: program.to_owned(),
-            cluster,
-            server,
-            address,
-            args,
-            role,
-            child,
-            exit_reported: false,
-        }),
-        _ => {
-            let _ = child.kill().await;
-            // Give the log copier a moment to take the child's last words.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let why = last_line.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            Err(Fatal(format!(
-                "{name} did not start: {why} (log: {})",
-                log_path.display()
-            )))
-        }
     }
+}
+
+/// Opens a member's log file: a new one, or with `again` the former one to go on.
+async fn open_log(path: &Path, again: bool) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(again)
+        .truncate(!again)
+        .open(path)
+        .await
 }
 
 /// Copies a child's log to its file, noting its role and its last line.
 async fn copy_log(
     stderr: tokio::process::ChildStderr,
-    path: PathBuf,
+    mut file: tokio::fs::File,
     role: Arc<Mutex<String>>,
     last: Arc<Mutex<String>>,
 ) {
-    let Ok(mut file) = tokio::fs::File::create(&path).await else {
-        return;
-    };
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         for taken in ["master", "slave"] {
@@ -476,3 +588,104 @@ fn stop_with_parent(command: &mut Command) {
 
 #[cfg(not(target_os = "linux"))]
 fn stop_with_parent(_command: &mut Command) {}
+
+/// A `tsc` child driven through pipes, as a person at a terminal would use it: lines are
+/// typed on its standard input, and its screen (standard output) is read line by line, each
+/// line with the moment it arrived.
+#[derive(Debug)]
+pub struct Screen {
+    child: Child,
+    /// `None` once the input is closed.
+    stdin: Option<ChildStdin>,
+    lines: mpsc::UnboundedReceiver<(Instant, String)>,
+}
+
+impl Screen {
+    /// Starts `tsc -k <coordinator_port> -u <user>` (this executable run as `tsc`), its log
+    /// discarded.
+    pub async fn open(coordinator_port: u16, user: u32) -> Result<Screen, Fatal> {
+        let exe =
+            std::env::current_exe().map_err(|e| Fatal::new("cannot find this executable", e))?;
+        Screen::start(&exe, coordinator_port, user, Stdio::null())
+    }
+
+    fn start(exe: &Path, coordinator_port: u16, user: u32, log: Stdio) -> Result<Screen, Fatal> {
+        let mut command = Command::new(exe);
+        command
+            .args([RUN_AS, "tsc", "-k", &coordinator_port.to_string()])
+            .args(["-u", &user.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        stop_with_parent(&mut command);
+        let mut child = command
+            .spawn()
+            .map_err(|e| Fatal::new("cannot start tsc", e))?;
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if tx.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Screen {
+            child,
+            stdin,
+            lines,
+        })
+    }
+
+    /// Types `line` and Enter.
+    pub async fn type_line(&mut self, line: &str) -> Result<(), Fatal> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| Fatal("the input of tsc is closed".into()))?;
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .map_err(|e| Fatal::new("cannot write to tsc", e))
+    }
+
+    /// The next line on the screen and when it came; `None` once the screen is closed (the
+    /// client exited).
+    pub async fn next_line(&mut self) -> Option<(Instant, String)> {
+        self.lines.recv().await
+    }
+
+    /// Waits for a line that ends with `suffix`, skipping the others; returns when it came.
+    pub async fn wait_for(&mut self, suffix: &str) -> Result<Instant, Fatal> {
+        let deadline = tokio::time::Instant::now() + LINE_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some((at, line))) if line.ends_with(suffix) => return Ok(at),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    return Err(Fatal(format!("no line ending in '{suffix}' came")));
+                }
+            }
+        }
+    }
+
+    /// Ends the input, as Ctrl-D does: the client finishes what it sent and exits.
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits at most `limit` for the client to exit; its status, or `None` if it still runs.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// Kills the client with SIGKILL.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -1,8 +1,13 @@
-//! Failover with real processes: `kill -9` of the master while a user posts, again and again.
+//! Failover with real processes: `kill -9` of the master while a user posts, again and again;
+//! a master stopped (SIGSTOP) past the failure timeout is fenced off once it resumes.
 
 use std::collections::BTreeMap;
 
-use crate::support::{Deployment, FAST};
+use tsn_core::coordinator::Endpoint;
+use tsn_core::id::UserId;
+use tsn_grpc::client::{SnsClient, TimelineConn, TimelineEvent};
+
+use crate::support::{Deployment, FAST, Proc, eventually, runtime, timeline_lines, within};
 
 /// How many times the master is killed.
 const KILLS: usize = 5;
@@ -122,12 +127,210 @@ fn killing_the_master_loses_and_doubles_no_acknowledged_post() {
 }
 
 /// Sends SIGTERM to `proc`, as a service manager or `kill` does.
-fn terminate(proc: &crate::support::Proc) {
+fn terminate(proc: &Proc) {
+    signal(proc, "TERM");
+}
+
+/// Sends the signal `name` (`TERM`, `STOP`, `CONT`) to `proc` with `kill`.
+fn signal(proc: &Proc, name: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &proc.pid().to_string()])
+        .args([&format!("-{name}"), &proc.pid().to_string()])
         .status()
         .expect("run kill");
-    assert!(status.success());
+    assert!(status.success(), "kill -{name} {}", proc.pid());
+}
+
+/// Stops `proc` with SIGSTOP and waits until the kernel shows it stopped.
+fn stop(proc: &Proc) {
+    signal(proc, "STOP");
+    let stat = format!("/proc/{}/stat", proc.pid());
+    eventually("the process to be stopped", || {
+        let text = std::fs::read_to_string(&stat).ok()?;
+        // The state follows the command name, which is in parentheses.
+        let state = text.rsplit_once(") ")?.1.chars().next()?;
+        (state == 'T').then_some(())
+    });
+}
+
+/// How often a server's log says it no longer acts as master.
+fn times_stepped_down(tsd: &Proc) -> usize {
+    let log = tsd.stderr();
+    log.matches("serving as slave").count() + log.matches("waiting for the cluster").count()
+}
+
+/// The post id origin of the protocol client below.
+const ORIGIN: u64 = 7007;
+
+/// A client of user 7 speaking TSN's protocol itself, which does not move by itself:
+/// it logs in at the server on `port` and opens its timeline there.
+async fn user_7_at(port: u16) -> (SnsClient, TimelineConn) {
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let user = UserId::new(7).expect("a user id");
+    let client = SnsClient::new(endpoint, user, "fencing-test-u7".into()).expect("a client");
+    within("user 7's login", client.login())
+        .await
+        .expect("user 7 logs in");
+    let stream = within("user 7's timeline", client.open_timeline(None))
+        .await
+        .expect("user 7's timeline opens");
+    (client, stream)
+}
+
+/// Reads `stream` until it ends; the seqs of the posts it acknowledged as stored.
+async fn acknowledged_until_the_end(stream: &mut TimelineConn) -> Vec<u64> {
+    let mut acked = Vec::new();
+    loop {
+        match within("the end of user 7's stream", stream.next()).await {
+            Ok(Some(TimelineEvent::Acked { seq, error: None })) => acked.push(seq),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return acked,
+        }
+    }
+}
+
+/// Waits until `stream` acknowledges post `seq` as stored.
+async fn wait_acknowledged(stream: &mut TimelineConn, seq: u64) {
+    loop {
+        match within(&format!("the acknowledgement of post {seq}"), stream.next()).await {
+            Ok(Some(TimelineEvent::Acked { seq: done, error })) if done >= seq => {
+                assert_eq!(error, None, "post {seq} is stored");
+                return;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("user 7's stream ended before post {seq} was acknowledged: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_master_stopped_past_the_failure_timeout_acknowledges_nothing_once_resumed_and_steps_down() {
+    let mut deployment = Deployment::start_with(3, FAST);
+    let old_port = deployment.start_master(1);
+    deployment
+        .start_server(1, 2)
+        .wait_for_log_count("serving as slave", 1);
+    deployment
+        .coordinator
+        .wait_for_log_count("servers=[1, 2]", 1);
+    let runtime = runtime();
+    let (_u7, mut u7_stream) = runtime.block_on(user_7_at(old_port));
+    let mut u4 = deployment.logged_in_client(4);
+    let mut u1 = deployment.logged_in_client(1);
+    u1.command("FOLLOW 4", "Command completed successfully");
+    u1.command("FOLLOW 7", "Command completed successfully");
+    u1.enter_timeline();
+    u4.enter_timeline();
+    runtime.block_on(async {
+        within("a post", u7_stream.post(ORIGIN, 1, "u7 before the stop"))
+            .await
+            .expect("sent");
+        wait_acknowledged(&mut u7_stream, 1).await;
+    });
+    for n in 1..=5 {
+        u4.send(&format!("u4 before the stop {n}"));
+    }
+    u1.wait_for(
+        ">> u4 before the stop 5
+",
+    );
+
+    // The master stops; whatever its clients send now waits in its sockets.
+    stop(deployment.server(1, 1));
+    runtime.block_on(async {
+        within(
+            "a post",
+            u7_stream.post(ORIGIN, 2, "u7 to the stopped master"),
+        )
+        .await
+        .expect("sent");
+    });
+    for n in 1..=5 {
+        u4.send(&format!("u4 while the master is stopped {n}"));
+    }
+    // Until the promoted slave hears of its promotion (its next heartbeat) it still takes
+    // the old master's entries, and what it holds is safely acknowledged; from then on the
+    // old master can acknowledge nothing.
+    deployment.wait_master_is(1, 2);
+    deployment
+        .server(1, 2)
+        .wait_for_log_count("serving as master", 1);
+    let new_port = deployment.master_port(1).expect("the new master's port");
+    let stepped_down = times_stepped_down(deployment.server(1, 1));
+    signal(deployment.server(1, 1), "CONT");
+
+    // Resumed, it reads what waited, learns of the newer epoch, and steps down.
+    eventually("the old master to step down", || {
+        (times_stepped_down(deployment.server(1, 1)) > stepped_down).then_some(())
+    });
+    let acked = runtime.block_on(acknowledged_until_the_end(&mut u7_stream));
+    assert!(
+        acked.iter().all(|&seq| seq < 2),
+        "the deposed master acknowledged post 2 after its demotion: {acked:?}; it logged:
+{}",
+        deployment.server(1, 1).stderr()
+    );
+    // User 7 does what TSN's client does: sends the unacknowledged post again, with its id,
+    // at the new master.
+    runtime.block_on(async {
+        let (_u7, mut stream) = user_7_at(new_port).await;
+        within("a post", stream.post(ORIGIN, 2, "u7 to the stopped master"))
+            .await
+            .expect("sent");
+        wait_acknowledged(&mut stream, 2).await;
+    });
+
+    // u4's and u1's clients moved to the new master by themselves; u4's posts all arrive.
+    for n in 1..=5 {
+        u4.send(&format!("u4 after the resume {n}"));
+    }
+    u1.wait_for(
+        ">> u4 after the resume 5
+",
+    );
+    u1.wait_for(
+        ">> u7 to the stopped master
+",
+    );
+    u4.finish();
+    let moved = format!("Reconnecting to 127.0.0.1:{new_port}...");
+    for client in [&u4, &u1] {
+        assert!(
+            client.stdout().contains(&moved),
+            "the client moved to the new master:
+{}",
+            client.stdout()
+        );
+    }
+    // Every acknowledged post exactly once, in order, once everything has settled.
+    let shown = timeline_lines(&u1.stdout());
+    let by = |author: &str| -> Vec<String> {
+        let prefix = format!("{author} (TIME) >> ");
+        shown
+            .iter()
+            .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    };
+    let u4_posts: Vec<String> = [
+        "before the stop",
+        "while the master is stopped",
+        "after the resume",
+    ]
+    .iter()
+    .flat_map(|phase| (1..=5).map(move |n| format!("u4 {phase} {n}")))
+    .collect();
+    assert_eq!(by("4"), u4_posts, "each of u4's posts once, in order");
+    assert_eq!(
+        by("7"),
+        ["u7 before the stop", "u7 to the stopped master"],
+        "each of u7's acknowledged posts once"
+    );
+    // The old master serves as a slave of the new one, and catches up.
+    deployment
+        .coordinator
+        .wait_for_log_count("servers=[2, 1]", 1);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod bad_input;
 mod course_case1;
 mod course_protocol;
 mod failover;
+mod faults;
 mod hostile;
 mod local;
 mod operators;

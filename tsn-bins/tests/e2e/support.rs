@@ -335,6 +335,7 @@ pub(crate) fn binary(program: &str) -> PathBuf {
         "tsc" => env!("CARGO_BIN_EXE_tsc"),
         "synchronizer" => env!("CARGO_BIN_EXE_synchronizer"),
         "tsn-local" => env!("CARGO_BIN_EXE_tsn-local"),
+        "tsn-faults" => env!("CARGO_BIN_EXE_tsn-faults"),
         other => panic!("no binary {other}"),
     };
     PathBuf::from(exe)

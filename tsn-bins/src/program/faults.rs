@@ -1,0 +1,379 @@
+//! `tsn-faults`: faults injected into a local deployment while clients post, and a check
+//! that no acknowledged post was lost, doubled or reordered, in the spirit of Jepsen's set
+//! checks.
+//!
+//! 1. It starts a deployment of real processes ([`children`]) on free loopback ports, with
+//!    its data in a new folder: the coordinator and, per cluster, a master, a slave and a
+//!    synchronizer, with short timers (heartbeat 100 ms, failure timeout 500 ms).
+//! 2. Users 1 to 9, three per cluster, each run a real `tsc` ([`clients`]): each follows every
+//!    other user, enters its timeline and types `post <user> <n>` every `--interval` or so.
+//!    The clients' own reconnection and resending after failovers is what gets exercised.
+//! 3. Meanwhile faults chosen by a seeded random generator are injected ([`inject`]):
+//!    `kill -9` and restart of a master, of a slave, of a synchronizer and of the
+//!    coordinator, and SIGSTOP of a master until its slave is promoted, then SIGCONT. After
+//!    each the deployment must become whole again ([`health`]) before the next one.
+//! 4. After the last fault the clients stop posting. Every screen must show every post of
+//!    the others (the time that takes is the convergence time), every client must exit 0 at
+//!    the end of its input (so every post it sent was acknowledged), and every user's whole
+//!    timeline, read through the protocol, must hold each post of the users it follows
+//!    exactly once, each author's in the order they were sent ([`check`]). No process may
+//!    have panicked, and every cluster must have exactly one master.
+//!
+//! The seed fixes which faults come, in which order, at which cluster, and every pause; the
+//! system's own timing varies from run to run, so a seed repeats the schedule, not
+//! necessarily the outcome. The data and logs of a failing run are kept.
+
+mod check;
+mod clients;
+mod health;
+mod inject;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tsn_core::coordinator::Endpoint;
+use tsn_grpc::coordinator::CoordClient;
+
+use crate::cli::{self, Fatal};
+use crate::program::children::{self, Deployment, Timers, Topology, free_port};
+use check::Findings;
+use clients::{Client, Posting};
+use inject::{Fault, Injector};
+
+/// The number of clusters.
+const CLUSTERS: u32 = 3;
+
+/// How long any one expected thing may take: a recovery, a client's exit, a timeline's
+/// convergence.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The flags of `tsn-faults`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tsn-faults",
+    version,
+    about = "Injects faults into a local TSN deployment while clients post, and checks that no acknowledged post is lost, doubled or reordered",
+    mut_arg("heartbeat_interval", |a| a.default_value("100ms")),
+    mut_arg("failure_timeout", |a| a.default_value("500ms"))
+)]
+struct Flags {
+    /// The seed of every random choice (default: a random one, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Faults of each kind (more come while fewer than --posts posts have been sent).
+    #[arg(long, default_value_t = 2)]
+    faults: u32,
+    /// Posts to send at least, all clients together.
+    #[arg(long, default_value_t = 300)]
+    posts: u64,
+    /// The mean pause between two posts of one client (each pause is between half and
+    /// one and a half times it).
+    #[arg(long, default_value = "100ms", value_parser = cli::duration)]
+    interval: Duration,
+    /// Folder for the deployment's data and logs; it must not exist yet (default: a new
+    /// folder in the temporary folder).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep the data and logs after a passing run too (a failing run always keeps them).
+    #[arg(long)]
+    keep: bool,
+    #[command(flatten)]
+    timers: Timers,
+}
+
+/// Runs `tsn-faults` with `args`, or, with `--run-as PROGRAM`, that program.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-faults", args, run))
+}
+
+async fn run(flags: Flags) -> Result<(), Fatal> {
+    let seed = flags.seed.unwrap_or_else(rand::random);
+    println!("seed {seed} (run it again with --seed {seed})");
+    let data_dir = new_data_dir(flags.data_dir.clone())?;
+    let topology = Topology::standard(CLUSTERS, free_port()?, true, data_dir.clone(), flags.timers);
+    let mut deployment = Deployment::start(topology).await?;
+    println!(
+        "deployment running; data and logs in {}",
+        data_dir.display()
+    );
+    let outcome = exercise(&flags, seed, &mut deployment).await;
+    deployment.stop().await;
+    let passed = match outcome {
+        Ok(mut report) => {
+            report.panics = check::panics(deployment.logs());
+            report.print();
+            report.passed()
+        }
+        Err(fatal) => {
+            println!("the run stopped: {}", fatal.0);
+            for panic in check::panics(deployment.logs()) {
+                println!("  {panic}");
+            }
+            false
+        }
+    };
+    if passed {
+        println!("PASS (seed {seed})");
+        if !flags.keep {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+        return Ok(());
+    }
+    Err(Fatal(format!(
+        "FAIL (seed {seed}); the data and logs are in {}",
+        data_dir.display()
+    )))
+}
+
+/// The folder the deployment gets: `chosen`, which must not exist yet, or a new one in the
+/// temporary folder.
+fn new_data_dir(chosen: Option<PathBuf>) -> Result<PathBuf, Fatal> {
+    let dir = chosen.unwrap_or_else(|| {
+        let name = format!(
+            "tsn-faults-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        std::env::temp_dir().join(name)
+    });
+    if dir.exists() {
+        return Err(Fatal(format!(
+            "{} exists already; give a new folder",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Sets the clients going, injects the faults, and checks what came of it.
+async fn exercise(flags: &Flags, seed: u64, deployment: &mut Deployment) -> Result<Report, Fatal> {
+    let coordinator = CoordClient::new(&Endpoint {
+        host: "127.0.0.1".into(),
+        port: deployment.topology().coordinator_port,
+    })
+    .map_err(|e| Fatal::new("bad coordinator address", e))?;
+    health::wait_healthy(deployment, &coordinator, PATIENCE).await?;
+    let clients = clients::start(deployment, &coordinator).await?;
+    println!(
+        "{} clients follow each other; posting and injecting faults",
+        clients.len()
+    );
+    let (clients, faults) =
+        inject_while_posting(flags, seed, deployment, &coordinator, clients).await?;
+    health::wait_healthy(deployment, &coordinator, PATIENCE)
+        .await
+        .map_err(|e| Fatal(format!("after the last fault: {}", e.0)))?;
+    println!("faults over; waiting for every post to reach every follower");
+    settle_and_check(deployment, &coordinator, clients, faults).await
+}
+
+/// The faults a run injected.
+struct Faults {
+    /// How many of each kind.
+    injected: BTreeMap<Fault, u32>,
+    /// From the first fault to the end of the last.
+    took: Duration,
+    /// When the last fault began.
+    last_began: Instant,
+    /// When the last fault was undone, and the clients stopped posting.
+    last_undone: Instant,
+}
+
+/// Has the clients post while the faults come; stops the posting as soon as the last fault
+/// is undone, and gives the clients back.
+async fn inject_while_posting(
+    flags: &Flags,
+    seed: u64,
+    deployment: &mut Deployment,
+    coordinator: &CoordClient,
+    clients: Vec<Client>,
+) -> Result<(Vec<Client>, Faults), Fatal> {
+    let posting = Posting::start(clients, flags.interval, seed);
+    let mut injector = Injector::new(deployment, coordinator.clone(), seed, flags.timers);
+    let injected = injector
+        .run(
+            flags.faults,
+            || posting.sent() >= flags.posts,
+            || posting.failed(),
+        )
+        .await;
+    let last_undone = Instant::now();
+    let faults = Faults {
+        injected: injector.injected().clone(),
+        took: injector.elapsed(),
+        last_began: injector.last_began().unwrap_or(last_undone),
+        last_undone,
+    };
+    // A client's failure says more than the injector's noticing it.
+    let clients = posting.stop().await?;
+    injected?;
+    Ok((clients, faults))
+}
+
+/// Waits until every post is everywhere, ends the clients, and checks every timeline.
+async fn settle_and_check(
+    deployment: &mut Deployment,
+    coordinator: &CoordClient,
+    mut clients: Vec<Client>,
+    faults: Faults,
+) -> Result<Report, Fatal> {
+    let sent: BTreeMap<u32, u64> = clients.iter().map(|c| (c.user, c.sent)).collect();
+    let converged = converge(&mut clients, &sent, faults.last_undone)
+        .await
+        .map(|at| Convergence {
+            after_undone: at - faults.last_undone,
+            after_began: at - faults.last_began,
+        });
+    let unfinished = finish(&mut clients).await;
+    let expected = clients::expected_on_timelines(&sent);
+    let timelines = check::read_timelines(coordinator, &expected).await?;
+    Ok(Report {
+        findings: check::judge(&timelines, &sent),
+        masters: health::masters(deployment, coordinator).await,
+        faults,
+        sent,
+        unfinished,
+        shown_twice: clients.iter().flat_map(Client::shown_twice).collect(),
+        reconnections: clients.iter().map(Client::reconnections).sum(),
+        converged,
+        panics: Vec::new(),
+    })
+}
+
+/// Waits until every screen shows every post the others sent; when the last of them came
+/// (`since` if before), or how many posts are missing where.
+async fn converge(
+    clients: &mut [Client],
+    sent: &BTreeMap<u32, u64>,
+    since: Instant,
+) -> Result<Instant, String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let users: Vec<u32> = clients.iter().map(|c| c.user).collect();
+    let waits = clients.iter_mut().map(|c| c.wait_shown(sent, deadline));
+    let mut last = since;
+    let mut missing = Vec::new();
+    for (user, shown) in users
+        .into_iter()
+        .zip(futures::future::join_all(waits).await)
+    {
+        match shown {
+            Ok(at) => last = last.max(at.unwrap_or(since)),
+            Err(count) => missing.push(format!("{count} missing on user {user}'s screen")),
+        }
+    }
+    if missing.is_empty() {
+        Ok(last)
+    } else {
+        Err(format!(
+            "not within {} s: {}",
+            PATIENCE.as_secs(),
+            missing.join(", ")
+        ))
+    }
+}
+
+/// Ends every client's input and waits for each to exit 0; what went wrong with those
+/// that did not.
+async fn finish(clients: &mut [Client]) -> Vec<String> {
+    let exits = clients.iter_mut().map(|c| c.finish(PATIENCE));
+    futures::future::join_all(exits)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+}
+
+/// How long after the last fault every post was on every screen.
+struct Convergence {
+    /// From when the fault began.
+    after_began: Duration,
+    /// From when it was undone (the process started again, or resumed).
+    after_undone: Duration,
+}
+
+/// What a run found.
+struct Report {
+    faults: Faults,
+    /// Posts typed, by author.
+    sent: BTreeMap<u32, u64>,
+    /// Clients that did not exit 0 at the end of their input, and why.
+    unfinished: Vec<String>,
+    /// Posts a screen showed more than once: (reader, author, number).
+    shown_twice: Vec<(u32, u32, u64)>,
+    reconnections: usize,
+    converged: Result<Convergence, String>,
+    findings: Findings,
+    /// The master of every cluster, or what is wrong with the roles.
+    masters: Result<Vec<(u32, u32)>, String>,
+    /// Log lines that tell of a panic.
+    panics: Vec<String>,
+}
+
+impl Report {
+    fn passed(&self) -> bool {
+        self.findings.is_clean()
+            && self.unfinished.is_empty()
+            && self.shown_twice.is_empty()
+            && self.converged.is_ok()
+            && self.masters.is_ok()
+            && self.panics.is_empty()
+    }
+
+    fn print(&self) {
+        let injected = &self.faults.injected;
+        let kinds: Vec<String> = Fault::ALL
+            .iter()
+            .map(|f| format!("{} {}", injected.get(f).copied().unwrap_or(0), f.label()))
+            .collect();
+        let total: u32 = injected.values().sum();
+        println!();
+        println!(
+            "faults injected: {} ({total} in all, over {:.1} s)",
+            kinds.join(", "),
+            self.faults.took.as_secs_f64()
+        );
+        let sent: u64 = self.sent.values().sum();
+        match self.unfinished.is_empty() {
+            true => println!("posts acknowledged: {sent} (every client exited 0)"),
+            false => println!("posts sent: {sent}, not all acknowledged:"),
+        }
+        for problem in &self.unfinished {
+            println!("  {problem}");
+        }
+        self.findings.print();
+        match &self.converged {
+            Ok(time) => println!(
+                "converged: {:.2} s after the last fault began, {:.2} s after it was undone",
+                time.after_began.as_secs_f64(),
+                time.after_undone.as_secs_f64()
+            ),
+            Err(problem) => println!("converged: no, {problem}"),
+        }
+        println!("clients reconnected: {} times", self.reconnections);
+        println!(
+            "shown twice on a client's screen: {}",
+            self.shown_twice.len()
+        );
+        for (reader, author, n) in self.shown_twice.iter().take(check::LISTED) {
+            println!("  post {author} {n} on user {reader}'s screen");
+        }
+        match &self.masters {
+            Ok(masters) => {
+                let list: Vec<String> = masters
+                    .iter()
+                    .map(|(c, s)| format!("cluster {c}: server {s}"))
+                    .collect();
+                println!("masters: {}", list.join(", "));
+            }
+            Err(problem) => println!("masters: {problem}"),
+        }
+        println!("panics: {}", self.panics.len());
+        for panic in self.panics.iter().take(check::LISTED) {
+            println!("  {panic}");
+        }
+    }
+}
