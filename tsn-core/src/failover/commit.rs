@@ -12,24 +12,37 @@ struct Slave {
     connection: u64,
     acked: Position,
     last_progress: Instant,
+    /// Commits wait for it.
     in_sync: bool,
+    /// The commit position when it joined: it counts for the coordinator once it holds
+    /// that much, every entry acknowledged without it.
+    joined_at: Position,
     /// Removal from the in-sync set is proposed and awaits the coordinator.
     leaving: bool,
 }
+
+/// How far behind the master's log a slave may be and still join the in-sync set. A slave
+/// that joins holds commits back until it has caught up, so under a steady stream of
+/// writes a slave always a batch or two behind still gets in, at the cost of a short
+/// pause — where requiring it to hold everything committed might never happen.
+const JOIN_LAG: u64 = 4096;
 
 /// A master's replication bookkeeping: what is durable where, which slaves are in sync,
 /// and so the commit position: the last entry durable on the master and on every in-sync
 /// slave, which the master may acknowledge and publish.
 ///
-/// A slave joins the in-sync set once it holds everything committed. It leaves when it
+/// A slave joins the in-sync set once it is at most [`JOIN_LAG`] entries behind the log:
+/// from then on commits wait for it, and it is reported to the coordinator (who may then
+/// promote it) once it holds everything committed before it joined. It leaves when it
 /// disconnects or makes no progress for the lag timeout, but only after the coordinator
 /// has confirmed a set without it: until then commits wait for it (see the
-/// [failover docs](crate::failover)).
+/// [failover docs](crate::failover)). The commit position never goes back.
 #[derive(Clone, Debug)]
 pub struct Replication {
     lag_timeout: Duration,
     appended: Position,
     durable: Position,
+    committed: Position,
     slaves: BTreeMap<ServerId, Slave>,
 }
 
@@ -40,6 +53,7 @@ impl Replication {
             lag_timeout,
             appended: end,
             durable: end,
+            committed: end,
             slaves: BTreeMap::new(),
         }
     }
@@ -59,6 +73,7 @@ impl Replication {
     /// The master's own log is durable up to `position`.
     pub fn durable(&mut self, position: Position) {
         self.durable = self.durable.max(position);
+        self.settle();
     }
 
     /// A slave connected on `connection` (a number unique to each connection), holding the
@@ -70,13 +85,14 @@ impl Replication {
             acked: holds,
             last_progress: now,
             in_sync: false,
+            joined_at: Position(0),
             leaving: false,
         });
         entry.connected = true;
         entry.connection = connection;
         entry.acked = holds;
         entry.last_progress = now;
-        self.promote_caught_up();
+        self.settle();
     }
 
     /// A slave made its log durable up to `position`.
@@ -87,7 +103,7 @@ impl Replication {
             s.acked = position;
             s.last_progress = now;
         }
-        self.promote_caught_up();
+        self.settle();
     }
 
     /// A slave's connection ended; if the slave has connected again since, nothing changes.
@@ -129,7 +145,7 @@ impl Replication {
     pub fn report(&self) -> Vec<ServerId> {
         self.slaves
             .iter()
-            .filter(|(_, s)| s.in_sync && !s.leaving)
+            .filter(|(_, s)| s.in_sync && !s.leaving && s.acked >= s.joined_at)
             .map(|(&id, _)| id)
             .collect()
     }
@@ -146,16 +162,13 @@ impl Replication {
                 true
             }
         });
-        self.promote_caught_up();
+        self.settle();
     }
 
-    /// The last position durable on the master and on every in-sync slave.
+    /// The last position durable on the master and on every in-sync slave (never less
+    /// than it has been).
     pub fn commit(&self) -> Position {
-        self.slaves
-            .values()
-            .filter(|s| s.in_sync)
-            .map(|s| s.acked)
-            .fold(self.durable, Position::min)
+        self.committed
     }
 
     /// Where the slave's acknowledged log ends, if it is connected.
@@ -166,13 +179,24 @@ impl Replication {
             .map(|s| s.acked)
     }
 
-    fn promote_caught_up(&mut self) {
-        let commit = self.commit();
+    /// Moves the commit position as far as the in-sync set allows, then lets slaves close
+    /// enough join, and leaving slaves that caught up stay.
+    fn settle(&mut self) {
+        let reachable = self
+            .slaves
+            .values()
+            .filter(|s| s.in_sync)
+            .map(|s| s.acked)
+            .fold(self.durable, Position::min);
+        self.committed = self.committed.max(reachable);
+        let (committed, appended) = (self.committed, self.appended);
         for s in self.slaves.values_mut() {
-            if s.connected && !s.in_sync && s.acked >= commit {
+            let close = s.acked >= committed || appended.0.saturating_sub(s.acked.0) <= JOIN_LAG;
+            if s.connected && !s.in_sync && close {
                 s.in_sync = true;
+                s.joined_at = committed;
             }
-            if s.connected && s.leaving && s.acked >= commit && s.acked >= self.appended {
+            if s.connected && s.leaving && s.acked >= committed && s.acked >= appended {
                 s.leaving = false;
             }
         }
@@ -273,6 +297,51 @@ mod tests {
             r.tick(later + LAG),
             "but it must answer within the lag timeout"
         );
+    }
+
+    #[test]
+    fn a_slave_a_little_behind_a_busy_master_joins_and_holds_commits_until_it_catches_up() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(1000), LAG);
+        r.appended(Position(1100), t);
+        r.durable(Position(1100));
+        assert_eq!(r.commit(), Position(1100));
+        // Behind what is committed, but by less than the join lag.
+        r.connected(s(2), 1, Position(1050), t);
+        assert_eq!(
+            r.report(),
+            [],
+            "not counted before it holds what was acknowledged"
+        );
+        r.appended(Position(1200), t);
+        r.durable(Position(1200));
+        assert_eq!(r.commit(), Position(1100), "commits now wait for it");
+        r.acked(s(2), Position(1150), t);
+        assert_eq!(r.commit(), Position(1150));
+        assert_eq!(
+            r.report(),
+            [s(2)],
+            "it holds everything acknowledged without it"
+        );
+    }
+
+    #[test]
+    fn a_slave_far_behind_catches_up_before_it_joins() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.appended(Position(10_000), t);
+        r.durable(Position(10_000));
+        r.connected(s(2), 1, Position(0), t);
+        r.appended(Position(10_100), t);
+        r.durable(Position(10_100));
+        assert_eq!(
+            r.commit(),
+            Position(10_100),
+            "commits do not wait for a slave far behind"
+        );
+        r.acked(s(2), Position(8_000), t);
+        assert_eq!(r.commit(), Position(10_100));
+        assert_eq!(r.report(), []);
     }
 
     #[test]

@@ -101,6 +101,12 @@ impl Node {
                 epoch: assignment.epoch,
                 master: master.clone(),
             },
+            // No master known at our epoch (a coordinator that has just restarted and not
+            // heard from it yet): keep copying the one we have.
+            (Role::Slave, None) if matches!(&self.duty, Duty::Slave { epoch, .. } if *epoch == assignment.epoch) =>
+            {
+                return None;
+            }
             (Role::Slave, _) => Duty::Waiting,
         };
         self.change(duty)
@@ -280,7 +286,13 @@ mod tests {
         node.assign(&answer(Role::Slave, 1, Some(1)));
         assert_eq!(
             node.assign(&answer(Role::Slave, 1, None)),
-            Some(Duty::Waiting)
+            None,
+            "a coordinator that knows no master at this epoch changes nothing"
+        );
+        assert_eq!(
+            node.assign(&answer(Role::Slave, 2, None)),
+            Some(Duty::Waiting),
+            "a new epoch without a master"
         );
     }
 }
