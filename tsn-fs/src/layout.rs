@@ -282,7 +282,10 @@ impl Layout {
             ViewFile::AllUsers => lines(&self.joined),
             ViewFile::Following(user) => list(&self.following, user),
             ViewFile::Followers(user) => list(&self.followers, user),
-            ViewFile::Posts(user) => state.posts_by(user).map(|post| post_record(&post)).collect(),
+            ViewFile::Posts(user) => state
+                .posts_by(user)
+                .map(|post| post_record(&post))
+                .collect(),
             ViewFile::Timeline(user) => state
                 .timeline_after(user, 0, state.last().position)
                 .iter()
