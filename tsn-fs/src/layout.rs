@@ -104,6 +104,31 @@ pub(crate) enum Edit {
     },
 }
 
+impl Edit {
+    /// The files the edit changes.
+    pub(crate) fn files(&self) -> &[ViewFile] {
+        match self {
+            Edit::Append { file, .. } | Edit::Rewrite { file, .. } => std::slice::from_ref(file),
+            Edit::Post { files, .. } => files,
+        }
+    }
+
+    /// About how many bytes of memory the edit takes until it is written, counting a post's
+    /// record once per file (as the writer holds it, grouped by file).
+    pub(crate) fn cost(&self) -> usize {
+        /// The edit itself, beside its text.
+        const EDIT: usize = 64;
+        /// A post record's lines beside the text (`T`, `U` and `W` with their values).
+        const RECORD: usize = 40;
+        match self {
+            Edit::Append { text, .. } | Edit::Rewrite { text, .. } => EDIT + text.len(),
+            Edit::Post { files, post } => {
+                EDIT + files.len() * (RECORD + post.text.as_str().len() + size_of::<ViewFile>())
+            }
+        }
+    }
+}
+
 /// Where [`Layout::apply`] puts edits: nowhere during a replay, where the view is
 /// rebuilt whole afterwards.
 struct Sink<'a>(Option<&'a mut Vec<Edit>>);
@@ -273,26 +298,197 @@ impl Layout {
         }
     }
 
-    /// The whole content of `file`, for `state` (the state this layout was built with).
-    pub(crate) fn render(&self, file: ViewFile, state: &State) -> String {
-        let list = |lists: &HashMap<UserId, Vec<UserId>>, user| {
-            lists.get(&user).map_or_else(String::new, |l| lines(l))
+    /// What `file`, holding `have`, lacks for `state` (the state this layout was built
+    /// with), as [`Text`] to format (outside the store's lock). For a posts file, a
+    /// timeline and `all_users.txt`, which only grow, this takes only what follows the
+    /// records (or lines) the file holds — after checking, when its content is given, that
+    /// its last one is the one the state has there — so it costs what the file lacks, not
+    /// what it holds. A following or followers list (short, and rewritten by unfollows)
+    /// is rendered whole: compared with the content given, or replaced when only a count
+    /// is.
+    pub(crate) fn render_tail(&self, file: ViewFile, state: &State, have: Have<'_>) -> Tail {
+        let count = match have {
+            Have::Bytes(bytes) => units(file, bytes),
+            Have::Count(n) => usize::try_from(n).ok(),
         };
-        match file {
-            ViewFile::AllUsers => lines(&self.joined),
-            ViewFile::Following(user) => list(&self.following, user),
-            ViewFile::Followers(user) => list(&self.followers, user),
-            ViewFile::Posts(user) => state
-                .posts_by(user)
-                .map(|post| post_record(&post))
-                .collect(),
-            ViewFile::Timeline(user) => state
-                .timeline_after(user, 0, state.last().position)
-                .iter()
-                .map(|item| post_record(&item.post))
-                .collect(),
+        // Whether the state has a record (or line) where the file's last one is, and, when
+        // its content is given, it is that one, whole.
+        let checked = |last: Option<String>| match have {
+            Have::Bytes(bytes) => last.is_some_and(|last| {
+                let before = bytes.len().checked_sub(last.len());
+                bytes.ends_with(last.as_bytes())
+                    && before.is_some_and(|at| at == 0 || bytes[at - 1] == b'\n')
+            }),
+            Have::Count(_) => last.is_some(),
+        };
+        let tail = match file {
+            ViewFile::AllUsers => count.filter(|&n| n <= self.joined.len()).and_then(|n| {
+                let last = match n.checked_sub(1) {
+                    Some(i) => Some(format!("{}\n", self.joined[i])),
+                    None => Some(String::new()),
+                };
+                checked(last).then(|| Text::Users(self.joined[n..].to_vec()))
+            }),
+            ViewFile::Following(_) | ViewFile::Followers(_) => {
+                let text = self.render(file, state);
+                return match have {
+                    Have::Bytes(have) if text.as_bytes() == have => Tail::Same,
+                    Have::Bytes(have) if text.as_bytes().starts_with(have) => {
+                        Tail::Append(Text::Done(text[have.len()..].to_owned()))
+                    }
+                    _ => Tail::Replace(Text::Done(text)),
+                };
+            }
+            ViewFile::Posts(user) => count.and_then(|n| {
+                let mut posts = state.posts_by(user);
+                let last = match n.checked_sub(1) {
+                    Some(i) => posts.nth(i).map(|post| post_record(&post)),
+                    None => Some(String::new()),
+                };
+                checked(last).then(|| Text::Posts(posts.collect()))
+            }),
+            ViewFile::Timeline(user) => count.and_then(|n| {
+                let last = match n {
+                    0 => Some(String::new()),
+                    n => state
+                        .timeline_item(user, n as u64)
+                        .map(|item| post_record(&item.post)),
+                };
+                checked(last).then(|| {
+                    Text::Posts(
+                        state
+                            .timeline_after(user, n as u64, state.last().position)
+                            .into_iter()
+                            .map(|item| item.post)
+                            .collect(),
+                    )
+                })
+            }),
+        };
+        match tail {
+            Some(tail) if tail.is_empty() => Tail::Same,
+            Some(tail) => Tail::Append(tail),
+            None => Tail::Replace(self.material(file, state)),
         }
     }
+
+    /// The whole content of `file`, for `state` (the state this layout was built with), as
+    /// [`Text`] to format.
+    pub(crate) fn material(&self, file: ViewFile, state: &State) -> Text {
+        let list = |lists: &HashMap<UserId, Vec<UserId>>, user| {
+            Text::Users(lists.get(&user).cloned().unwrap_or_default())
+        };
+        match file {
+            ViewFile::AllUsers => Text::Users(self.joined.clone()),
+            ViewFile::Following(user) => list(&self.following, user),
+            ViewFile::Followers(user) => list(&self.followers, user),
+            ViewFile::Posts(user) => Text::Posts(state.posts_by(user).collect()),
+            ViewFile::Timeline(user) => Text::Posts(
+                state
+                    .timeline_after(user, 0, state.last().position)
+                    .into_iter()
+                    .map(|item| item.post)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The whole content of `file`, for `state` (the state this layout was built with).
+    pub(crate) fn render(&self, file: ViewFile, state: &State) -> String {
+        self.material(file, state).format()
+    }
+}
+
+/// What a view file lacks, given what it holds ([`Layout::render_tail`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// It holds what it should.
+    Same,
+    /// It holds a beginning of what it should: this is the rest.
+    Append(Text),
+    /// It holds something else: this is its whole content.
+    Replace(Text),
+}
+
+impl Tail {
+    /// About how many bytes the text takes once formatted.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Tail::Same => 0,
+            Tail::Append(text) | Tail::Replace(text) => text.size(),
+        }
+    }
+}
+
+/// Part of a view file's content, taken from the state (under the store's lock) to be
+/// formatted later (outside it).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Text {
+    /// Post records.
+    Posts(Vec<Post>),
+    /// User ids, one a line.
+    Users(Vec<UserId>),
+    /// Formatted already.
+    Done(String),
+}
+
+impl Text {
+    fn is_empty(&self) -> bool {
+        match self {
+            Text::Posts(posts) => posts.is_empty(),
+            Text::Users(users) => users.is_empty(),
+            Text::Done(text) => text.is_empty(),
+        }
+    }
+
+    /// About how many bytes the text takes once formatted.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Text::Posts(posts) => posts.iter().map(|p| 40 + p.text.as_str().len()).sum(),
+            Text::Users(users) => users.len() * 8,
+            Text::Done(text) => text.len(),
+        }
+    }
+
+    /// The text, formatted.
+    pub(crate) fn format(self) -> String {
+        match self {
+            Text::Posts(posts) => posts.iter().map(post_record).collect(),
+            Text::Users(users) => lines(&users),
+            Text::Done(text) => text,
+        }
+    }
+}
+
+/// What a view file holds, for [`Layout::render_tail`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Have<'a> {
+    /// This content.
+    Bytes(&'a [u8]),
+    /// This many records (a posts file, a timeline) or lines (`all_users.txt`), as they
+    /// should be: written by the writer, which counted them ([`units`]).
+    Count(u64),
+}
+
+/// How many records (a posts file, a timeline) or lines (`all_users.txt`) `text` holds, if
+/// it holds nothing else; `None` for a following or followers list, which is not counted.
+pub(crate) fn units(file: ViewFile, text: &[u8]) -> Option<usize> {
+    match file {
+        ViewFile::Posts(_) | ViewFile::Timeline(_) => records(text),
+        ViewFile::AllUsers => (text.is_empty() || text.ends_with(b"\n"))
+            .then(|| text.iter().filter(|&&b| b == b'\n').count()),
+        ViewFile::Following(_) | ViewFile::Followers(_) => None,
+    }
+}
+
+/// The number of whole post records `text` holds, if it holds nothing else: each record is
+/// four lines, the last one empty (a text is escaped to one line).
+fn records(text: &[u8]) -> Option<usize> {
+    if text.is_empty() {
+        return Some(0);
+    }
+    let lines = text.iter().filter(|&&b| b == b'\n').count();
+    (text.ends_with(b"\n\n") && lines % 4 == 0).then_some(lines / 4)
 }
 
 /// User ids, one a line.

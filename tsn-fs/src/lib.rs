@@ -13,6 +13,7 @@
 //! | `changes.log` | the change log: every entry of the replica, in position order |
 //! | `membership.json` | the replica's cluster and the number of clusters it was made for ([`recorded_membership`]) |
 //! | `commit` | the commit marker: how far the log is committed, as the replica last knew it as master ([`COMMIT_FILE`], [`read_commit`]) |
+//! | `view.pos` | the view marker: the log position through which the course view is current ([`VIEW_POS_FILE`]; see [The course view](#the-course-view)) |
 //! | `all_users.txt` | every known user, one id a line, in the order they became known |
 //! | `<id>_following.txt` | whom local user `<id>` follows, one id a line, in the order those follows began |
 //! | `<id>_followers.txt` | who follows local user `<id>`, likewise |
@@ -54,7 +55,8 @@
 //! | `<s>/changes.log` | server `s`'s [`FileStore`] | that store; the synchronizer, in its master's folder, with a [`LogTail`] | up to [`Store::durable`](tsn_core::Store::durable): synced by `flush` |
 //! | `<s>/commit` | server `s`'s store, while master ([`Store::record_commit`](tsn_core::Store::record_commit)) | the synchronizer ([`read_commit`]): it exports the entries up to it | never synced: a lower bound of the commit position |
 //! | `<s>/membership.json` | the store, once | the store; `tsd` at start | synced |
-//! | `<s>/*.txt` | the store's view writer | people and course tools | never synced; rebuilt at open |
+//! | `<s>/*.txt` | the store's view writer | people and course tools | never synced; repaired at open from `view.pos` |
+//! | `<s>/view.pos` | the store's view writer | the store, at open | never synced |
 //! | `inbox/from_<x>.log` | the synchronizer ([`InboxWriter`], which locks it) | the master ([`InboxPeer`]): it merges and appends to its log | never synced: a buffer |
 //!
 //! * **Out.** The synchronizer reads its master's commit marker, then the log with a
@@ -73,6 +75,64 @@
 //! * **Waiting.** Both sides wait for the other's writes with a [`DirWatch`] (inotify, with
 //!   polling as the fallback): the master on the inbox folder, the synchronizer on its
 //!   master's folder (`commit` and `changes.log`).
+//!
+//! # The course view
+//!
+//! The view is a copy of the log's content for people to read, kept by a background thread
+//! of the store, the *view writer*: each append computes the edits it makes to the view
+//! files (lines appended to a list, a post's record appended to its author's posts file and
+//! to the timelines it is delivered to, a list rewritten after an unfollow, a new local
+//! user's four files), and queues them.
+//!
+//! * **Only durable entries.** The writer writes an entry's edits once the entry is durable
+//!   (after the flush that wrote it), so that the view never shows what a crash can take
+//!   from the log. [`FileStore::settle_view`] is the exception: it has everything queued
+//!   written at once, and the marker says "unknown" until the log is durable that far.
+//! * **In batches.** The writer takes everything that is ready at once, groups the edits by
+//!   file (keeping their order within a file) and writes each file once: one append (one
+//!   `write`), or one rewrite under a temporary name renamed over the file. After a batch it
+//!   gathers edits for 20 ms before the next (unless the queue fills), so that under a
+//!   steady stream of appends a busy file is written once per batch, not once per append.
+//! * **A bounded queue.** The queued edits take at most a few MB (4 MiB, counting a post's
+//!   record once per file it goes to). An append never waits for the writer: when the
+//!   queue is full, it drops the edits of that append and of every later one and notes only
+//!   which files they touch — the view is *stale*. Once the writer has written what was
+//!   queued before, it repairs those files a chunk at a time from the store's state (for
+//!   the files that only grow, just the records or lines they lack), then takes edits
+//!   again. Under an overload the view lags behind and catches up once the load drops;
+//!   memory stays bounded, and an append waits at most for one repair step's taking under
+//!   the store's lock. The log is never affected.
+//! * **The marker**, `view.pos`: 8 bytes little-endian at offset 0, written in place (a
+//!   positioned write, never synced) by the writer when it runs out of work, and at most
+//!   every 200 ms while it is busy. It holds a position `P`: every edit of the entries up to
+//!   `P` is written, and no file shows anything of an entry the log may lose; a file may
+//!   show entries after `P` only if one of them touches it. It holds `u64::MAX` while that
+//!   cannot be said (a rebuild in progress, or edits written early for `settle_view`), and
+//!   it is removed when a view write fails.
+//!
+//! At open, after the log is read (and repaired):
+//!
+//! * if the marker equals the log's end, nothing is written: the open only lists the folder,
+//!   writes the view files that are missing and removes files of users the view does not
+//!   have and leftover temporary files;
+//! * if it is behind the log's end (a crash, or a close during an overload), the files the
+//!   entries after it touch (a post's author's posts file and the timelines it is delivered
+//!   to, `all_users.txt` for a new user, the follower's following file and the followee's
+//!   followers file for a follow or an unfollow, the four files of a user first named
+//!   there) are made to hold what the state says, and the missing ones written, as above;
+//! * if it is missing, unreadable or ahead of the log (a log cut by a truncation or by a
+//!   crash), or the open cut a damaged tail off the log, every file is made to hold what the
+//!   state says, and files of users the view does not have are removed: a *full rebuild*.
+//!
+//! A file is only written when it does not hold what it should already: appended to when it
+//! holds a beginning of it, else replaced (under a temporary name, renamed over the old);
+//! [`Recovery::view_files`] counts them. The open then records the log's end in the marker.
+//! [`Store::truncate_after`](tsn_core::Store::truncate_after) has the writer rebuild the view
+//! whole (the marker "unknown" meanwhile) and record the kept position.
+//!
+//! **After a power loss**, neither the view files nor the marker were synced: the marker may
+//! say the view is current while files lost their last writes. Delete `view.pos` before the
+//! next open to force a full rebuild (likewise after editing view files by hand).
 //!
 //! # The change log
 //!
@@ -99,10 +159,11 @@
 //!   returns, everything appended before the call is durable.
 //! * [`truncate_after`](tsn_core::Store::truncate_after) flushes, cuts the file and syncs
 //!   before returning.
-//! * The course view is written by a background thread shortly after each append, from
-//!   entries that may not be durable yet, and is never synced: after a crash it may be
-//!   behind or ahead of the log, and the next open rebuilds it from the log.
-//!   [`FileStore::settle_view`] waits until the queued view writes are done.
+//! * The course view is written by a background thread shortly after each flush, from
+//!   entries that are durable, and is never synced: after a crash it may be behind the log,
+//!   and the next open repairs it from the log, as its marker says (see [The course
+//!   view](#the-course-view)). [`FileStore::settle_view`] waits until the queued view writes
+//!   are done, including those of entries not yet durable.
 //! * [`record_commit`](tsn_core::Store::record_commit) writes the commit marker in place
 //!   (8 bytes, little-endian, at offset 0, through a handle opened at open) when the
 //!   position grows, and never syncs it. An open creates it holding 0, and resets it to 0
@@ -116,8 +177,9 @@
 //! reports the cut in the [`Recovery`] it returns and logs it with `tracing::warn!`. A crash
 //! in the middle of a flush thus loses only that flush's entries, which no caller was told
 //! were durable. Damage in the middle of the log (a flipped bit on disk) cuts everything
-//! after it too; the replica then catches up from its master. The open then rewrites every
-//! view file from the rebuilt state (each under a temporary name, renamed over the old).
+//! after it too; the replica then catches up from its master. The open then brings the
+//! course view up to date from the rebuilt state, as [the view's marker](#the-course-view)
+//! says.
 //!
 //! The log file is locked (`flock`) while a store has it open, so that two processes never
 //! write one replica.
@@ -129,8 +191,11 @@
 //! * A failed write to the log is cut off again and retried by the next flush; if even the
 //!   cut fails, the store refuses every further write (reopen it to recover).
 //! * Entries appended while a `truncate_after` runs are dropped with the tail.
-//! * A view write that fails (a full disk) is logged and skipped: the view is then out of
-//!   date until the next open.
+//! * A view write that fails (a full disk) is logged and skipped, and the writer removes
+//!   `view.pos`: the view is then out of date until the next open, which rebuilds it whole.
+//! * The view is never read at open when its marker is current (the folder is only listed):
+//!   a view file changed behind the store's back stays as it is. Deleting `view.pos` makes
+//!   the next open compare every file with what it should hold.
 //! * A [`LogTail`] reads whatever is in the file, durable or not, committed or not: its
 //!   reader bounds what it uses by the commit marker.
 //! * Damage in the middle of an inbox file (only a damaged disk or a foreign writer makes
@@ -156,4 +221,5 @@ pub use membership::{MEMBERSHIP_FILE, recorded_membership};
 pub use recovery::{Cut, Recovery};
 pub use store::{FileStore, LOG_FILE, cluster_dir, replica_dir};
 pub use tail::LogTail;
+pub use view::VIEW_POS_FILE;
 pub use watch::DirWatch;

@@ -1,5 +1,6 @@
 //! Reading a change log back into a state at open, and what the open repaired.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader};
@@ -8,7 +9,7 @@ use tsn_core::change::Entry;
 use tsn_core::id::Membership;
 use tsn_core::state::State;
 
-use crate::layout::Layout;
+use crate::layout::{Layout, ViewFile};
 use crate::log::{At, Damage, Record, Scanner};
 
 /// What [`FileStore::open`](crate::FileStore::open) found and repaired.
@@ -18,7 +19,10 @@ pub struct Recovery {
     pub entries: u64,
     /// The damaged tail cut from the log, if there was one.
     pub cut: Option<Cut>,
-    /// How many course view files were written.
+    /// How many course view files were written: none when the view's marker said it was
+    /// current (and no file was missing), at most the files the entries after the marker
+    /// touch when it was behind, at most every file when the whole view was rebuilt. A
+    /// file that already held what it should is not written.
     pub view_files: usize,
 }
 
@@ -66,12 +70,20 @@ pub(crate) struct Replay {
     pub(crate) end: u64,
     /// What stopped the reading before `len`, if anything did.
     pub(crate) damage: Option<Damage>,
+    /// The view files the entries after the position `replay` was given touch.
+    pub(crate) touched: HashSet<ViewFile>,
 }
 
 /// Reads the records of `file` from its start up to `len` bytes, applying each, and stops
-/// at the first one that is not whole, sound and the next of the log. An error is a
-/// failure to read.
-pub(crate) fn replay(file: &File, membership: Membership, len: u64) -> io::Result<Replay> {
+/// at the first one that is not whole, sound and the next of the log; notes the view files
+/// the entries after position `touched_after` (if given) touch. An error is a failure to
+/// read.
+pub(crate) fn replay(
+    file: &File,
+    membership: Membership,
+    len: u64,
+    touched_after: Option<u64>,
+) -> io::Result<Replay> {
     let mut scanner = Scanner::new(BufReader::with_capacity(1 << 16, At::new(file, 0, len)));
     let mut replay = Replay {
         state: State::new(membership),
@@ -79,7 +91,9 @@ pub(crate) fn replay(file: &File, membership: Membership, len: u64) -> io::Resul
         offsets: Vec::new(),
         end: 0,
         damage: None,
+        touched: HashSet::new(),
     };
+    let mut edits = Vec::new();
     loop {
         match scanner.next::<Entry>()? {
             Record::End => return Ok(replay),
@@ -90,10 +104,20 @@ pub(crate) fn replay(file: &File, membership: Membership, len: u64) -> io::Resul
             Record::Whole {
                 value: entry, len, ..
             } => {
+                let watched = touched_after.is_some_and(|after| entry.position.0 > after);
                 let applied = replay
                     .state
                     .check_follows(std::slice::from_ref(&entry))
-                    .and_then(|()| replay.layout.apply(&mut replay.state, &entry, None));
+                    .and_then(|()| {
+                        replay.layout.apply(
+                            &mut replay.state,
+                            &entry,
+                            watched.then_some(&mut edits),
+                        )
+                    });
+                for edit in edits.drain(..) {
+                    replay.touched.extend(edit.files());
+                }
                 if let Err(e) = applied {
                     replay.damage = Some(Damage::OutOfOrder(e.to_string()));
                     return Ok(replay);

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -21,7 +20,7 @@ use crate::commit::Marker;
 use crate::layout::Layout;
 use crate::log::{self, Record, Scanner};
 use crate::recovery::{Cut, Recovery, replay};
-use crate::view::{self, Op};
+use crate::view::{self, Queue};
 
 /// The change log's file name in a replica folder.
 pub const LOG_FILE: &str = "changes.log";
@@ -40,8 +39,9 @@ pub fn replica_dir(data_dir: &Path, cluster: ClusterId, server: ServerId) -> Pat
 /// A [`Store`] in a folder of the local file system: a change log, fsynced in groups, and
 /// the course's readable files kept current beside it. See the [crate docs](crate).
 ///
-/// Dropping the store waits for the view writer to finish what is queued; what was
-/// appended but not flushed is lost, as in a crash.
+/// Dropping the store waits for the view writer to write what is durable and record it in
+/// the view's marker; what was appended but not flushed is lost, as in a crash, and is
+/// not written to the view either.
 #[derive(Debug)]
 pub struct FileStore {
     shared: Arc<Shared>,
@@ -65,6 +65,9 @@ struct Shared {
     gate: RwLock<()>,
     /// The commit marker, for readers in other processes.
     commit: Mutex<Marker>,
+    /// The course view writer's work. Taken under `inner` when both are (never the other
+    /// way round).
+    view: Arc<Queue>,
 }
 
 #[derive(Debug)]
@@ -81,13 +84,14 @@ struct Inner {
     buffer: Vec<u8>,
     /// Why the log can take no more writes: a failed write whose undoing failed too.
     broken: Option<String>,
-    /// The view writer's queue; `None` once the store is being dropped.
-    view: Option<Sender<Op>>,
 }
 
 impl FileStore {
     /// Opens the replica in `dir` (creating the folder if missing): reads the change log,
-    /// cuts a damaged tail off it, rebuilds the state and the whole course view.
+    /// cuts a damaged tail off it, rebuilds the state, and brings the course view up to
+    /// date: nothing to write when its marker says it is current, the files the entries
+    /// after the marker touch when it is behind, every file otherwise (see the
+    /// [crate docs](crate)).
     ///
     /// Records `membership` in the folder on first open, and refuses a different one later
     /// ([`Error::Invalid`]). Fails with [`Error::Storage`], naming the path, when the
@@ -123,8 +127,20 @@ impl FileStore {
             .metadata()
             .map_err(|e| Error::storage(at("reading the change log", &log_path), e))?
             .len();
-        let found = replay(&file, membership, len)
+        let recorded = view::recorded_position(dir);
+        let found = replay(&file, membership, len, recorded)
             .map_err(|e| Error::storage(at("reading the change log", &log_path), e))?;
+        let entries = found.offsets.len() as u64;
+        // The view can be repaired from the marker only if it is not ahead of the log, and
+        // the log loses nothing now (what it loses, the view may show anywhere).
+        let current_through = recorded.filter(|&p| p <= entries && found.damage.is_none());
+        let mut pos = view::ViewPos::open(dir)
+            .map_err(|e| Error::storage(at("opening the course view marker in", dir), e))?;
+        if current_through.is_none() {
+            // Until the whole view is rebuilt, even if a crash comes first.
+            pos.record(view::UNKNOWN)
+                .map_err(|e| Error::storage(at("writing the course view marker in", dir), e))?;
+        }
         let cut = match found.damage {
             Some(damage) => {
                 file.set_len(found.end)
@@ -141,13 +157,38 @@ impl FileStore {
             None => None,
         };
 
-        let commit = Marker::open(dir, found.offsets.len() as u64)?;
-        let view_files = view::rebuild_view(dir, &found.layout, &found.state)
-            .map_err(|e| Error::storage(at("writing the course view in", dir), e))?;
-        let (tx, thread) = view::spawn(dir.to_path_buf())
-            .map_err(|e| Error::storage(at("starting the course view writer for", dir), e))?;
+        let commit = Marker::open(dir, entries)?;
+        let view_files = match current_through {
+            Some(through) => {
+                let scope = view::Scope::Touched(&found.touched);
+                let written = view::update_view(dir, &found.layout, &found.state, scope);
+                if through < entries {
+                    tracing::info!(
+                        dir = %dir.display(),
+                        through,
+                        entries,
+                        touched = found.touched.len(),
+                        "the course view was behind the log; repaired what the later entries touch"
+                    );
+                }
+                written
+            }
+            _ => {
+                tracing::info!(
+                    dir = %dir.display(),
+                    marker = ?recorded,
+                    entries,
+                    cut = cut.is_some(),
+                    "rebuilding the whole course view"
+                );
+                view::update_view(dir, &found.layout, &found.state, view::Scope::Every)
+            }
+        }
+        .map_err(|e| Error::storage(at("writing the course view in", dir), e))?;
+        pos.record(entries)
+            .map_err(|e| Error::storage(at("writing the course view marker in", dir), e))?;
+        let queue = Arc::new(Queue::new(Position(entries), pos));
 
-        let entries = found.offsets.len() as u64;
         let recovery = Recovery {
             entries,
             cut,
@@ -165,15 +206,19 @@ impl FileStore {
                 unflushed: VecDeque::new(),
                 buffer: Vec::new(),
                 broken: None,
-                view: Some(tx),
             }),
             durable: AtomicU64::new(entries),
             flusher: Arc::new(tokio::sync::Mutex::new(())),
             gate: RwLock::new(()),
             commit: Mutex::new(commit),
+            view: Arc::clone(&queue),
         };
+        let shared = Arc::new(shared);
+        let source: Arc<dyn view::Source> = Arc::clone(&shared) as Arc<dyn view::Source>;
+        let thread = view::spawn(dir.to_path_buf(), queue, source, Position(entries))
+            .map_err(|e| Error::storage(at("starting the course view writer for", dir), e))?;
         let store = FileStore {
-            shared: Arc::new(shared),
+            shared,
             view: Some(thread),
         };
         Ok((store, recovery))
@@ -185,17 +230,14 @@ impl FileStore {
     }
 
     /// Waits until every course view edit queued so far (by every append that returned
-    /// before this call) is written to its file. Not a disk sync: the view is never synced.
-    /// For tests and tools that read the view files.
+    /// before this call) is written to its file, including the edits of entries not yet
+    /// durable (which the writer otherwise holds back until they are). Not a disk sync:
+    /// the view is never synced. For tests and tools that read the view files; under an
+    /// overload that never ends (the view stale, see the [crate docs](crate)) it waits
+    /// until the writer catches up.
     pub async fn settle_view(&self) {
         let (tx, rx) = oneshot::channel();
-        let queued = self
-            .shared
-            .lock()
-            .view
-            .as_ref()
-            .is_some_and(|view| view.send(Op::Settle(tx)).is_ok());
-        if queued {
+        if self.shared.view.settle(tx) {
             let _ = rx.await;
         }
     }
@@ -302,6 +344,7 @@ impl Shared {
         inner.end = offset;
         let durable = inner.offsets.len() as u64;
         self.durable.store(durable, Ordering::Release);
+        self.view.durable(Position(durable));
         Ok(Position(durable))
     }
 
@@ -358,7 +401,7 @@ impl Shared {
             (cut_at, inner.state.membership())
         };
         let at = |what: &str| format!("{what} {}", self.log_path.display());
-        let found = replay(&self.file, membership, cut_at)
+        let found = replay(&self.file, membership, cut_at, None)
             .map_err(|e| Error::storage(at("reading the change log"), e))?;
         if let Some(damage) = found.damage {
             return Err(Error::Corrupt(format!(
@@ -367,6 +410,10 @@ impl Shared {
             )));
         }
         let mut inner = self.lock();
+        // The view shows entries about to go: its marker must say so before they do.
+        self.view
+            .hold_marker()
+            .map_err(|e| Error::storage(at("invalidating the course view marker beside"), e))?;
         if let Err(e) = self
             .file
             .set_len(cut_at)
@@ -383,7 +430,11 @@ impl Shared {
             );
         }
         let kept = found.offsets.len() as u64;
-        let view = Op::Rebuild(Box::new((found.state.clone(), found.layout.clone())));
+        self.view.rebuild(view::Rebuild {
+            state: found.state.clone(),
+            layout: found.layout.clone(),
+            through: Position(kept),
+        });
         inner.state = found.state;
         inner.layout = found.layout;
         inner.offsets = found.offsets;
@@ -391,9 +442,6 @@ impl Shared {
         inner.unflushed.clear();
         inner.buffer.clear();
         self.durable.store(kept, Ordering::Release);
-        if let Some(tx) = &inner.view {
-            let _ = tx.send(view);
-        }
         Ok(())
     }
 }
@@ -421,10 +469,8 @@ impl Store for FileStore {
             .collect::<Result<Vec<_>>>()?;
         inner.buffer.extend_from_slice(&records);
         inner.unflushed.extend(entries.iter().cloned().zip(lens));
-        if let Some(view) = &inner.view
-            && !edits.is_empty()
-        {
-            let _ = view.send(Op::Edits(edits));
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            self.shared.view.push(first.position, last.position, edits);
         }
         Ok(deliveries)
     }
@@ -504,7 +550,7 @@ impl Store for FileStore {
 
 impl Drop for FileStore {
     fn drop(&mut self) {
-        drop(self.shared.lock().view.take());
+        self.shared.view.close();
         if let Some(thread) = self.view.take()
             && thread.join().is_err()
         {
@@ -516,7 +562,194 @@ impl Drop for FileStore {
     }
 }
 
+impl view::Source for Shared {
+    fn with_view(&self, f: &mut dyn FnMut(&Layout, &State)) {
+        let inner = self.lock();
+        f(&inner.layout, &inner.state);
+    }
+}
+
 /// Syncs a folder, so that the files created in it survive a crash of the machine.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tsn_core::change::Change;
+    use tsn_core::id::{ClusterId, Epoch, Time, UserId};
+    use tsn_core::post::{Post, PostId, PostText};
+
+    use super::*;
+    use crate::layout::ViewFile;
+    use crate::view::Source;
+
+    fn membership() -> Membership {
+        Membership {
+            cluster: ClusterId(1),
+            clusters: 3,
+        }
+    }
+
+    /// Every view file in `dir`, by name, with its content.
+    fn view_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .expect("list")
+            .map(|item| item.expect("an item").path())
+            .filter_map(|path| {
+                let name = path.file_name()?.to_str()?.to_owned();
+                ViewFile::parse(&name)?;
+                Some((name, std::fs::read(&path).expect("read")))
+            })
+            .collect()
+    }
+
+    /// Checks that two views are the same, naming the first file that differs.
+    fn same(found: &BTreeMap<String, Vec<u8>>, expected: &BTreeMap<String, Vec<u8>>) {
+        let names = |v: &BTreeMap<String, Vec<u8>>| v.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(found), names(expected), "the same files");
+        for (name, text) in expected {
+            let have = &found[name];
+            let from = have
+                .iter()
+                .zip(text)
+                .position(|(a, b)| a != b)
+                .unwrap_or(have.len().min(text.len()))
+                .saturating_sub(100);
+            assert_eq!(
+                String::from_utf8_lossy(&have[from..]),
+                String::from_utf8_lossy(&text[from..]),
+                "{name}, from byte {from}"
+            );
+        }
+    }
+
+    /// The view a full rebuild writes from the store's state.
+    fn rebuilt(store: &FileStore) -> BTreeMap<String, Vec<u8>> {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        store.shared.with_view(&mut |layout, state| {
+            view::update_view(dir.path(), layout, state, view::Scope::Every).expect("rebuild");
+        });
+        view_files(dir.path())
+    }
+
+    /// Random changes among `users` users: joins, follows, unfollows and posts.
+    struct Changes {
+        seed: u64,
+        users: u32,
+        seq: u64,
+        next: u64,
+    }
+
+    impl Changes {
+        fn random(&mut self, n: u32) -> u32 {
+            self.seed = self
+                .seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.seed >> 33) % u64::from(n)) as u32
+        }
+
+        fn user(&mut self) -> UserId {
+            UserId::new(self.random(self.users) + 1).expect("a user")
+        }
+
+        fn entries(&mut self, count: usize) -> Vec<Entry> {
+            (0..count)
+                .map(|_| {
+                    self.seq += 1;
+                    let time = Time(1_700_000_000_000_000_000 + self.seq * 1_000_000);
+                    let change = match self.random(20) {
+                        0 => Change::UserJoined {
+                            user: self.user(),
+                            time,
+                        },
+                        1..=3 => Change::Followed {
+                            follower: self.user(),
+                            followee: self.user(),
+                            time,
+                        },
+                        4 => Change::Unfollowed {
+                            follower: self.user(),
+                            followee: self.user(),
+                            time,
+                        },
+                        _ => Change::Posted(Post {
+                            id: PostId {
+                                origin: 1,
+                                seq: self.seq,
+                            },
+                            author: self.user(),
+                            time,
+                            text: PostText::new(format!("post {} \\ of a test", self.seq))
+                                .expect("a post"),
+                        }),
+                    };
+                    self.next += 1;
+                    Entry {
+                        position: Position(self.next),
+                        epoch: Epoch(1),
+                        change,
+                    }
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overloaded_writer_drops_edits_and_repairs_their_files() {
+        for (seed, limit) in [(7, 3_000), (8, 1_000), (9, 20_000), (10, 3_000)] {
+            overload(seed, limit).await;
+        }
+    }
+
+    /// Appends random changes among 60 users to a store whose queue holds `limit` bytes,
+    /// flushing every few appends; checks the view after, and after a close while behind.
+    async fn overload(seed: u64, limit: usize) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let (store, _) = FileStore::open(dir.path(), membership()).expect("open");
+        store.shared.view.set_limit(limit);
+        let mut changes = Changes {
+            seed,
+            users: 60,
+            seq: 0,
+            next: 0,
+        };
+        let mut most = 0;
+        for round in 0..400 {
+            let count = changes.random(12) as usize + 1;
+            store.append(&changes.entries(count)).expect("append");
+            if round % 4 == 0 {
+                store.flush().await.expect("flush");
+            }
+            most = most.max(store.shared.view.stats().1);
+        }
+        store.flush().await.expect("flush");
+        store.settle_view().await;
+        let (dropped, _) = store.shared.view.stats();
+        assert!(
+            dropped > 10 || limit > 3_000,
+            "the writer fell behind: {dropped} appends dropped"
+        );
+        assert!(most <= limit, "at most {limit} bytes queued, saw {most}");
+        same(&view_files(dir.path()), &rebuilt(&store));
+
+        // Closed while behind: the open repairs what is left.
+        for round in 0..100 {
+            store.append(&changes.entries(10)).expect("append");
+            if round % 10 == 0 {
+                store.flush().await.expect("flush");
+            }
+        }
+        store.flush().await.expect("flush");
+        let expected = rebuilt(&store);
+        drop(store);
+        let (store, _) = FileStore::open(dir.path(), membership()).expect("reopen");
+        same(&view_files(dir.path()), &expected);
+        drop(store);
+        let (_store, recovery) = FileStore::open(dir.path(), membership()).expect("reopen");
+        assert_eq!(recovery.view_files, 0);
+    }
 }

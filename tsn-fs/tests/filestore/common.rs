@@ -9,7 +9,7 @@ use tsn_core::change::{Change, Entry};
 use tsn_core::id::{Epoch, Membership, Position, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::store::conformance;
-use tsn_fs::{COMMIT_FILE, FileStore, LOG_FILE, MEMBERSHIP_FILE, Recovery};
+use tsn_fs::{COMMIT_FILE, FileStore, LOG_FILE, MEMBERSHIP_FILE, Recovery, VIEW_POS_FILE};
 
 /// Cluster 1 of 3: users 1, 4, 7 ... are local.
 pub(crate) fn membership() -> Membership {
@@ -80,15 +80,18 @@ impl Writer {
     }
 }
 
-/// Every file of a replica folder but the log, the membership record and the commit
-/// marker, by name, with its content.
+/// Every file of a replica folder but the log, the membership record, the commit marker
+/// and the view marker, by name, with its content.
 pub(crate) fn view_files(dir: &Path) -> BTreeMap<String, String> {
     fs::read_dir(dir)
         .expect("list the folder")
         .map(|item| item.expect("a folder entry").path())
         .filter(|path| {
             path.file_name().is_some_and(|name| {
-                name != LOG_FILE && name != MEMBERSHIP_FILE && name != COMMIT_FILE
+                name != LOG_FILE
+                    && name != MEMBERSHIP_FILE
+                    && name != COMMIT_FILE
+                    && name != VIEW_POS_FILE
             })
         })
         .map(|path| {
