@@ -186,8 +186,8 @@
 //!
 //! # Caveats
 //!
-//! * The whole state and an index of record offsets (8 bytes an entry) are kept in memory,
-//!   and an open replays the whole log; there are no snapshots.
+//! * The whole state and a sparse index of record offsets (8 bytes per 64 entries) are
+//!   kept in memory, and an open replays the whole log; there are no snapshots.
 //! * A failed write to the log is cut off again and retried by the next flush; if even the
 //!   cut fails, the store refuses every further write (reopen it to recover).
 //! * Entries appended while a `truncate_after` runs are dropped with the tail.
@@ -205,6 +205,7 @@
 
 mod commit;
 mod inbox;
+mod index;
 mod layout;
 mod log;
 mod membership;

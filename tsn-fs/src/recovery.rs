@@ -9,6 +9,7 @@ use tsn_core::change::Entry;
 use tsn_core::id::Membership;
 use tsn_core::state::State;
 
+use crate::index::Index;
 use crate::layout::{Layout, ViewFile};
 use crate::log::{At, Damage, Record, Scanner};
 
@@ -64,8 +65,8 @@ pub(crate) struct Replay {
     pub(crate) state: State,
     /// The course view's lists.
     pub(crate) layout: Layout,
-    /// Where each record starts: `offsets[i]` is the record of position `i + 1`.
-    pub(crate) offsets: Vec<u64>,
+    /// Where the records start.
+    pub(crate) index: Index,
     /// The end of the last sound record.
     pub(crate) end: u64,
     /// What stopped the reading before `len`, if anything did.
@@ -88,7 +89,7 @@ pub(crate) fn replay(
     let mut replay = Replay {
         state: State::new(membership),
         layout: Layout::new(membership),
-        offsets: Vec::new(),
+        index: Index::default(),
         end: 0,
         damage: None,
         touched: HashSet::new(),
@@ -122,7 +123,7 @@ pub(crate) fn replay(
                     replay.damage = Some(Damage::OutOfOrder(e.to_string()));
                     return Ok(replay);
                 }
-                replay.offsets.push(replay.end);
+                replay.index.push(replay.end);
                 replay.end += len;
             }
         }

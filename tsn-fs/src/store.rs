@@ -2,8 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,10 +16,14 @@ use tsn_core::state::{Delivery, State};
 use tsn_core::{Error, Result, Store};
 
 use crate::commit::Marker;
+use crate::index::{Index, Seek};
 use crate::layout::Layout;
-use crate::log::{self, Record, Scanner};
+use crate::log::{self, At, Record, Scanner};
 use crate::recovery::{Cut, Recovery, replay};
 use crate::view::{self, Queue};
+
+/// How many bytes a read of the log takes from the file at a time.
+const READ_BUFFER: usize = 1 << 16;
 
 /// The change log's file name in a replica folder.
 pub const LOG_FILE: &str = "changes.log";
@@ -74,8 +77,8 @@ struct Shared {
 struct Inner {
     state: State,
     layout: Layout,
-    /// Where each durable record starts: `offsets[i]` is the record of position `i + 1`.
-    offsets: Vec<u64>,
+    /// Where the durable records start; it covers as many as are durable.
+    index: Index,
     /// The end of the last durable record: the log file's length.
     end: u64,
     /// Entries appended and not yet durable, in order, with their records' lengths.
@@ -130,7 +133,7 @@ impl FileStore {
         let recorded = view::recorded_position(dir);
         let found = replay(&file, membership, len, recorded)
             .map_err(|e| Error::storage(at("reading the change log", &log_path), e))?;
-        let entries = found.offsets.len() as u64;
+        let entries = found.index.len();
         // The view can be repaired from the marker only if it is not ahead of the log, and
         // the log loses nothing now (what it loses, the view may show anywhere).
         let current_through = recorded.filter(|&p| p <= entries && found.damage.is_none());
@@ -201,7 +204,7 @@ impl FileStore {
             inner: Mutex::new(Inner {
                 state: found.state,
                 layout: found.layout,
-                offsets: found.offsets,
+                index: found.index,
                 end: found.end,
                 unflushed: VecDeque::new(),
                 buffer: Vec::new(),
@@ -338,34 +341,55 @@ impl Shared {
         }
         let mut offset = start;
         for (_, len) in inner.unflushed.drain(..count) {
-            inner.offsets.push(offset);
+            inner.index.push(offset);
             offset += len;
         }
         inner.end = offset;
-        let durable = inner.offsets.len() as u64;
+        let durable = inner.index.len();
         self.durable.store(durable, Ordering::Release);
         self.view.durable(Position(durable));
         Ok(Position(durable))
     }
 
-    /// Reads the durable records `first`, `first + 1` ... from `from` to `to` in the log.
-    fn read_records(&self, from: u64, to: u64, first: Position) -> Result<Vec<Entry>> {
+    /// Reads `count` durable records from the one of position `first`, which `seek` locates,
+    /// not past `end` (the durable end of the log); returns them and where the record after
+    /// them starts. A log that ends before them is corrupt.
+    fn read_records(
+        &self,
+        seek: Seek,
+        first: Position,
+        count: u64,
+        end: u64,
+    ) -> Result<(Vec<Entry>, u64)> {
         let failed = |e| {
             Error::storage(
                 format!("reading the change log {}", self.log_path.display()),
                 e,
             )
         };
-        let mut bytes = vec![0; (to - from) as usize];
-        self.file.read_exact_at(&mut bytes, from).map_err(failed)?;
-        let mut scanner = Scanner::new(bytes.as_slice());
+        let input = At::new(&self.file, seek.offset, end);
+        let mut scanner = Scanner::new(BufReader::with_capacity(READ_BUFFER, input));
         let mut entries = Vec::new();
-        let mut expected = first;
+        let mut offset = seek.offset;
+        let mut expected = Position(first.0.saturating_sub(seek.skip));
         loop {
+            if expected.0 >= first.0 + count {
+                return Ok((entries, offset));
+            }
             match scanner.next::<Entry>().map_err(failed)? {
-                Record::End => return Ok(entries),
-                Record::Whole { value: entry, .. } if entry.position == expected => {
-                    entries.push(entry);
+                Record::End => {
+                    return Err(Error::Corrupt(format!(
+                        "{}: the log ends where position {expected} belongs",
+                        self.log_path.display()
+                    )));
+                }
+                Record::Whole {
+                    value: entry, len, ..
+                } if entry.position == expected => {
+                    if expected >= first {
+                        entries.push(entry);
+                    }
+                    offset += len;
                     expected = expected.next();
                 }
                 Record::Whole { value: entry, .. } => {
@@ -388,18 +412,19 @@ impl Shared {
     /// Drops every entry after `keep` from the log (which the caller has flushed, holding
     /// the flusher and the gate) and rebuilds the state and the view from what remains.
     fn cut_after(&self, keep: Position) -> Result<()> {
-        let (cut_at, membership) = {
+        let (seek, end, membership) = {
             let inner = self.lock();
             self.broken(&inner)?;
             if keep >= inner.state.last().position {
                 return Ok(());
             }
-            let cut_at = usize::try_from(keep.0)
-                .ok()
-                .and_then(|i| inner.offsets.get(i).copied())
-                .unwrap_or(inner.end);
-            (cut_at, inner.state.membership())
+            (
+                inner.index.seek(keep.0, inner.end),
+                inner.end,
+                inner.state.membership(),
+            )
         };
+        let (_, cut_at) = self.read_records(seek, keep.next(), 0, end)?;
         let at = |what: &str| format!("{what} {}", self.log_path.display());
         let found = replay(&self.file, membership, cut_at, None)
             .map_err(|e| Error::storage(at("reading the change log"), e))?;
@@ -429,7 +454,7 @@ impl Shared {
                 "entries appended during a truncation of the log were dropped with it"
             );
         }
-        let kept = found.offsets.len() as u64;
+        let kept = found.index.len();
         self.view.rebuild(view::Rebuild {
             state: found.state.clone(),
             layout: found.layout.clone(),
@@ -437,7 +462,7 @@ impl Shared {
         });
         inner.state = found.state;
         inner.layout = found.layout;
-        inner.offsets = found.offsets;
+        inner.index = found.index;
         inner.end = found.end;
         inner.unflushed.clear();
         inner.buffer.clear();
@@ -495,15 +520,16 @@ impl Store for FileStore {
             let last = inner.state.last().position.0;
             let start = after.0.min(last);
             let end = start.saturating_add(max as u64).min(last);
-            let durable = inner.offsets.len() as u64;
-            let offset = |p: u64| {
-                usize::try_from(p)
-                    .ok()
-                    .and_then(|i| inner.offsets.get(i).copied())
-                    .unwrap_or(inner.end)
-            };
-            let in_file = (start < end.min(durable))
-                .then(|| (offset(start), offset(end.min(durable)), Position(start + 1)));
+            let durable = inner.index.len();
+            let in_file = (start < end.min(durable)).then(|| {
+                let seek = inner.index.seek(start, inner.end);
+                (
+                    seek,
+                    Position(start + 1),
+                    end.min(durable) - start,
+                    inner.end,
+                )
+            });
             let pending: Vec<Entry> = (start.max(durable)..end)
                 .filter_map(|p| usize::try_from(p - durable).ok())
                 .filter_map(|i| inner.unflushed.get(i).map(|(entry, _)| entry.clone()))
@@ -511,16 +537,20 @@ impl Store for FileStore {
             (in_file, pending)
         };
         let mut entries = match in_file {
-            Some((from, to, first)) => {
+            Some((seek, first, count, end)) => {
                 let shared = Arc::clone(&self.shared);
-                tokio::task::spawn_blocking(move || shared.read_records(from, to, first))
-                    .await
-                    .map_err(|e| {
-                        Error::storage(
-                            format!("reading the change log {}", self.shared.log_path.display()),
-                            e,
-                        )
-                    })??
+                tokio::task::spawn_blocking(move || {
+                    shared
+                        .read_records(seek, first, count, end)
+                        .map(|(entries, _)| entries)
+                })
+                .await
+                .map_err(|e| {
+                    Error::storage(
+                        format!("reading the change log {}", self.shared.log_path.display()),
+                        e,
+                    )
+                })??
             }
             None => Vec::new(),
         };

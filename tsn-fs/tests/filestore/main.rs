@@ -7,6 +7,7 @@ mod concurrency;
 mod conformance;
 mod inbox;
 mod open;
+mod reads;
 mod repair;
 mod tail;
 mod view;
