@@ -72,7 +72,6 @@ pub async fn run<C: Coordinator + 'static>(
     let peers = tokio::spawn(keep_peers(config.clone(), Arc::clone(&local), coordinator));
     let feed = FeedServer::new(Arc::clone(&local));
     let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(FeedService::new(FeedServer::new(Arc::clone(&local))))
         .add_service(SynchServiceServer::new(feed));
     let services = [

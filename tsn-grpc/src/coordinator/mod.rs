@@ -45,9 +45,7 @@ pub async fn serve(
         }
     });
     let service = CoordServiceServer::new(CoordServer::new(coordinator));
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(service);
+    let router = tonic::transport::Server::builder().add_service(service);
     let router = with_operator_services(
         router,
         &[service_name::<CoordServiceServer<CoordServer<Local>>>()],

@@ -79,7 +79,6 @@ where
     let server = server::Server::new(config, store);
     let keeper = tokio::spawn(heartbeat::run(Arc::clone(&server), coordinator));
     let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(SnsServiceServer::from_arc(Arc::clone(&server)))
         .add_service(SessionServer::from_arc(Arc::clone(&server)))
         .add_service(ReplicationServer::from_arc(Arc::clone(&server)));
