@@ -35,8 +35,8 @@
 //! again. Memory stays bounded, an append waits at most for one repair step's taking under
 //! the store's lock (a chunk of about [`REPAIR_CHUNK`] bytes, or, to end the repair, the
 //! tails of at most [`FINISH_FILES`] files the writer knows), and the view lags during an
-//! overload and catches up after it. A store closed while the view is stale leaves the
-//! repair to the next open.
+//! overload and catches up after it. A store closed while the view is stale finishes the
+//! repair first if the state it repairs from is durable (else the next open does it).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -553,8 +553,9 @@ enum Job {
     Rebuild(Box<Rebuild>),
     /// Write these batches.
     Write(Vec<Batch>),
-    /// Repair a chunk of the stale files; without waiting for durability if `force`.
-    Repair { force: bool },
+    /// Repair a chunk of the stale files: without waiting for durability if `force`; only
+    /// if the state is durable already if `closing`.
+    Repair { force: bool, closing: bool },
     /// Stop.
     Exit,
 }
@@ -620,7 +621,7 @@ impl Writer {
             match self.next_job() {
                 Job::Rebuild(rebuild) => self.rebuild(*rebuild),
                 Job::Write(batches) => self.write(batches),
-                Job::Repair { force } => self.repair(force),
+                Job::Repair { force, closing } => self.repair(force, closing),
                 Job::Exit => {
                     let queue = Arc::clone(&self.queue);
                     self.mark(&mut queue.lock().pos);
@@ -674,11 +675,12 @@ impl Writer {
                 return Job::Write(pending.batches.drain(..writable).collect());
             }
             if pending.batches.is_empty() && pending.stale.is_some() {
-                if !pending.closed || force {
-                    return Job::Repair { force };
-                }
-                // Closing: the next open repairs what the entries after the marker touch.
-                pending.stale = None;
+                // (Even when closing: the repair here takes from the files only what they
+                // lack, where an open compares each file touched whole.)
+                return Job::Repair {
+                    force,
+                    closing: pending.closed,
+                };
             }
             if pending.closed {
                 // Edits of entries that never became durable: the log loses them too.
@@ -755,7 +757,7 @@ impl Writer {
     /// it in this repair already) and they are few, it renders them too and ends the
     /// repair: under a steady load the same files are touched again and again, and the
     /// set would never run empty on its own.
-    fn repair(&mut self, force: bool) {
+    fn repair(&mut self, force: bool, closing: bool) {
         let queue = Arc::clone(&self.queue);
         // What the files hold, read without a lock: only this thread writes them.
         let mut seen: Vec<(ViewFile, Seen)> = Vec::new();
@@ -809,6 +811,12 @@ impl Writer {
                 return;
             }
             at = state.last().position;
+            if closing && !force && at > pending.durable {
+                // The state holds entries the log may lose: leave the files to the next
+                // open, which repairs what the entries after the marker touch.
+                pending.stale = None;
+                return;
+            }
             let render = |file: ViewFile, have: &Seen| {
                 let (base, tail) = match have {
                     Seen::Known(n) => (
@@ -879,7 +887,7 @@ impl Writer {
                 (file, base, fix)
             })
             .collect();
-        if !force {
+        if !force && !closing {
             // Write nothing the log may still lose.
             let mut pending = queue.lock();
             loop {

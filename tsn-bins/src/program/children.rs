@@ -529,11 +529,15 @@ impl Deployment {
                 paused: false,
                 log_start,
             }),
-            _ => {
+            not_ready => {
                 let _ = child.kill().await;
                 // Give the log copier a moment to take the child's last words.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let why = last_line.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let last = last_line.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let why = match not_ready {
+                    Err(_) => format!("it did not listen within {START_TIMEOUT:?}; {last}"),
+                    _ => format!("it stopped; {last}"),
+                };
                 Err(Fatal(format!(
                     "{name} did not start: {why} (log: {})",
                     log_path.display()
