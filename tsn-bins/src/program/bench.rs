@@ -42,10 +42,10 @@ const PATIENCE: Duration = Duration::from_secs(30);
 #[command(
     name = "tsn-bench",
     version,
-    about = "Measures delivery and failover times of a local TSN deployment"
+    about = "Measures a local TSN deployment: delivery and failover times, throughput, idle sync traffic, and a tsd's memory (see BENCHMARKS.md)"
 )]
 struct Flags {
-    /// Posts for the same-cluster delivery measurement.
+    /// Posts for each delivery measurement (same-cluster, then cross-cluster).
     #[arg(long, default_value_t = 200)]
     posts: usize,
     /// Failover trials.
