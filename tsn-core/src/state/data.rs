@@ -111,7 +111,7 @@ impl State {
                 self.follows.unfollow(*follower, *followee, *time);
                 Vec::new()
             }
-            Change::Posted(post) => self.add_post(post.clone(), entry.position),
+            Change::Posted(post) => self.add_post(post, entry.position),
             Change::MasterElected { .. } => Vec::new(),
             Change::Imported { from, through } => {
                 let merged = self.imported.entry(*from).or_default();
@@ -121,21 +121,18 @@ impl State {
         })
     }
 
-    fn add_post(&mut self, post: Post, position: Position) -> Vec<Delivery> {
-        let (author, time) = (post.author, post.time);
-        let Some(handle) = self.timelines.add(&post, position) else {
+    fn add_post(&mut self, post: &Post, position: Position) -> Vec<Delivery> {
+        let Some(handle) = self.timelines.add(post, position) else {
             return Vec::new();
         };
-        let membership = self.membership;
-        let readers: Vec<UserId> = self
-            .followers_at(author, time)
+        let (author, membership) = (post.author, self.membership);
+        let timelines = &mut self.timelines;
+        self.follows
+            .followers_at(author, post.time)
             .filter(|&f| f != author && membership.is_local(f))
-            .collect();
-        readers
-            .into_iter()
             .map(|user| Delivery {
                 user,
-                index: self.timelines.deliver(user, handle),
+                index: timelines.deliver(user, handle),
             })
             .collect()
     }
