@@ -15,16 +15,14 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use tsn_core::id::Position;
 use tsn_core::{Error, Result};
 
+use crate::throttle::Throttle;
+
 /// The commit marker's file name in a replica folder.
 pub const COMMIT_FILE: &str = "commit";
-
-/// How long a failing marker stays quiet after it logged a failure.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The commit position recorded in the replica folder `replica_dir`, a lower bound of the
 /// replica's true commit position: 0 when the file is missing or shorter than 8 bytes (a
@@ -75,8 +73,8 @@ pub(crate) struct Marker {
     file: File,
     /// The value the file holds (as far as this process wrote it).
     written: u64,
-    /// When a failure was last logged.
-    warned: Option<Instant>,
+    /// Quiets the warning that a write failed.
+    warned: Throttle,
 }
 
 impl Marker {
@@ -103,7 +101,7 @@ impl Marker {
             path,
             file,
             written: recorded,
-            warned: None,
+            warned: Throttle::default(),
         };
         if len < 8 || recorded > entries {
             if recorded > entries {
@@ -152,20 +150,15 @@ impl Marker {
     }
 
     fn write_or_warn(&mut self, value: u64) {
-        if let Err(e) = self.write(value) {
-            let now = Instant::now();
-            if self
-                .warned
-                .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
-            {
-                self.warned = Some(now);
-                tracing::warn!(
-                    marker = %self.path.display(),
-                    value,
-                    error = %e,
-                    "could not record the commit position; the synchronizer lags behind"
-                );
-            }
+        if let Err(e) = self.write(value)
+            && self.warned.allows()
+        {
+            tracing::warn!(
+                marker = %self.path.display(),
+                value,
+                error = %e,
+                "could not record the commit position; the synchronizer lags behind"
+            );
         }
     }
 

@@ -212,6 +212,7 @@ mod membership;
 mod recovery;
 mod store;
 mod tail;
+mod throttle;
 mod view;
 mod watch;
 

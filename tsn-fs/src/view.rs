@@ -53,6 +53,7 @@ use tsn_core::id::Position;
 use tsn_core::state::State;
 
 use crate::layout::{Edit, Have, Layout, Tail, ViewFile, units};
+use crate::throttle::Throttle;
 
 /// The view marker's file name in a replica folder: the log position through which the
 /// view is current, 8 bytes little-endian at offset 0.
@@ -91,10 +92,6 @@ const GATHER: Duration = Duration::from_millis(20);
 
 /// How many append handles the writer keeps open; the least recently used is closed first.
 const OPEN_FILES: usize = 64;
-
-/// How long the writer stays quiet after it logged a failure, or the queue after it logged
-/// that it dropped edits.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The position the view marker in `dir` records, if it holds one: `None` when the file is
 /// missing, shorter than 8 bytes or unreadable.
@@ -305,8 +302,8 @@ struct Pending {
     settles: Vec<(Position, oneshot::Sender<()>)>,
     /// The store is being dropped: no more work comes.
     closed: bool,
-    /// When the queue last logged that it dropped edits.
-    warned: Option<Instant>,
+    /// Quiets the warning that edits were dropped.
+    warned: Throttle,
     /// The view's marker.
     pos: ViewPos,
 }
@@ -327,7 +324,7 @@ impl Queue {
                 rebuild: None,
                 settles: Vec::new(),
                 closed: false,
-                warned: None,
+                warned: Throttle::default(),
                 pos,
             }),
             ready: Condvar::new(),
@@ -386,12 +383,7 @@ impl Queue {
             stale.add(&edits);
             pending.stale = Some(stale);
             pending.dropped += 1;
-            let now = Instant::now();
-            if pending
-                .warned
-                .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
-            {
-                pending.warned = Some(now);
+            if pending.warned.allows() {
                 tracing::warn!(
                     from = first.0,
                     queued = pending.bytes,
@@ -538,7 +530,7 @@ pub(crate) fn spawn(
         written_at: Instant::now()
             .checked_sub(GATHER)
             .unwrap_or_else(Instant::now),
-        warned: None,
+        warned: Throttle::default(),
         known: HashMap::new(),
         read: HashMap::new(),
     };
@@ -585,8 +577,8 @@ struct Writer {
     marked_at: Instant,
     /// When the writer last finished writing a batch.
     written_at: Instant,
-    /// When a failure was last logged.
-    warned: Option<Instant>,
+    /// Quiets the warning that a write failed.
+    warned: Throttle,
     /// During a repair, how many records (or lines) the files it wrote hold.
     known: HashMap<ViewFile, u64>,
     /// During a repair, what files it read but did not get to hold (at most about
@@ -1039,12 +1031,7 @@ impl Writer {
 
     /// Logs a failure, at most every few seconds.
     fn warn(&mut self, path: &Path, error: &io::Error) {
-        let now = Instant::now();
-        if self
-            .warned
-            .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
-        {
-            self.warned = Some(now);
+        if self.warned.allows() {
             tracing::warn!(
                 file = %path.display(),
                 %error,
