@@ -110,8 +110,12 @@ pub(crate) struct ViewPos {
     file: File,
     /// The value the file holds, as far as this process wrote it.
     written: Option<u64>,
-    /// A truncation is under way: the marker says "unknown" until its rebuild is written.
-    hold: bool,
+    /// How many truncations have held the marker: each makes it say "unknown" until its
+    /// rebuild is written.
+    holds: u64,
+    /// How many of those holds the rebuilds written so far answer (a rebuild answers every
+    /// hold taken before it was queued, not one taken while it ran).
+    answered: u64,
     /// A write failed: the file is removed (the next open rebuilds the whole view), and
     /// not written again unless a rebuild succeeds.
     removed: bool,
@@ -121,16 +125,12 @@ impl ViewPos {
     /// Opens (creating it if missing) the marker in `dir`.
     pub(crate) fn open(dir: &Path) -> io::Result<ViewPos> {
         let path = dir.join(VIEW_POS_FILE);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
         Ok(ViewPos {
+            file: open_marker(&path)?,
             path,
-            file,
             written: None,
-            hold: false,
+            holds: 0,
+            answered: 0,
             removed: false,
         })
     }
@@ -144,7 +144,7 @@ impl ViewPos {
 
     /// Whether [`ViewPos::set`] would write `value`.
     fn wants(&self, value: u64) -> bool {
-        !self.hold && !self.removed && self.written != Some(value)
+        self.holds == self.answered && !self.removed && self.written != Some(value)
     }
 
     /// Records `value` unless a truncation holds the marker or it was removed; removes it
@@ -177,11 +177,19 @@ impl ViewPos {
         match fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if self.record(UNKNOWN).is_ok() => tracing::warn!(
-                marker = %self.path.display(),
-                error = %e,
-                "could not remove the course view marker; it says the view is unknown"
-            ),
+            // Still there: it must say "unknown", or at least hold nothing (read as missing).
+            Err(e)
+                if self
+                    .record(UNKNOWN)
+                    .or_else(|_| self.file.set_len(0))
+                    .is_ok() =>
+            {
+                tracing::warn!(
+                    marker = %self.path.display(),
+                    error = %e,
+                    "could not remove the course view marker; it says the view is unknown"
+                );
+            }
             Err(e) => tracing::error!(
                 marker = %self.path.display(),
                 error = %e,
@@ -190,17 +198,41 @@ impl ViewPos {
         }
     }
 
-    /// A rebuild of the whole view is written, current through `through`.
-    fn rebuilt(&mut self, dir: &Path, through: Position) {
-        self.hold = false;
+    /// A rebuild of the whole view, queued after `answers` holds, is written, current
+    /// through `through`; unless a later truncation holds the marker, it says so.
+    fn rebuilt(&mut self, through: Position, answers: u64) {
+        self.answered = self.answered.max(answers);
+        if self.holds > self.answered {
+            return;
+        }
         if self.removed {
-            match ViewPos::open(dir) {
-                Ok(pos) => *self = pos,
+            match open_marker(&self.path) {
+                Ok(file) => {
+                    self.file = file;
+                    self.written = None;
+                    self.removed = false;
+                }
                 Err(e) => return self.warn_unwritable(&e),
             }
         }
         self.set(through.0);
     }
+
+    /// A rebuild, queued after `answers` holds, failed: the marker is removed, as after any
+    /// failed view write.
+    fn rebuild_failed(&mut self, answers: u64) {
+        self.answered = self.answered.max(answers);
+        self.remove();
+    }
+}
+
+/// Opens (creating it if missing) the marker file at `path`, for positioned writes.
+fn open_marker(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// The edits of one append, or of several without edits of their own.
@@ -296,8 +328,9 @@ struct Pending {
     durable: Position,
     /// Set when edits were dropped: the files they touch, for the writer to repair.
     stale: Option<Stale>,
-    /// A whole view to write before anything queued.
-    rebuild: Option<Box<Rebuild>>,
+    /// A whole view to write before anything queued, with the number of holds of the
+    /// marker it answers.
+    rebuild: Option<(Box<Rebuild>, u64)>,
     /// Who waits for the view to be written through a position.
     settles: Vec<(Position, oneshot::Sender<()>)>,
     /// The store is being dropped: no more work comes.
@@ -432,7 +465,7 @@ impl Queue {
                 Err(_) => return Err(e),
             }
         }
-        pos.hold = true;
+        pos.holds += 1;
         Ok(())
     }
 
@@ -449,7 +482,7 @@ impl Queue {
         for (upto, _) in &mut pending.settles {
             *upto = (*upto).min(rebuild.through);
         }
-        pending.rebuild = Some(Box::new(rebuild));
+        pending.rebuild = Some((Box::new(rebuild), pending.pos.holds));
         self.ready.notify_one();
     }
 
@@ -541,8 +574,8 @@ pub(crate) fn spawn(
 
 /// What the writer does next.
 enum Job {
-    /// Write the whole view.
-    Rebuild(Box<Rebuild>),
+    /// Write the whole view, answering this many holds of the marker.
+    Rebuild(Box<Rebuild>, u64),
     /// Write these batches.
     Write(Vec<Batch>),
     /// Repair a chunk of the stale files: without waiting for durability if `force`; only
@@ -611,7 +644,7 @@ impl Writer {
         let _close = CloseOnExit(Arc::clone(&self.queue));
         loop {
             match self.next_job() {
-                Job::Rebuild(rebuild) => self.rebuild(*rebuild),
+                Job::Rebuild(rebuild, answers) => self.rebuild(*rebuild, answers),
                 Job::Write(batches) => self.write(batches),
                 Job::Repair { force, closing } => self.repair(force, closing),
                 Job::Exit => {
@@ -644,8 +677,8 @@ impl Writer {
                     let _ = tx.send(());
                 }
             }
-            if let Some(rebuild) = pending.rebuild.take() {
-                return Job::Rebuild(rebuild);
+            if let Some((rebuild, answers)) = pending.rebuild.take() {
+                return Job::Rebuild(rebuild, answers);
             }
             let force = !pending.settles.is_empty();
             let writable = if force {
@@ -886,6 +919,7 @@ impl Writer {
                 if pending.rebuild.is_some() {
                     return;
                 }
+                pending.settles.retain(|(_, tx)| !tx.is_closed());
                 if pending.durable >= at || !pending.settles.is_empty() || pending.closed {
                     break;
                 }
@@ -940,8 +974,8 @@ impl Writer {
         self.mark_now_and_then();
     }
 
-    /// Writes the whole view of `rebuild`.
-    fn rebuild(&mut self, rebuild: Rebuild) {
+    /// Writes the whole view of `rebuild`, which answers `answers` holds of the marker.
+    fn rebuild(&mut self, rebuild: Rebuild, answers: u64) {
         self.open.clear();
         self.known = HashMap::new();
         self.read = HashMap::new();
@@ -955,19 +989,14 @@ impl Writer {
         self.durable = through;
         // The marker says "unknown" since the truncation ([`Queue::hold_marker`]).
         let written = update_view(&self.dir, &layout, &state, Scope::Every);
+        if let Err(e) = &written {
+            let dir = self.dir.clone();
+            self.warn(&dir, e);
+        }
         let mut pending = self.queue.lock();
         match written {
-            // A later truncation holds the marker until its own rebuild is written.
-            Ok(_) if pending.rebuild.is_some() => {}
-            Ok(_) => pending.pos.rebuilt(&self.dir, through),
-            Err(e) => {
-                drop(pending);
-                let dir = self.dir.clone();
-                self.warn(&dir, &e);
-                let mut pending = self.queue.lock();
-                pending.pos.hold = false;
-                pending.pos.remove();
-            }
+            Ok(_) => pending.pos.rebuilt(through, answers),
+            Err(_) => pending.pos.rebuild_failed(answers),
         }
         self.marked_at = Instant::now();
     }
@@ -1181,4 +1210,53 @@ pub(crate) fn update_view(
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marker_with(value: u64) -> (tempfile::TempDir, Queue) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut pos = ViewPos::open(dir.path()).expect("open the marker");
+        pos.record(value).expect("write the marker");
+        (dir, Queue::new(Position(value), pos))
+    }
+
+    #[test]
+    fn a_truncation_holds_the_marker_until_its_own_rebuild_is_written() {
+        let (dir, queue) = marker_with(10);
+        // A first truncation; its rebuild is queued (answering one hold).
+        queue.hold_marker().expect("hold");
+        assert_eq!(recorded_position(dir.path()), Some(UNKNOWN));
+        let first = queue.lock().pos.holds;
+        // A second truncation holds the marker before the first rebuild is written.
+        queue.hold_marker().expect("hold");
+        queue.lock().pos.rebuilt(Position(8), first);
+        assert_eq!(
+            recorded_position(dir.path()),
+            Some(UNKNOWN),
+            "the first rebuild does not release the second truncation's hold"
+        );
+        queue.lock().pos.set(9);
+        assert_eq!(recorded_position(dir.path()), Some(UNKNOWN), "still held");
+        let second = queue.lock().pos.holds;
+        queue.lock().pos.rebuilt(Position(5), second);
+        assert_eq!(recorded_position(dir.path()), Some(5));
+    }
+
+    #[test]
+    fn a_failed_rebuild_leaves_no_marker_until_a_rebuild_succeeds() {
+        let (dir, queue) = marker_with(10);
+        queue.hold_marker().expect("hold");
+        let holds = queue.lock().pos.holds;
+        queue.lock().pos.rebuild_failed(holds);
+        assert_eq!(recorded_position(dir.path()), None, "removed");
+        queue.lock().pos.set(12);
+        assert_eq!(recorded_position(dir.path()), None, "not written again");
+        queue.hold_marker().expect("hold");
+        let holds = queue.lock().pos.holds;
+        queue.lock().pos.rebuilt(Position(7), holds);
+        assert_eq!(recorded_position(dir.path()), Some(7), "written again");
+    }
 }
