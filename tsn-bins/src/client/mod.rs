@@ -84,7 +84,7 @@ async fn execute(
     command: &Command,
 ) -> Result<Vec<String>, ExitCode> {
     for attempt in 0..2 {
-        match call(link, command).await {
+        match call(link, command, attempt > 0).await {
             Ok(lines) => return Ok(lines),
             Err(CallError::Invalid(_)) => return Ok(vec![format::INVALID_USERNAME.into()]),
             Err(_) if attempt == 0 => {
@@ -103,10 +103,14 @@ async fn execute(
     Ok(vec![format::FAILED.into()])
 }
 
-/// One attempt at a command: the lines to print, or the call's failure.
-async fn call(link: &Link, command: &Command) -> Result<Vec<String>, CallError> {
+/// One attempt at a command: the lines to print, or the call's failure. A `retry` follows
+/// an attempt whose connection broke, which the old master may have carried out already:
+/// a FOLLOW (UNFOLLOW) that then finds the follow in place (gone) has succeeded.
+async fn call(link: &Link, command: &Command, retry: bool) -> Result<Vec<String>, CallError> {
     let server = link.server();
     let line = |s: &str| vec![s.to_owned()];
+    // (Following oneself is refused as "already following": no earlier attempt made it so.)
+    let maybe_done = |target: &UserId| retry && *target != link.user();
     Ok(match command {
         Command::List => {
             let listing = server.list().await?;
@@ -116,18 +120,82 @@ async fn call(link: &Link, command: &Command) -> Result<Vec<String>, CallError> 
                 format::followers(&listing.followers),
             ]
         }
-        Command::Follow(target) => match server.follow(&target.to_string()).await? {
-            FollowReply::Done => line(format::SUCCESS),
-            FollowReply::UnknownUser => line(format::INVALID_USERNAME),
-            FollowReply::AlreadyFollowing => line(format::ALREADY_EXISTS),
-            FollowReply::Other(_) => line(format::FAILED),
-        },
-        Command::Unfollow(target) => match server.unfollow(&target.to_string()).await? {
-            UnfollowReply::Done => line(format::SUCCESS),
-            UnfollowReply::UnknownUser => line(format::INVALID_USERNAME),
-            UnfollowReply::NotFollowing => line(format::NOT_A_FOLLOWER),
-            UnfollowReply::Other(_) => line(format::FAILED),
-        },
+        Command::Follow(target) => line(follow_line(
+            server.follow(&target.to_string()).await?,
+            maybe_done(target),
+        )),
+        Command::Unfollow(target) => line(unfollow_line(
+            server.unfollow(&target.to_string()).await?,
+            maybe_done(target),
+        )),
         Command::Timeline => unreachable!("TIMELINE is not a one-shot command"),
     })
+}
+
+/// The line a FOLLOW's reply prints; `maybe_done`: an earlier attempt, cut off, may have
+/// made the follow.
+fn follow_line(reply: FollowReply, maybe_done: bool) -> &'static str {
+    match reply {
+        FollowReply::Done => format::SUCCESS,
+        FollowReply::UnknownUser => format::INVALID_USERNAME,
+        FollowReply::AlreadyFollowing if maybe_done => format::SUCCESS,
+        FollowReply::AlreadyFollowing => format::ALREADY_EXISTS,
+        FollowReply::Other(_) => format::FAILED,
+    }
+}
+
+/// The line an UNFOLLOW's reply prints; `maybe_done`: an earlier attempt, cut off, may
+/// have ended the follow.
+fn unfollow_line(reply: UnfollowReply, maybe_done: bool) -> &'static str {
+    match reply {
+        UnfollowReply::Done => format::SUCCESS,
+        UnfollowReply::UnknownUser => format::INVALID_USERNAME,
+        UnfollowReply::NotFollowing if maybe_done => format::SUCCESS,
+        UnfollowReply::NotFollowing => format::NOT_A_FOLLOWER,
+        UnfollowReply::Other(_) => format::FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retried_follow_that_finds_the_follow_in_place_succeeded() {
+        assert_eq!(
+            follow_line(FollowReply::AlreadyFollowing, true),
+            format::SUCCESS
+        );
+        assert_eq!(
+            unfollow_line(UnfollowReply::NotFollowing, true),
+            format::SUCCESS
+        );
+    }
+
+    #[test]
+    fn a_first_attempt_reports_what_the_server_says() {
+        assert_eq!(
+            follow_line(FollowReply::AlreadyFollowing, false),
+            format::ALREADY_EXISTS
+        );
+        assert_eq!(
+            unfollow_line(UnfollowReply::NotFollowing, false),
+            format::NOT_A_FOLLOWER
+        );
+        for maybe_done in [false, true] {
+            assert_eq!(follow_line(FollowReply::Done, maybe_done), format::SUCCESS);
+            assert_eq!(
+                follow_line(FollowReply::UnknownUser, maybe_done),
+                format::INVALID_USERNAME
+            );
+            assert_eq!(
+                unfollow_line(UnfollowReply::UnknownUser, maybe_done),
+                format::INVALID_USERNAME
+            );
+            assert_eq!(
+                follow_line(FollowReply::Other("?".into()), maybe_done),
+                format::FAILED
+            );
+        }
+    }
 }
