@@ -222,6 +222,6 @@ pub use log::Damage;
 pub use membership::{MEMBERSHIP_FILE, recorded_membership};
 pub use recovery::{Cut, Recovery};
 pub use store::{FileStore, LOG_FILE, cluster_dir, replica_dir};
-pub use tail::LogTail;
+pub use tail::{Located, LogReader, LogTail};
 pub use view::VIEW_POS_FILE;
 pub use watch::DirWatch;

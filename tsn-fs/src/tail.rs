@@ -1,4 +1,5 @@
-//! [`LogTail`]: following, read-only, the change log another process writes.
+//! [`LogTail`]: following, read-only, the change log another process writes; and
+//! [`LogReader`]: reading entries of it again, by where the tail found them.
 
 use std::fs::File;
 use std::io::{self, BufReader};
@@ -80,12 +81,14 @@ impl LogTail {
     /// Every whole record appended since the last call (or since the log's start), in
     /// order. See the [type docs](LogTail) for the errors.
     pub fn read_new(&mut self) -> Result<Vec<Entry>> {
-        self.read_at_most(usize::MAX)
+        let located = self.read_new_located(usize::MAX)?;
+        Ok(located.into_iter().map(|l| l.entry).collect())
     }
 
-    /// Like [`read_new`](LogTail::read_new), but at most `max` entries; the rest are left
-    /// for the next call.
-    pub fn read_at_most(&mut self, max: usize) -> Result<Vec<Entry>> {
+    /// Like [`read_new`](LogTail::read_new), but at most `max` entries (the rest are left
+    /// for the next call), each with where its record starts, so that a [`LogReader`] can
+    /// read chosen entries again later instead of their being kept.
+    pub fn read_new_located(&mut self, max: usize) -> Result<Vec<Located>> {
         let len = self.check()?;
         let failed =
             |e| Error::storage(format!("reading the change log {}", self.path.display()), e);
@@ -116,9 +119,9 @@ impl LogTail {
                     header[..4].copy_from_slice(&payload.to_le_bytes());
                     header[4..].copy_from_slice(&crc.to_le_bytes());
                     last = Some((offset, header));
+                    entries.push(Located { offset, entry });
                     offset += len;
                     next = next.next();
-                    entries.push(entry);
                 }
                 // A record being written, or cut short by a crash that the store's next
                 // open repairs: not there yet.
@@ -184,5 +187,82 @@ impl LogTail {
             }
         }
         Ok(len)
+    }
+}
+
+/// An entry read by a [`LogTail`], with the offset where its record starts in the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located {
+    /// Where the entry's record starts.
+    pub offset: u64,
+    /// The entry.
+    pub entry: Entry,
+}
+
+/// Reads entries of a replica's change log again, by the positions and offsets a
+/// [`LogTail`] found them at: for a reader that keeps only those (16 bytes an entry)
+/// rather than the entries. Entries that can no longer be taken back (committed ones) stay
+/// where they were found; an entry that is not where it was is an [`Error::Corrupt`].
+#[derive(Debug)]
+pub struct LogReader {
+    path: PathBuf,
+    file: File,
+}
+
+impl LogReader {
+    /// Opens the change log of the replica in `replica_dir`.
+    pub fn open(replica_dir: &Path) -> Result<LogReader> {
+        let path = replica_dir.join(LOG_FILE);
+        let file = File::open(&path)
+            .map_err(|e| Error::storage(format!("opening the change log {}", path.display()), e))?;
+        Ok(LogReader { path, file })
+    }
+
+    /// The entries of `wanted` (positions, in log order, with the offsets where their
+    /// records start): reads the log from the first one's record on, passing over the
+    /// records between them.
+    pub fn read(&self, wanted: &[(Position, u64)]) -> Result<Vec<Entry>> {
+        let Some(&(_, start)) = wanted.first() else {
+            return Ok(Vec::new());
+        };
+        let failed =
+            |e| Error::storage(format!("reading the change log {}", self.path.display()), e);
+        let mut scanner = Scanner::new(BufReader::with_capacity(
+            1 << 16,
+            At::new(&self.file, start, u64::MAX),
+        ));
+        let mut entries = Vec::with_capacity(wanted.len());
+        let mut offset = start;
+        for &(position, at) in wanted {
+            let entry = loop {
+                let record = scanner.next::<Entry>().map_err(failed)?;
+                let Record::Whole {
+                    value: entry, len, ..
+                } = record
+                else {
+                    return Err(self.moved(position, at));
+                };
+                let here = offset;
+                offset += len;
+                if here == at {
+                    break entry;
+                }
+                if here > at {
+                    return Err(self.moved(position, at));
+                }
+            };
+            if entry.position != position {
+                return Err(self.moved(position, at));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    fn moved(&self, position: Position, offset: u64) -> Error {
+        Error::Corrupt(format!(
+            "{}: the record of position {position} is no longer at offset {offset}",
+            self.path.display()
+        ))
     }
 }

@@ -2,17 +2,19 @@
 //! cluster's master.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use tsn_core::change::Entry;
 use tsn_core::id::{Membership, Position};
 use tsn_core::state::State;
 use tsn_core::sync::{Changes, SyncPeer, UserRecord, origin, user_records};
 use tsn_core::{Error, Result};
-use tsn_fs::{COMMIT_FILE, DirWatch, LOG_FILE, LogTail, read_commit};
+use tsn_fs::{COMMIT_FILE, DirWatch, LOG_FILE, Located, LogReader, LogTail, read_commit};
+
+/// How many entries of the log are read (and held) at a time.
+const READ_CHUNK: usize = 4096;
 
 /// How long `changes_after` waits for news before answering with nothing.
 const LONG_POLL: Duration = Duration::from_secs(1);
@@ -32,8 +34,13 @@ pub struct LocalCluster {
 #[derive(Debug)]
 struct Inner {
     state: State,
-    /// The entries that originate in this cluster, in log order.
-    own: Vec<Entry>,
+    /// The entries that originate in this cluster, in log order: their positions and where
+    /// their records start in the followed replica's log (read again when asked for, not
+    /// kept: 16 bytes an entry instead of the entry).
+    own: Vec<(Position, u64)>,
+    /// The followed replica's log, to read `own` entries from: `None` until a replica is
+    /// followed, while `own` is empty.
+    reader: Option<Arc<LogReader>>,
 }
 
 impl LocalCluster {
@@ -44,6 +51,7 @@ impl LocalCluster {
             inner: Mutex::new(Inner {
                 state: State::new(membership),
                 own: Vec::new(),
+                reader: None,
             }),
             committed: watch::Sender::new(Position(0)),
         }
@@ -81,16 +89,23 @@ impl LocalCluster {
         poll: Duration,
     ) -> Result<()> {
         let mut tail = LogTail::open(replica)?;
+        let reader = Arc::new(LogReader::open(replica)?);
         {
             let mut inner = self.lock();
             inner.state = State::new(self.membership);
             inner.own.clear();
+            inner.reader = Some(reader);
         }
         let watch = DirWatch::for_files(replica, &[COMMIT_FILE, LOG_FILE]);
         loop {
-            let entries = tail.read_new()?;
             let commit = read_commit(replica)?;
-            self.absorb(&entries)?;
+            loop {
+                let entries = tail.read_new_located(READ_CHUNK)?;
+                self.absorb(&entries)?;
+                if entries.len() < READ_CHUNK {
+                    break;
+                }
+            }
             let readable = commit.min(self.read(|s| s.last().position));
             if readable > *self.committed.borrow() {
                 self.committed.send_replace(readable);
@@ -104,42 +119,52 @@ impl LocalCluster {
         }
     }
 
-    fn absorb(&self, entries: &[Entry]) -> Result<()> {
+    fn absorb(&self, entries: &[Located]) -> Result<()> {
         let mut inner = self.lock();
-        for entry in entries {
+        for Located { offset, entry } in entries {
             if entry.position <= inner.state.last().position {
                 continue;
             }
             inner.state.apply(entry)?;
             if origin(entry, self.membership.clusters) == Some(self.membership.cluster) {
-                inner.own.push(entry.clone());
+                inner.own.push((entry.position, *offset));
             }
         }
         Ok(())
     }
 
     /// The changes of this cluster that the other clusters may have: committed, and
-    /// originating here.
-    fn committed_after(&self, cursor: Position, max: usize) -> Changes {
+    /// originating here. Reads them from the followed replica's log (committed entries
+    /// stay where they were found), on a blocking thread.
+    async fn committed_after(&self, cursor: Position, max: usize) -> Result<Changes> {
         let committed = *self.committed.borrow();
-        let inner = self.lock();
-        let start = inner.own.partition_point(|e| e.position <= cursor);
-        let entries: Vec<Entry> = inner.own[start..]
-            .iter()
-            .take_while(|e| e.position <= committed)
-            .take(max.max(1))
-            .cloned()
-            .collect();
-        let more = inner
-            .own
-            .get(start + entries.len())
-            .is_some_and(|e| e.position <= committed);
+        let (wanted, more, reader) = {
+            let inner = self.lock();
+            let start = inner.own.partition_point(|&(p, _)| p <= cursor);
+            let wanted: Vec<(Position, u64)> = inner.own[start..]
+                .iter()
+                .take_while(|&&(p, _)| p <= committed)
+                .take(max.max(1))
+                .copied()
+                .collect();
+            let more = inner
+                .own
+                .get(start + wanted.len())
+                .is_some_and(|&(p, _)| p <= committed);
+            (wanted, more, inner.reader.clone())
+        };
+        let entries = match reader {
+            Some(reader) => tokio::task::spawn_blocking(move || reader.read(&wanted))
+                .await
+                .map_err(|e| Error::storage("reading the cluster's log", e))??,
+            None => Vec::new(),
+        };
         let through = if more {
             entries.last().map_or(cursor, |e| e.position)
         } else {
             committed.max(cursor)
         };
-        Changes { entries, through }
+        Ok(Changes { entries, through })
     }
 }
 
@@ -165,6 +190,6 @@ impl SyncPeer for LocalCluster {
     async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes> {
         let mut committed = self.committed.subscribe();
         let _ = tokio::time::timeout(LONG_POLL, committed.wait_for(|&c| c > cursor)).await;
-        Ok(self.committed_after(cursor, max))
+        self.committed_after(cursor, max).await
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tsn_core::change::Entry;
 use tsn_core::id::{Position, Time};
 use tsn_core::{Error, Store};
-use tsn_fs::{COMMIT_FILE, DirWatch, LOG_FILE, LogTail, read_commit};
+use tsn_fs::{COMMIT_FILE, DirWatch, LOG_FILE, Located, LogReader, LogTail, read_commit};
 
 use crate::common::{Writer, open};
 
@@ -212,4 +212,43 @@ async fn a_record_out_of_place_is_an_error() {
         "nothing of a failed read counts"
     );
     assert!(LogTail::open(&dir.path().join("none")).is_err());
+}
+
+#[tokio::test]
+async fn a_reader_reads_chosen_entries_again_where_the_tail_found_them() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (store, _) = open(dir.path());
+    let mut w = Writer::after(&store);
+    let mut entries = vec![w.join(1)];
+    entries.extend((1..=20).map(|seq| w.post(1, seq, Time(seq), &format!("post {seq}"))));
+    store.append(&entries).expect("append");
+    store.flush().await.expect("flush");
+    let located = LogTail::open(dir.path())
+        .expect("open the tail")
+        .read_new_located(usize::MAX)
+        .expect("read");
+    assert_eq!(
+        located.iter().map(|l| l.entry.clone()).collect::<Vec<_>>(),
+        entries
+    );
+    assert_eq!(located[0].offset, 0);
+
+    let reader = LogReader::open(dir.path()).expect("open the reader");
+    // Every third entry, with the records between passed over.
+    let chosen: Vec<&Located> = located.iter().step_by(3).collect();
+    let wanted: Vec<(Position, u64)> = chosen
+        .iter()
+        .map(|l| (l.entry.position, l.offset))
+        .collect();
+    let expected: Vec<Entry> = chosen.iter().map(|l| l.entry.clone()).collect();
+    assert_eq!(reader.read(&wanted).expect("read again"), expected);
+    assert_eq!(reader.read(&[]).expect("nothing"), Vec::<Entry>::new());
+
+    // An entry that is not where it was found is an error, not another entry.
+    let wrong = [(Position(2), located[2].offset)];
+    let error = reader.read(&wrong).expect_err("position 3 is there");
+    assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+    let between = [(Position(2), located[1].offset + 1)];
+    let error = reader.read(&between).expect_err("no record starts there");
+    assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
 }
