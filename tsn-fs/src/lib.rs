@@ -52,7 +52,7 @@
 //!
 //! | file | written by | read by | durable |
 //! | --- | --- | --- | --- |
-//! | `<s>/changes.log` | server `s`'s [`FileStore`] | that store; the synchronizer, in its master's folder, with a [`LogTail`] | up to [`Store::durable`](tsn_core::Store::durable): synced by `flush` |
+//! | `<s>/changes.log` | server `s`'s [`FileStore`] | that store; the synchronizer, in its master's folder, with a [`LogTail`] (and a [`LogReader`] for entries it exports) | up to [`Store::durable`](tsn_core::Store::durable): synced by `flush` |
 //! | `<s>/commit` | server `s`'s store, while master ([`Store::record_commit`](tsn_core::Store::record_commit)) | the synchronizer ([`read_commit`]): it exports the entries up to it | never synced: a lower bound of the commit position |
 //! | `<s>/membership.json` | the store, once | the store; `tsd` at start | synced |
 //! | `<s>/*.txt` | the store's view writer | people and course tools | never synced; repaired at open from `view.pos` |
@@ -63,7 +63,9 @@
 //!   [`LogTail`], and exports only entries up to the marker: entries no failover can take
 //!   back. The marker is written after the entries it names are durable on the master, so
 //!   it is never ahead of the log, even after a crash of the machine; it can be behind (or
-//!   0), which delays an export and loses nothing.
+//!   0), which delays an export and loses nothing. It keeps only where the entries it
+//!   exports are ([`Located`]), and reads them again with a [`LogReader`] when a peer asks:
+//!   committed entries never move.
 //! * **In.** The synchronizer appends each batch it receives to the inbox file of its
 //!   source. The master reads it through [`InboxPeer`], merges
 //!   ([`tsn_core::sync::merge`]) and appends the result — with the merge cursor,
