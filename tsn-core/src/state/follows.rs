@@ -1,6 +1,6 @@
 //! Who follows whom, now and at any past moment.
 
-use std::collections::HashMap;
+use crate::state::HashMap;
 
 use crate::id::{Time, UserId};
 

@@ -22,3 +22,8 @@ mod timelines;
 pub use data::{Delivery, State};
 pub use epochs::EpochHistory;
 pub use timelines::TimelineItem;
+
+/// The state's maps, keyed by user ids: hashed with aHash, several times faster than the
+/// standard library's SipHash on such small keys, and keyed randomly per map, so that
+/// chosen user ids cannot make a map's lookups slow.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;

@@ -1,7 +1,9 @@
 //! Posts, and the timelines they are delivered to.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use crate::state::HashMap;
 
 use crate::id::{Position, Time, UserId};
 use crate::post::{Post, PostId};
