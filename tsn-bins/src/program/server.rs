@@ -1,6 +1,8 @@
-//! Start-up shared by the server programs: network flags and opening a replica.
+//! Start-up shared by the server programs: network flags, the coordinator's client, and
+//! opening a replica.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -9,8 +11,10 @@ use tsn_core::change::LogPoint;
 use tsn_core::coordinator::{Endpoint, ServerRef};
 use tsn_core::failover::Node;
 use tsn_core::id::Membership;
+use tsn_core::id::{ClusterId, ServerId};
 use tsn_core::{Coordinator, Store};
 use tsn_fs::FileStore;
+use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::Fatal;
 
@@ -44,6 +48,31 @@ impl ServerFlags {
             port,
         })
     }
+
+    /// Who this server is: server `server` of cluster `cluster`, announced at the
+    /// [advertised](ServerFlags::advertised) address of `listener`.
+    pub fn me(
+        &self,
+        listener: &TcpListener,
+        cluster: u32,
+        server: u32,
+    ) -> Result<ServerRef, Fatal> {
+        Ok(ServerRef {
+            cluster: ClusterId(cluster),
+            server: ServerId(server),
+            endpoint: self.advertised(listener)?,
+        })
+    }
+}
+
+/// A client of the coordinator at `host:port` (connecting lazily), and its address.
+pub fn coordinator_client(host: &str, port: u16) -> Result<(Endpoint, Arc<CoordClient>), Fatal> {
+    let at = Endpoint {
+        host: host.to_owned(),
+        port,
+    };
+    let client = CoordClient::new(&at).map_err(|e| Fatal::new("bad coordinator address", e))?;
+    Ok((at, Arc::new(client)))
 }
 
 /// Opens this server's replica under `data_dir`, learning the number of clusters from the

@@ -3,17 +3,14 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
-use tsn_core::id::{ClusterId, ServerId};
-use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::server::{COORDINATOR_AT_START, ServerFlags};
+use crate::program::server::{self, COORDINATOR_AT_START, ServerFlags};
 use crate::sync;
 
 /// The synchronizer's flags.
@@ -66,18 +63,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 async fn run(flags: Flags) -> Result<(), Fatal> {
     cli::init_logging();
     let listener = cli::listen(&flags.network.bind, flags.port).await?;
-    let me = ServerRef {
-        cluster: ClusterId(flags.cluster),
-        server: ServerId(flags.cluster),
-        endpoint: flags.network.advertised(&listener)?,
-    };
-    let coordinator_at = Endpoint {
-        host: flags.coordinator_host.clone(),
-        port: flags.coordinator_port,
-    };
-    let coordinator = Arc::new(
-        CoordClient::new(&coordinator_at).map_err(|e| Fatal::new("bad coordinator address", e))?,
-    );
+    let me = flags.network.me(&listener, flags.cluster, flags.cluster)?;
+    let (coordinator_at, coordinator) =
+        server::coordinator_client(&flags.coordinator_host, flags.coordinator_port)?;
     let clusters = register(&me, &*coordinator, &coordinator_at).await?;
     println!(
         "synchronizer cluster {} listening on {}",

@@ -6,15 +6,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{self, Fatal};
-use crate::program::server::{self, ServerFlags};
 use clap::{ArgAction, Parser};
-use tsn_core::coordinator::{Endpoint, ServerRef};
-use tsn_core::id::{ClusterId, ServerId};
+use tsn_core::id::ClusterId;
 use tsn_core::{Store, SyncPeer};
 use tsn_fs::InboxPeer;
-use tsn_grpc::coordinator::CoordClient;
 use tsn_grpc::tsd;
+
+use crate::cli::{self, Fatal};
+use crate::program::server::{self, ServerFlags};
 
 /// The tsd's flags.
 #[derive(Parser, Debug)]
@@ -72,18 +71,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 async fn run(flags: Flags) -> Result<(), Fatal> {
     cli::init_logging();
     let listener = cli::listen(&flags.network.bind, flags.port).await?;
-    let me = ServerRef {
-        cluster: ClusterId(flags.cluster),
-        server: ServerId(flags.server),
-        endpoint: flags.network.advertised(&listener)?,
-    };
-    let coordinator_at = Endpoint {
-        host: flags.coordinator_host.clone(),
-        port: flags.coordinator_port,
-    };
-    let coordinator = Arc::new(
-        CoordClient::new(&coordinator_at).map_err(|e| Fatal::new("bad coordinator address", e))?,
-    );
+    let me = flags.network.me(&listener, flags.cluster, flags.server)?;
+    let (coordinator_at, coordinator) =
+        server::coordinator_client(&flags.coordinator_host, flags.coordinator_port)?;
     let incarnation = rand::random::<u64>();
     let store = server::open_replica(
         &flags.data_dir,
