@@ -22,7 +22,8 @@ use crate::store::LOG_FILE;
 /// cut short by a crash) at the end of the file is left for a later call. It takes no lock
 /// and never writes, so it works while the store appends and flushes. It reads what is in
 /// the file, durable or not: read the [commit marker](crate::read_commit) *before* calling
-/// it and use only the entries up to it, which no failover can take back.
+/// it and read only up to it ([`read_committed`](LogTail::read_committed)), since entries past
+/// it may be taken back by a failover and the log cut below them.
 ///
 /// A tail is tied to one log. When the log is cut below what the tail read (a replica
 /// dropping a divergent tail, or a failed write being undone), or the file is replaced or
@@ -81,14 +82,17 @@ impl LogTail {
     /// Every whole record appended since the last call (or since the log's start), in
     /// order. See the [type docs](LogTail) for the errors.
     pub fn read_new(&mut self) -> Result<Vec<Entry>> {
-        let located = self.read_new_located(usize::MAX)?;
+        let located = self.read_committed(Position(u64::MAX), usize::MAX)?;
         Ok(located.into_iter().map(|l| l.entry).collect())
     }
 
-    /// Like [`read_new`](LogTail::read_new), but at most `max` entries (the rest are left
-    /// for the next call), each with where its record starts, so that a [`LogReader`] can
-    /// read chosen entries again later instead of their being kept.
-    pub fn read_new_located(&mut self, max: usize) -> Result<Vec<Located>> {
+    /// Like [`read_new`](LogTail::read_new), but only the entries at or below position
+    /// `through` (the commit marker read before the call) and at most `max` of them: the
+    /// rest are left for a later call, the tail stopping at the first record it does not
+    /// take. Each entry comes with where its record starts, so that a [`LogReader`] can
+    /// read chosen entries again later instead of their being kept. A tail that reads only
+    /// committed entries is never past a cut (a failover takes back only uncommitted ones).
+    pub fn read_committed(&mut self, through: Position, max: usize) -> Result<Vec<Located>> {
         let len = self.check()?;
         let failed =
             |e| Error::storage(format!("reading the change log {}", self.path.display()), e);
@@ -98,7 +102,7 @@ impl LogTail {
         ));
         let mut entries = Vec::new();
         let (mut offset, mut next, mut last) = (self.offset, self.next, self.last);
-        while entries.len() < max {
+        while entries.len() < max && next <= through {
             match scanner.next::<Entry>().map_err(failed)? {
                 Record::End => break,
                 Record::Whole {

@@ -119,6 +119,8 @@ pub struct Topology {
     pub servers: u32,
     /// Whether each cluster gets its synchronizer.
     pub synchronizers: bool,
+    /// The synchronizers' `--inbox-compact-limit` (`None`: their default).
+    pub inbox_compact_limit: Option<u64>,
 }
 
 impl Topology {
@@ -139,6 +141,7 @@ impl Topology {
             timers,
             servers: 2,
             synchronizers: true,
+            inbox_compact_limit: None,
         }
     }
 
@@ -164,7 +167,7 @@ impl Topology {
 
     fn synchronizer_args(&self, cluster: u32) -> Vec<String> {
         let port = if self.free_ports { 0 } else { 1233 + cluster };
-        vec![
+        let mut args = vec![
             "-n".to_owned(),
             cluster.to_string(),
             "-j".into(),
@@ -175,7 +178,11 @@ impl Topology {
             self.data_dir.display().to_string(),
             "--register-interval".into(),
             humantime::format_duration(self.timers.heartbeat_interval).to_string(),
-        ]
+        ];
+        if let Some(limit) = self.inbox_compact_limit {
+            args.extend(["--inbox-compact-limit".into(), limit.to_string()]);
+        }
+        args
     }
 
     fn tsd_args(&self, cluster: u32, server: u32) -> Vec<String> {

@@ -48,6 +48,10 @@ struct Flags {
     /// (the course's synchronizers run a round every 20s).
     #[arg(long, default_value = "0s", value_parser = cli::duration_or_zero)]
     round_interval: Duration,
+    /// Bytes past which a file of the inbox is started afresh, once the cluster has merged
+    /// (and committed) all it holds.
+    #[arg(long, default_value_t = tsn_fs::INBOX_COMPACT_LIMIT, value_parser = clap::value_parser!(u64).range(1..))]
+    inbox_compact_limit: u64,
     #[command(flatten)]
     network: ServerFlags,
     /// Print help.
@@ -77,6 +81,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         register_interval: flags.register_interval,
         poll_interval: flags.poll_interval,
         round_interval: flags.round_interval,
+        inbox_compact_limit: flags.inbox_compact_limit,
     };
     sync::run(
         config,

@@ -19,20 +19,28 @@ const READ_CHUNK: usize = 4096;
 /// How long `changes_after` waits for news before answering with nothing.
 const LONG_POLL: Duration = Duration::from_secs(1);
 
-/// The cluster's data as its master's files show it: the state (for the course's
-/// `GetUserTLFL`) and the committed changes that originate here (for the other clusters).
+/// The cluster's committed data as its master's files show it: the state (for the course's
+/// `GetUserTLFL`, and the cursors of what the cluster has imported) and the changes that
+/// originate here (for the other clusters).
 ///
 /// It follows the replica whose commit marker is highest — the master, or after a failover
-/// the new master, whose log holds every committed entry at the same positions.
+/// the new master, whose log holds every committed entry at the same positions — and reads
+/// its log **only up to the commit marker**: an entry past it may be cut by a failover, so
+/// nothing outside the tsd may act on it (serve it, or count an import it records as done).
+/// Everything it holds is therefore committed, and stays true on every later master.
 #[derive(Debug)]
 pub struct LocalCluster {
     membership: Membership,
     inner: Mutex<Inner>,
+    /// The last position read, for waiting on news; what it says is `inner.state`'s.
     committed: watch::Sender<Position>,
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// The committed entries read from the followed replica, applied in order: its last
+    /// position is how far this cluster's changes can be served, and `own` is complete
+    /// up to it (both start again from nothing when another replica is followed).
     state: State,
     /// The entries that originate in this cluster, in log order: their positions and where
     /// their records start in the followed replica's log (read again when asked for, not
@@ -96,19 +104,21 @@ impl LocalCluster {
             inner.own.clear();
             inner.reader = Some(reader);
         }
+        self.committed.send_replace(Position(0));
         let watch = DirWatch::for_files(replica, &[COMMIT_FILE, LOG_FILE]);
         loop {
             let commit = read_commit(replica)?;
             loop {
-                let entries = tail.read_new_located(READ_CHUNK)?;
-                self.absorb(&entries)?;
+                let entries = tail.read_committed(commit, READ_CHUNK)?;
+                let last = self.absorb(&entries)?;
+                self.committed.send_if_modified(|read| {
+                    let moved = *read != last;
+                    *read = last;
+                    moved
+                });
                 if entries.len() < READ_CHUNK {
                     break;
                 }
-            }
-            let readable = commit.min(self.read(|s| s.last().position));
-            if readable > *self.committed.borrow() {
-                self.committed.send_replace(readable);
             }
             if best_replica(cluster_dir).is_some_and(|best| best != replica) {
                 return Err(Error::Invalid(
@@ -119,7 +129,9 @@ impl LocalCluster {
         }
     }
 
-    fn absorb(&self, entries: &[Located]) -> Result<()> {
+    /// Applies committed `entries` (read in order from the followed replica's log) and
+    /// returns the last position read.
+    fn absorb(&self, entries: &[Located]) -> Result<Position> {
         let mut inner = self.lock();
         for Located { offset, entry } in entries {
             if entry.position <= inner.state.last().position {
@@ -130,28 +142,28 @@ impl LocalCluster {
                 inner.own.push((entry.position, *offset));
             }
         }
-        Ok(())
+        Ok(inner.state.last().position)
     }
 
     /// The changes of this cluster that the other clusters may have: committed, and
     /// originating here. Reads them from the followed replica's log (committed entries
     /// stay where they were found), on a blocking thread.
+    ///
+    /// The answer's `through` never passes what was read from the replica followed now:
+    /// right after a change of replica, while its log is read again from the start, a
+    /// peer is told nothing new rather than told that it has everything.
     async fn committed_after(&self, cursor: Position, max: usize) -> Result<Changes> {
-        let committed = *self.committed.borrow();
-        let (wanted, more, reader) = {
+        let (wanted, more, committed, reader) = {
             let inner = self.lock();
+            let committed = inner.state.last().position;
             let start = inner.own.partition_point(|&(p, _)| p <= cursor);
             let wanted: Vec<(Position, u64)> = inner.own[start..]
                 .iter()
-                .take_while(|&&(p, _)| p <= committed)
                 .take(max.max(1))
                 .copied()
                 .collect();
-            let more = inner
-                .own
-                .get(start + wanted.len())
-                .is_some_and(|&(p, _)| p <= committed);
-            (wanted, more, inner.reader.clone())
+            let more = inner.own.len() > start + wanted.len();
+            (wanted, more, committed, inner.reader.clone())
         };
         let entries = match reader {
             Some(reader) => tokio::task::spawn_blocking(move || reader.read(&wanted))

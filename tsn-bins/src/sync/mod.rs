@@ -14,7 +14,7 @@ mod local;
 mod pull;
 
 pub use local::LocalCluster;
-pub use pull::pull;
+pub use pull::{Inbox, pull};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -48,6 +48,9 @@ pub struct Config {
     /// At least this long between two reads from one other cluster (0: read as changes
     /// come; the course's synchronizers use 20 s rounds).
     pub round_interval: Duration,
+    /// The size past which an inbox file is started afresh once the cluster has merged it
+    /// all ([`tsn_fs::INBOX_COMPACT_LIMIT`] by default).
+    pub inbox_compact_limit: u64,
 }
 
 /// Runs the synchronizer of `config.me.cluster` with `clusters` clusters in all.
@@ -95,7 +98,10 @@ pub async fn run<C: Coordinator + 'static>(
 /// cluster's synchronizer, restarting it when that synchronizer's address changes.
 async fn keep_peers<C: Coordinator>(config: Config, local: Arc<LocalCluster>, coordinator: Arc<C>) {
     let me = config.me.cluster;
-    let inbox = tsn_fs::inbox_dir(&config.data_dir, me);
+    let inbox = Inbox {
+        dir: tsn_fs::inbox_dir(&config.data_dir, me),
+        compact_limit: config.inbox_compact_limit,
+    };
     let mut pulls: BTreeMap<ClusterId, (Endpoint, JoinHandle<()>)> = BTreeMap::new();
     let mut interval = tokio::time::interval(config.register_interval);
     let mut reachable = true;

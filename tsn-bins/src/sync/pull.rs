@@ -15,16 +15,25 @@ use crate::sync::local::LocalCluster;
 /// The first and the longest pause after a failed read.
 const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(1000));
 
+/// This cluster's inbox, as the synchronizer writes it.
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    /// Its folder (`<data-dir>/cluster_<c>/inbox`).
+    pub dir: PathBuf,
+    /// The size past which a file is started afresh once the cluster has merged it all.
+    pub compact_limit: u64,
+}
+
 /// Copies the changes of cluster `from`, read from its synchronizer at `peer`, into this
 /// cluster's inbox, until aborted. It resumes after what the inbox already holds or the
-/// cluster has already merged, whichever is further. With a `round` above zero it asks at
-/// most once per round, as the course's synchronizers do.
+/// cluster has already merged (committed), whichever is further. With a `round` above zero
+/// it asks at most once per round, as the course's synchronizers do.
 pub async fn pull(
     local: Arc<LocalCluster>,
     me: ClusterId,
     from: ClusterId,
     peer: Endpoint,
-    inbox: PathBuf,
+    inbox: Inbox,
     round: Duration,
 ) {
     let mut pause = RETRY.0;
@@ -45,11 +54,11 @@ async fn pull_from(
     me: ClusterId,
     from: ClusterId,
     peer: &Endpoint,
-    inbox: &std::path::Path,
+    inbox: &Inbox,
     round: Duration,
 ) -> Result<()> {
     let client = FeedClient::new(peer, me)?;
-    let mut writer = InboxWriter::open(inbox, from)?;
+    let mut writer = InboxWriter::open(&inbox.dir, from)?.with_compact_limit(inbox.compact_limit);
     copy_changes(
         &client,
         &mut writer,
@@ -60,8 +69,14 @@ async fn pull_from(
 }
 
 /// Copies `peer`'s changes into `writer`, each stretch once, starting after what the inbox
-/// holds or the cluster has merged (`merged`), and compacting the inbox as the cluster
-/// merges it. Returns only when the peer fails.
+/// holds or the cluster has merged, and compacting the inbox, before each append, once the
+/// cluster has merged all it holds. Returns only when the peer fails.
+///
+/// `merged` must be the import cursor of a **committed** entry of the cluster's log (as
+/// [`LocalCluster`] reads it): the next master, after any failover, resumes its import
+/// there, so what the inbox held up to it is no longer needed. A cursor read from an entry
+/// that a failover may still cut would discard (or never fetch) batches the next master
+/// needs.
 async fn copy_changes(
     peer: &dyn SyncPeer,
     writer: &mut InboxWriter,
@@ -72,9 +87,11 @@ async fn copy_changes(
     loop {
         let changes = peer.changes_after(cursor, FEED_BATCH).await?;
         if changes.through > cursor {
+            if writer.compact(merged())? {
+                tracing::info!(inbox = %writer.path().display(), through = %writer.written_through(), "compacted the inbox: the cluster has merged all it held");
+            }
             writer.append(&changes)?;
             cursor = changes.through;
-            writer.compact(merged())?;
         }
         if !round.is_zero() {
             tokio::time::sleep(round).await;
@@ -88,8 +105,10 @@ mod tests {
     use mockall::Sequence;
     use mockall::predicate::{always, eq};
     use tsn_core::Error;
+    use tsn_core::Store;
     use tsn_core::change::{Change, Entry};
-    use tsn_core::id::{Epoch, Time, UserId};
+    use tsn_core::id::{Epoch, Membership, ServerId, Time, UserId};
+    use tsn_core::sync::merge;
     use tsn_core::sync::{Changes, MockSyncPeer};
     use tsn_fs::InboxPeer;
 
@@ -158,6 +177,198 @@ mod tests {
         let positions: Vec<u64> = read.entries.iter().map(|e| e.position.0).collect();
         assert_eq!(positions, [1, 2, 3, 8, 9]);
         assert_eq!(read.through, Position(9));
+    }
+
+    /// Answers from a fixed list of batches, as a peer whose log holds them: the first
+    /// batch past the cursor, without the entries at or below it; fails once it has
+    /// nothing more, which ends `copy_changes`.
+    struct Batches(Vec<Changes>);
+
+    #[async_trait::async_trait]
+    impl SyncPeer for Batches {
+        async fn users(&self) -> tsn_core::Result<Vec<tsn_core::sync::UserRecord>> {
+            Ok(Vec::new())
+        }
+
+        async fn changes_after(&self, cursor: Position, _max: usize) -> tsn_core::Result<Changes> {
+            let batch =
+                self.0
+                    .iter()
+                    .find(|b| b.through > cursor)
+                    .ok_or_else(|| Error::Unavailable {
+                        what: "peer".into(),
+                        reason: "nothing more".into(),
+                    })?;
+            Ok(Changes {
+                entries: batch
+                    .entries
+                    .iter()
+                    .filter(|e| e.position > cursor)
+                    .cloned()
+                    .collect(),
+                through: batch.through,
+            })
+        }
+    }
+
+    /// Cluster 1 of 3, importing from cluster 2: server 1 its master, server 2 its slave,
+    /// both holding user 1's first login, committed. The master has merged cluster 2's
+    /// first batch (`joins(1, 3)`): appended and durable, **not committed**, with the
+    /// synchronizer's view of the cluster following it. Returns the data folder, the two
+    /// stores and the synchronizer's view (with the task that follows the files).
+    async fn an_import_appended_but_not_committed() -> (
+        tempfile::TempDir,
+        tsn_fs::FileStore,
+        tsn_fs::FileStore,
+        Arc<LocalCluster>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let data = tempfile::tempdir().expect("a folder");
+        let membership = Membership {
+            cluster: ClusterId(1),
+            clusters: 3,
+        };
+        let open = |server: u32| {
+            let dir = tsn_fs::replica_dir(data.path(), membership.cluster, ServerId(server));
+            tsn_fs::FileStore::open(&dir, membership)
+                .expect("a replica")
+                .0
+        };
+        let (master, slave) = (open(1), open(2));
+        let first_login = [Entry {
+            position: Position(1),
+            epoch: Epoch(1),
+            change: Change::UserJoined {
+                user: UserId::new(1).expect("a user"),
+                time: Time(1),
+            },
+        }];
+        for store in [&master, &slave] {
+            store.append(&first_login).expect("append");
+            store.flush().await.expect("flush");
+        }
+        master.record_commit(Position(1));
+
+        let merged = master.read(|s| merge(s, ClusterId(2), &joins(1, 3)));
+        let entries: Vec<Entry> = (2..)
+            .zip(merged)
+            .map(|(p, change)| Entry {
+                position: Position(p),
+                epoch: Epoch(1),
+                change,
+            })
+            .collect();
+        assert!(matches!(
+            entries.last().map(|e| &e.change),
+            Some(Change::Imported {
+                through: Position(3),
+                ..
+            })
+        ));
+        master.append(&entries).expect("append the import");
+        master.flush().await.expect("durable on the master alone");
+
+        let local = Arc::new(LocalCluster::new(membership));
+        let cluster_dir = tsn_fs::cluster_dir(data.path(), membership.cluster);
+        let follower = tokio::spawn({
+            let local = Arc::clone(&local);
+            async move { local.follow(cluster_dir, Duration::from_millis(10)).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while local.read(|s| s.last().position) < Position(1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the synchronizer read nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (data, master, slave, local, follower)
+    }
+
+    /// The master fails before its import commits; the slave takes over (a new epoch,
+    /// committed) and the old master's uncommitted tail is cut, as when it comes back.
+    /// Returns the positions of cluster 2's log that the new master's import reads from
+    /// the inbox, from the cursor its own log records.
+    async fn fail_over_and_import(
+        data: &std::path::Path,
+        old_master: tsn_fs::FileStore,
+        new_master: &tsn_fs::FileStore,
+    ) -> Vec<u64> {
+        new_master
+            .append(&[Entry {
+                position: Position(2),
+                epoch: Epoch(2),
+                change: Change::MasterElected {
+                    server: ServerId(2),
+                    time: Time(2),
+                },
+            }])
+            .expect("the election entry");
+        new_master.flush().await.expect("flush");
+        new_master.record_commit(Position(2));
+        old_master
+            .truncate_after(Position(1))
+            .await
+            .expect("the cut");
+
+        let from = ClusterId(2);
+        let inbox = InboxPeer::new(
+            &tsn_fs::inbox_dir(data, ClusterId(1)),
+            from,
+            Duration::from_millis(10),
+        );
+        let mut cursor = new_master.read(|s| s.imported_through(from));
+        assert_eq!(cursor, Position(0), "the new master never merged the batch");
+        let mut read = Vec::new();
+        for _ in 0..10 {
+            let changes = inbox.changes_after(cursor, 100).await.expect("read");
+            read.extend(changes.entries.iter().map(|e| e.position.0));
+            if changes.through == cursor || changes.through == Position(5) {
+                break;
+            }
+            cursor = changes.through;
+        }
+        read
+    }
+
+    #[tokio::test]
+    async fn an_inbox_is_not_compacted_on_an_import_that_a_failover_can_cut() {
+        let (data, master, slave, local, follower) = an_import_appended_but_not_committed().await;
+        let inbox = tsn_fs::inbox_dir(data.path(), ClusterId(1));
+        let from = ClusterId(2);
+        InboxWriter::open(&inbox, from)
+            .expect("an inbox")
+            .append(&joins(1, 3))
+            .expect("the first batch");
+        // A limit of one byte: any inbox is over it.
+        let mut writer = InboxWriter::open(&inbox, from)
+            .expect("the inbox again")
+            .with_compact_limit(1);
+        let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
+        let merged = || local.read(|s| s.imported_through(from));
+        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO).await;
+        assert!(ended.is_err(), "it ends when the peer has nothing more");
+        follower.abort();
+
+        let read = fail_over_and_import(data.path(), master, &slave).await;
+        assert_eq!(read, [1, 2, 3, 4, 5], "every batch arrives, once");
+    }
+
+    #[tokio::test]
+    async fn a_pull_does_not_start_after_an_import_that_a_failover_can_cut() {
+        let (data, master, slave, local, follower) = an_import_appended_but_not_committed().await;
+        // An inbox started afresh (compacted), with nothing in it.
+        let from = ClusterId(2);
+        let mut writer = InboxWriter::open(&tsn_fs::inbox_dir(data.path(), ClusterId(1)), from)
+            .expect("an inbox");
+        let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
+        let merged = || local.read(|s| s.imported_through(from));
+        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO).await;
+        assert!(ended.is_err(), "it ends when the peer has nothing more");
+        follower.abort();
+
+        let read = fail_over_and_import(data.path(), master, &slave).await;
+        assert_eq!(read, [1, 2, 3, 4, 5], "every batch arrives, once");
     }
 
     #[tokio::test]

@@ -225,7 +225,7 @@ async fn a_reader_reads_chosen_entries_again_where_the_tail_found_them() {
     store.flush().await.expect("flush");
     let located = LogTail::open(dir.path())
         .expect("open the tail")
-        .read_new_located(usize::MAX)
+        .read_committed(Position(u64::MAX), usize::MAX)
         .expect("read");
     assert_eq!(
         located.iter().map(|l| l.entry.clone()).collect::<Vec<_>>(),

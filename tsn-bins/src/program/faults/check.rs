@@ -218,6 +218,17 @@ fn judge_timeline(
 
 /// The lines of the logs in `logs` that tell of a panic, each with its file's name.
 pub(super) fn panics(logs: &Path) -> Vec<String> {
+    log_lines(logs, "panicked")
+}
+
+/// How many times a synchronizer started an inbox file afresh, as its log tells.
+pub(super) fn inbox_compactions(logs: &Path) -> usize {
+    log_lines(logs, "compacted the inbox").len()
+}
+
+/// The lines of the logs in `logs` that contain `needle`, each with its file's name, in
+/// order; a folder that cannot be read is one such line saying so.
+fn log_lines(logs: &Path, needle: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(logs) else {
         return vec![format!("cannot read the logs in {}", logs.display())];
     };
@@ -227,7 +238,7 @@ pub(super) fn panics(logs: &Path) -> Vec<String> {
         let name = entry.file_name().to_string_lossy().into_owned();
         found.extend(
             text.lines()
-                .filter(|line| line.contains("panicked"))
+                .filter(|line| line.contains(needle))
                 .map(|line| format!("{name}: {line}")),
         );
     }
