@@ -12,6 +12,10 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use tokio::net::TcpListener;
 
+/// The most clusters a deployment may have: the coordinator's `--clusters`, a tsd's `-c`
+/// and a synchronizer's `-n` are refused above it.
+pub const MAX_CLUSTERS: u32 = 1000;
+
 /// Runs a program: parses `args` (the first being the program's name) as `F` and runs
 /// `run` on a multi-threaded runtime. A failure is printed as one line and ends the
 /// program with status 1.

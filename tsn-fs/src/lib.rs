@@ -219,7 +219,10 @@ mod view;
 mod watch;
 
 pub use commit::{COMMIT_FILE, read_commit};
-pub use inbox::{INBOX_COMPACT_LIMIT, InboxPeer, InboxWriter, inbox_dir, inbox_file};
+pub use inbox::{
+    INBOX_COMPACT_LIMIT, InboxClaim, InboxPeer, InboxWriter, SYNCHRONIZER_LOCK_FILE, inbox_dir,
+    inbox_file,
+};
 pub use log::Damage;
 pub use membership::{MEMBERSHIP_FILE, recorded_membership};
 pub use recovery::{Cut, Recovery};

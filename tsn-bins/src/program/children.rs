@@ -102,6 +102,23 @@ pub struct Timers {
     pub failure_timeout: Duration,
 }
 
+impl Timers {
+    /// Refuses timers that cannot work: a failure timeout shorter than two heartbeat
+    /// intervals declares live servers failed between two of their heartbeats, and the
+    /// cluster's master flaps forever.
+    pub fn check(&self) -> Result<(), Fatal> {
+        if self.failure_timeout < self.heartbeat_interval * 2 {
+            return Err(Fatal(format!(
+                "--failure-timeout ({}) must be at least twice --heartbeat-interval ({}), or \
+                 live servers count as failed between two heartbeats",
+                humantime::format_duration(self.failure_timeout),
+                humantime::format_duration(self.heartbeat_interval)
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The shape of a local deployment.
 #[derive(Clone, Debug)]
 pub struct Topology {
@@ -276,6 +293,7 @@ impl Deployment {
     /// Starts the coordinator, two servers and a synchronizer per cluster, and waits until
     /// every server has a role. On failure every child started is stopped.
     pub async fn start(topology: Topology) -> Result<Deployment, Fatal> {
+        topology.timers.check()?;
         let logs = topology.data_dir.join("logs");
         std::fs::create_dir_all(&logs)
             .map_err(|e| Fatal::new(format_args!("cannot create {}", logs.display()), e))?;

@@ -23,7 +23,7 @@ struct Flags {
     #[arg(short = 'p', long = "port", default_value_t = 9090)]
     port: u16,
     /// Number of clusters N; user u lives in cluster ((u-1) mod N)+1.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=crate::cli::MAX_CLUSTERS as i64))]
     clusters: u32,
     /// How long a server may miss heartbeats before it counts as failed (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = cli::duration)]

@@ -19,7 +19,8 @@ use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::children::{self, Deployment, Member, Timers, Topology};
+use crate::program::children::{self, Deployment, Member, Timers, Topology, free_port};
+use crate::program::data_folder::{self, Claim};
 
 /// How often roles and children are checked.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);
@@ -35,15 +36,16 @@ struct Flags {
     /// Folder for all data and logs.
     #[arg(long, default_value = "tsn-data")]
     data_dir: PathBuf,
-    /// Delete the data folder first.
+    /// Delete the deployment data in the data folder first (refused for a folder that holds
+    /// anything else, or that a running process uses).
     #[arg(long)]
     reset: bool,
     /// Number of clusters (at most 6 with the course's ports).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     clusters: u32,
-    /// Port of the coordinator.
-    #[arg(long, default_value_t = 9090)]
-    coordinator_port: u16,
+    /// Port of the coordinator [default: 9090, or a free one with --free-ports].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    coordinator_port: Option<u16>,
     /// Let every server pick a free port instead of the course's (10000, 10001, 20000 ... and 1234 ...)
     #[arg(long)]
     free_ports: bool,
@@ -62,26 +64,31 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
             "more than 6 clusters need --free-ports (the course's ports stop at 60001)".into(),
         ));
     }
-    if flags.reset && flags.data_dir.exists() {
-        std::fs::remove_dir_all(&flags.data_dir).map_err(|e| {
-            Fatal::new(
-                format_args!("cannot delete {}", flags.data_dir.display()),
-                e,
-            )
-        })?;
+    if flags.reset {
+        data_folder::check_resettable(&flags.data_dir)?;
     }
+    let claim = Claim::take(&flags.data_dir)?;
+    if flags.reset {
+        claim.reset()?;
+    }
+    let coordinator_port = match (flags.coordinator_port, flags.free_ports) {
+        (Some(port), _) => port,
+        (None, true) => free_port()?,
+        (None, false) => 9090,
+    };
     let topology = Topology::standard(
         flags.clusters,
-        flags.coordinator_port,
+        coordinator_port,
         flags.free_ports,
         flags.data_dir.clone(),
         flags.timers,
     );
     let mut deployment = Deployment::start(topology).await?;
     let exe = std::env::current_exe().unwrap_or_default();
-    print_table(&flags, &deployment.members, &exe);
-    watch(&flags, &mut deployment.members).await;
+    print_table(&flags, coordinator_port, &deployment.members, &exe);
+    watch(&flags, coordinator_port, &mut deployment.members).await;
     deployment.stop().await;
+    drop(claim);
     println!(
         "Stopped every process. The data stays in {}.",
         flags.data_dir.display()
@@ -89,7 +96,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn print_table(flags: &Flags, members: &[Member], exe: &Path) {
+fn print_table(flags: &Flags, coordinator_port: u16, members: &[Member], exe: &Path) {
     println!(
         "TSN is running: {} clusters, data in {}, logs in {}.",
         flags.clusters,
@@ -113,12 +120,9 @@ fn print_table(flags: &Flags, members: &[Member], exe: &Path) {
     println!();
     let tsc = exe.with_file_name("tsc");
     let client = if tsc.is_file() {
-        format!("{} -k {}", tsc.display(), flags.coordinator_port)
+        format!("{} -k {}", tsc.display(), coordinator_port)
     } else {
-        format!(
-            "cargo run --release --bin tsc -- -k {}",
-            flags.coordinator_port
-        )
+        format!("cargo run --release --bin tsc -- -k {}", coordinator_port)
     };
     println!(
         "Connect a client in another terminal, for user 1 (cluster 1) and user 2 (cluster 2):"
@@ -129,10 +133,10 @@ fn print_table(flags: &Flags, members: &[Member], exe: &Path) {
 }
 
 /// Reports role changes and dead children until Ctrl-C.
-async fn watch(flags: &Flags, members: &mut [Member]) {
+async fn watch(flags: &Flags, coordinator_port: u16, members: &mut [Member]) {
     let coordinator = CoordClient::new(&Endpoint {
         host: "127.0.0.1".into(),
-        port: flags.coordinator_port,
+        port: coordinator_port,
     });
     let mut masters: BTreeMap<u32, Option<String>> = BTreeMap::new();
     let shutdown = cli::shutdown_signal();

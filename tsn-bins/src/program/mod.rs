@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod children;
 pub mod coordinator;
+pub mod data_folder;
 pub mod faults;
 pub mod local;
 pub mod server;

@@ -1,13 +1,14 @@
 //! The synchronizer: copies users, follows and posts between its cluster and the others.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
+use tsn_core::id::ClusterId;
 
 use crate::cli::{self, Fatal};
 use crate::program::server::{self, COORDINATOR_AT_START, ServerFlags};
@@ -27,10 +28,10 @@ struct Flags {
     #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
     coordinator_host: String,
     /// Port of the coordinator.
-    #[arg(short = 'j', long = "coordinator-port", default_value_t = 9090)]
+    #[arg(short = 'j', long = "coordinator-port", default_value_t = 9090, value_parser = clap::value_parser!(u16).range(1..))]
     coordinator_port: u16,
     /// The cluster this synchronizer serves (1..N).
-    #[arg(short = 'n', long = "cluster", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    #[arg(short = 'n', long = "cluster", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=crate::cli::MAX_CLUSTERS as i64))]
     cluster: u32,
     /// Port to listen on (0 picks a free one).
     #[arg(short = 'p', long = "port", default_value_t = 1234)]
@@ -66,6 +67,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
     cli::init_logging();
+    check_data_dir(&flags.data_dir)?;
+    let inbox = tsn_fs::inbox_dir(&flags.data_dir, ClusterId(flags.cluster));
+    let _claim = tsn_fs::InboxClaim::take(&inbox).map_err(|e| {
+        Fatal::new(
+            format_args!("cluster {} has a synchronizer already", flags.cluster),
+            e,
+        )
+    })?;
     let listener = cli::listen(&flags.network.bind, flags.port).await?;
     let me = flags.network.me(&listener, flags.cluster, flags.cluster)?;
     let (coordinator_at, coordinator) =
@@ -91,6 +100,27 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         cli::shutdown_signal(),
     )
     .await
+}
+
+/// Refuses, in one line, a data folder that does not exist or is not a folder: the
+/// synchronizer meets its cluster's servers there, so a wrong one would leave it serving
+/// nothing while it replaced the cluster's real synchronizer.
+fn check_data_dir(dir: &Path) -> Result<(), Fatal> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Fatal(format!(
+            "the data folder {} is not a folder; give the --data-dir of the cluster's servers",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Fatal(format!(
+            "the data folder {} does not exist; give the --data-dir of the cluster's servers",
+            dir.display()
+        ))),
+        Err(e) => Err(Fatal::new(
+            format_args!("cannot read the data folder {}", dir.display()),
+            e,
+        )),
+    }
 }
 
 /// Registers with the coordinator, retrying for a few seconds; returns the number of

@@ -22,7 +22,7 @@ struct Flags {
     #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
     coordinator_host: String,
     /// Port of the coordinator.
-    #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090)]
+    #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090, value_parser = clap::value_parser!(u16).range(1..))]
     coordinator_port: u16,
     /// Your user id: a whole number from 1 to 2147483647.
     #[arg(short = 'u', long = "user", default_value = "1", value_parser = parse_user)]

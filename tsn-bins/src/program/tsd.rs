@@ -26,7 +26,7 @@ use crate::program::server::{self, ServerFlags};
 )]
 struct Flags {
     /// The cluster this server belongs to (1..N).
-    #[arg(short = 'c', long = "cluster", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'c', long = "cluster", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=crate::cli::MAX_CLUSTERS as i64))]
     cluster: u32,
     /// This server's id within its cluster.
     #[arg(short = 's', long = "server", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
@@ -35,7 +35,7 @@ struct Flags {
     #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
     coordinator_host: String,
     /// Port of the coordinator.
-    #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090)]
+    #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090, value_parser = clap::value_parser!(u16).range(1..))]
     coordinator_port: u16,
     /// Port to listen on (0 picks a free one).
     #[arg(short = 'p', long = "port", default_value_t = 10000)]

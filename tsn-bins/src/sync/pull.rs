@@ -38,14 +38,25 @@ pub async fn pull(
 ) {
     let mut pause = RETRY.0;
     loop {
-        match pull_from(&local, me, from, &peer, &inbox, round).await {
+        let began = tokio::time::Instant::now();
+        let copied = pull_from(&local, me, from, &peer, &inbox, round).await;
+        if began.elapsed() > RETRY.1 {
+            // It worked for a while: a failure now starts a new run of them.
+            pause = RETRY.0;
+        }
+        match copied {
             Ok(()) => return,
+            // The first failure of a run of them is a warning: the cluster receives nothing
+            // from `from` until it is over. The retries that follow say the same.
+            Err(error) if pause == RETRY.0 => {
+                tracing::warn!(%from, %peer, %error, "cannot copy the changes of another cluster into the inbox; retrying");
+            }
             Err(error) => {
-                tracing::debug!(%from, %peer, %error, "pulling changes failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(RETRY.1);
+                tracing::debug!(%from, %peer, %error, "pulling changes failed again; retrying");
             }
         }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY.1);
     }
 }
 

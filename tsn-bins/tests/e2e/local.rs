@@ -29,19 +29,21 @@ fn interrupt(proc: &Proc) {
 fn tsn_local_runs_a_deployment_that_clients_use_and_ctrl_c_leaves_nothing_running() {
     let data = tempfile::tempdir().expect("a folder");
     let data_dir = data.path().join("tsn-data").display().to_string();
-    let port = unused_port().to_string();
+    // --free-ports alone: the coordinator too gets a free port, not the course's 9090.
     let mut local = Proc::start(
         "tsn-local",
-        &[
-            "--free-ports".into(),
-            "--coordinator-port".into(),
-            port.clone(),
-            "--data-dir".into(),
-            data_dir.clone(),
-        ],
+        &["--free-ports".into(), "--data-dir".into(), data_dir.clone()],
     );
     local.wait_for("Ctrl-C stops every process.\n");
     let table = local.stdout();
+    let port = table
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("coordinator"))
+        .and_then(|row| row.rsplit(':').next())
+        .expect("the coordinator's row")
+        .trim()
+        .to_owned();
+    assert_ne!(port, "9090", "{table}");
     for (cluster, server, role) in [(1, 1, "master"), (1, 2, "slave"), (3, 2, "slave")] {
         let row = format!("  tsd                {cluster}      {server}  {role}");
         assert!(table.contains(&row), "'{row}' in:\n{table}");
@@ -69,6 +71,19 @@ fn tsn_local_runs_a_deployment_that_clients_use_and_ctrl_c_leaves_nothing_runnin
 }
 
 #[test]
+fn tsn_local_refuses_a_failure_timeout_shorter_than_two_heartbeats() {
+    let data = tempfile::tempdir().expect("a folder");
+    let port = unused_port().to_string();
+    let mut local = start_local(
+        &data.path().display().to_string(),
+        &port,
+        &["--heartbeat-interval", "2s", "--failure-timeout", "1s"],
+    );
+    let error = refusal(&mut local);
+    assert!(error.contains("--failure-timeout (1s)"), "{error}");
+}
+
+#[test]
 fn tsn_local_says_so_in_one_line_when_its_port_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = taken.local_addr().expect("an address").port().to_string();
@@ -88,4 +103,99 @@ fn tsn_local_says_so_in_one_line_when_its_port_is_taken() {
     let error = local.stderr();
     assert_eq!(error.lines().count(), 1, "{error}");
     assert!(error.contains(&port) && error.contains("in use"), "{error}");
+}
+
+/// `tsn-local` on a free coordinator port, with its data in `data_dir`, and `extra` flags.
+fn start_local(data_dir: &str, port: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "--free-ports".into(),
+        "--coordinator-port".into(),
+        port.into(),
+        "--data-dir".into(),
+        data_dir.into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Proc::start("tsn-local", &args)
+}
+
+/// Waits for `proc` to fail, and returns the one line it printed on standard error.
+fn refusal(proc: &mut Proc) -> String {
+    let status = proc.wait_exit();
+    assert!(!status.success(), "it was refused: {}", proc.stdout());
+    let error = proc.stderr();
+    assert_eq!(error.lines().count(), 1, "one line: {error}");
+    error
+}
+
+#[test]
+fn reset_refuses_a_folder_that_holds_what_tsn_did_not_make_and_deletes_nothing() {
+    let data = tempfile::tempdir().expect("a folder");
+    let precious = data.path().join("precious");
+    std::fs::create_dir_all(precious.join("sub")).expect("a sub-folder");
+    std::fs::write(precious.join("thesis.txt"), "years of work").expect("a file");
+    std::fs::write(precious.join("sub").join("notes.txt"), "notes").expect("a file");
+
+    let port = unused_port().to_string();
+    let mut local = start_local(&precious.display().to_string(), &port, &["--reset"]);
+    let error = refusal(&mut local);
+    assert!(
+        error.contains("refusing to reset") && error.contains("which TSN did not make"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(precious.join("thesis.txt")).expect("still there"),
+        "years of work"
+    );
+    assert!(precious.join("sub").join("notes.txt").is_file());
+    assert!(
+        !precious.join("tsn-local.lock").exists(),
+        "nothing was created in it either"
+    );
+}
+
+#[test]
+fn reset_refuses_a_folder_in_use_and_the_running_deployment_keeps_its_data() {
+    let data = tempfile::tempdir().expect("a folder");
+    let data_dir = data.path().join("tsn-data").display().to_string();
+    let port = unused_port().to_string();
+    let mut running = start_local(&data_dir, &port, &[]);
+    running.wait_for("Ctrl-C stops every process.\n");
+    let mut u1 = Proc::start("tsc", &["-k".into(), port.clone(), "-u".into(), "1".into()]);
+    u1.command("LIST", "All users: 1\n");
+    u1.finish();
+
+    let second_port = unused_port().to_string();
+    let mut second = start_local(&data_dir, &second_port, &["--reset"]);
+    let error = refusal(&mut second);
+    assert!(error.contains("in use by another tsn-local"), "{error}");
+    assert!(running.is_running(), "the first deployment runs on");
+    let mut u2 = Proc::start("tsc", &["-k".into(), port.clone(), "-u".into(), "2".into()]);
+    u2.command("LIST", "All users: 1, 2\n");
+    u2.finish();
+
+    // A replica held open by a process of its own (as a tsd started by hand holds it).
+    interrupt(&running);
+    assert!(running.wait_exit().success(), "{}", running.stderr());
+    let replica = std::path::Path::new(&data_dir).join("cluster_1").join("1");
+    let membership = tsn_core::id::Membership {
+        cluster: tsn_core::id::ClusterId(1),
+        clusters: 3,
+    };
+    let held = tsn_fs::FileStore::open(&replica, membership).expect("open the replica");
+    let mut third = start_local(&data_dir, &second_port, &["--reset"]);
+    let error = refusal(&mut third);
+    assert!(
+        error.contains("in use by a running process") && error.contains("changes.log"),
+        "{error}"
+    );
+    drop(held);
+
+    // Once nothing uses it, the reset deletes the deployment's data.
+    let mut fresh = start_local(&data_dir, &second_port, &["--reset"]);
+    fresh.wait_for("Ctrl-C stops every process.\n");
+    let mut u2 = Proc::start("tsc", &["-k".into(), second_port, "-u".into(), "2".into()]);
+    u2.command("LIST", "All users: 2\n");
+    u2.finish();
+    interrupt(&fresh);
+    assert!(fresh.wait_exit().success(), "{}", fresh.stderr());
 }

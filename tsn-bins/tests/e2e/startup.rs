@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::{Deployment, Proc, unused_port};
+use crate::support::{Deployment, Proc, coordinator_at, runtime, unused_port, within};
 
 /// Runs `program args` to its end and checks that it failed the way SPEC.md asks: a
 /// non-zero exit and exactly one line on standard error that mentions `mentions`, nothing
@@ -60,9 +60,14 @@ fn bad_flags_end_every_program_with_one_line() {
         ("tsd", &["--heartbeat-interval", "5x"], "5x"),
         ("tsd", &["--heartbeat-interval", "0s"], "0s"),
         ("tsd", &["-c", "0"], "0"),
+        ("tsd", &["-c", "1001"], "1001"),
+        ("tsd", &["-k", "0"], "0"),
+        ("synchronizer", &["-n", "1001"], "1001"),
+        ("synchronizer", &["-j", "0"], "0"),
         ("tsd", &["-s", "abc"], "abc"),
         ("tsc", &["--no-such-flag", "-k", &dead], "--no-such-flag"),
         ("tsc", &["-k", "notaport"], "notaport"),
+        ("tsc", &["-k", "0", "-u", "1"], "0"),
         ("tsc", &["-k", &dead, "-u", "0"], "0"),
         ("tsc", &["-k", &dead, "-u", "-1"], "-1"),
         ("tsc", &["-k", &dead, "-u", "abc"], "abc"),
@@ -161,6 +166,65 @@ fn tsd_ends_with_one_line_when_its_replica_is_open_in_another_tsd() {
     assert!(
         deployment.server(1, 1).is_running(),
         "the tsd that has the replica open carries on"
+    );
+}
+
+#[test]
+fn synchronizer_ends_with_one_line_on_a_data_dir_that_is_missing_or_a_file() {
+    let deployment = Deployment::start(3);
+    let coordinator = deployment.coordinator_port.to_string();
+    let missing = deployment.data_dir().join("no-such-folder");
+    let a_file = deployment.data_dir().join("a-file");
+    std::fs::write(&a_file, "not a folder\n").expect("write a file");
+    for (dir, says) in [(missing, "does not exist"), (a_file, "is not a folder")] {
+        let dir = dir.display().to_string();
+        fails_with_one_line(
+            "synchronizer",
+            &["-n", "1", "-j", &coordinator, "-p", "0", "--data-dir", &dir],
+            says,
+            AT_ONCE,
+        );
+    }
+    let registered = runtime().block_on(async {
+        let mut coordinator = coordinator_at(deployment.coordinator_port).await;
+        within(
+            "GetSyncServers",
+            coordinator.get_sync_servers(tsn_grpc::proto::csce438::Empty {}),
+        )
+        .await
+        .expect("GetSyncServers")
+        .into_inner()
+    });
+    assert!(
+        registered.servers.is_empty(),
+        "neither registered: {registered:?}"
+    );
+}
+
+#[test]
+fn a_second_synchronizer_of_a_cluster_on_its_data_dir_ends_with_one_line() {
+    let mut deployment = Deployment::start(3);
+    deployment.start_synchronizer(1);
+    let coordinator = deployment.coordinator_port.to_string();
+    let data_dir = deployment.data_dir().display().to_string();
+    fails_with_one_line(
+        "synchronizer",
+        &[
+            "-n",
+            "1",
+            "-j",
+            &coordinator,
+            "-p",
+            "0",
+            "--data-dir",
+            &data_dir,
+        ],
+        "cluster 1 has a synchronizer already",
+        AT_ONCE,
+    );
+    assert!(
+        deployment.synchronizer(1).is_running(),
+        "the first synchronizer carries on"
     );
 }
 

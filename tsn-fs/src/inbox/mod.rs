@@ -23,11 +23,13 @@ mod writer;
 pub use peer::InboxPeer;
 pub use writer::{INBOX_COMPACT_LIMIT, InboxWriter};
 
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tsn_core::change::Entry;
 use tsn_core::id::{ClusterId, Position};
+use tsn_core::{Error, Result};
 
 /// The inbox folder of cluster `cluster`: `<data_dir>/cluster_<cluster>/inbox`.
 pub fn inbox_dir(data_dir: &Path, cluster: ClusterId) -> PathBuf {
@@ -37,6 +39,39 @@ pub fn inbox_dir(data_dir: &Path, cluster: ClusterId) -> PathBuf {
 /// The file of an inbox that holds what came from cluster `from`: `from_<from>.log`.
 pub fn inbox_file(inbox_dir: &Path, from: ClusterId) -> PathBuf {
     inbox_dir.join(file_name(from))
+}
+
+/// The file of an inbox that its synchronizer holds locked while it runs.
+pub const SYNCHRONIZER_LOCK_FILE: &str = "synchronizer.lock";
+
+/// An inbox claimed by one synchronizer process: a second synchronizer of the same cluster
+/// on the same data folder is refused while the first runs. Released when dropped (or
+/// when the process dies, however it dies).
+#[derive(Debug)]
+pub struct InboxClaim {
+    _lock: File,
+}
+
+impl InboxClaim {
+    /// Claims `inbox_dir` (creating it if missing). Fails with [`Error::Storage`] when it
+    /// cannot, or when another synchronizer holds it.
+    pub fn take(inbox_dir: &Path) -> Result<InboxClaim> {
+        let path = inbox_dir.join(SYNCHRONIZER_LOCK_FILE);
+        let failed = |e| Error::storage(format!("claiming the inbox {}", inbox_dir.display()), e);
+        std::fs::create_dir_all(inbox_dir).map_err(failed)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(failed)?;
+        writer::lock(
+            &file,
+            "another synchronizer of this cluster runs on this data folder",
+        )
+        .map_err(failed)?;
+        Ok(InboxClaim { _lock: file })
+    }
 }
 
 fn file_name(from: ClusterId) -> String {

@@ -51,7 +51,7 @@ impl InboxWriter {
             .create(true)
             .open(&path)
             .map_err(|e| Error::storage(at("opening the inbox file"), e))?;
-        lock(&file).map_err(|e| Error::storage(at("locking the inbox file"), e))?;
+        lock(&file, WRITER_HOLDER).map_err(|e| Error::storage(at("locking the inbox file"), e))?;
         let len = file
             .metadata()
             .map_err(|e| Error::storage(at("reading the inbox file"), e))?
@@ -161,7 +161,7 @@ impl InboxWriter {
                 .truncate(false)
                 .open(&temporary)?;
             file.set_len(0)?;
-            lock(&file)?;
+            lock(&file, WRITER_HOLDER)?;
             std::fs::rename(&temporary, &self.path)?;
             Ok(file)
         };
@@ -182,17 +182,20 @@ impl InboxWriter {
     }
 }
 
-/// Takes the file's lock, or says who has it.
-fn lock(file: &File) -> std::io::Result<()> {
+/// Takes the file's lock, or fails with `holder` (who has it) as the error's message.
+pub(super) fn lock(file: &File, holder: &str) -> std::io::Result<()> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(TryLockError::WouldBlock) => Err(std::io::Error::new(
             std::io::ErrorKind::WouldBlock,
-            "another synchronizer (or writer) has this inbox file open",
+            holder.to_owned(),
         )),
         Err(TryLockError::Error(e)) => Err(e),
     }
 }
+
+/// Who holds an inbox file's lock when [`InboxWriter`] cannot take it.
+const WRITER_HOLDER: &str = "another synchronizer (or writer) has this inbox file open";
 
 /// Appends the records of a batch to `out`, split in halves while a record would be over
 /// the limit; each half but the last covers through its own last entry.

@@ -1,0 +1,176 @@
+//! A local deployment's data folder, as `tsn-local` owns it: a lock held while a deployment
+//! runs on it, and a reset that removes only what TSN made, and only when nothing uses it.
+//!
+//! What TSN makes in a data folder: `cluster_<c>` folders (each holding replica folders
+//! named by server id and an `inbox`), the `logs` folder, and the lock file
+//! [`LOCK_FILE`]. A folder holding anything else is not a TSN data folder, and is never
+//! reset.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use crate::cli::Fatal;
+
+/// The file `tsn-local` holds locked (`flock`) in the data folder while it runs.
+pub const LOCK_FILE: &str = "tsn-local.lock";
+
+/// The data folder, locked against a second `tsn-local` until dropped.
+#[derive(Debug)]
+pub struct Claim {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl Claim {
+    /// Creates the folder if needed and takes its lock; refuses, in one line, a folder
+    /// another `tsn-local` holds.
+    pub fn take(dir: &Path) -> Result<Claim, Fatal> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Fatal::new(format_args!("cannot create {}", dir.display()), e))?;
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Claim {
+                dir: dir.to_path_buf(),
+                _lock: file,
+            }),
+            Err(TryLockError::WouldBlock) => Err(Fatal(format!(
+                "{} is in use by another tsn-local; stop it first, or give another --data-dir",
+                dir.display()
+            ))),
+            Err(TryLockError::Error(e)) => Err(Fatal::new(
+                format_args!("cannot lock {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Deletes the deployment data in the claimed folder: every `cluster_<c>` folder and
+    /// the logs, keeping the lock. Refuses, in one line and deleting nothing, while a
+    /// server or synchronizer started by hand still has a replica or an inbox file open.
+    pub fn reset(&self) -> Result<(), Fatal> {
+        let made = made_by_tsn(&self.dir)?;
+        for path in made.iter().filter(|p| is_cluster_dir(p)) {
+            if let Some(busy) = in_use(path)? {
+                return Err(Fatal(format!(
+                    "refusing to reset {}: {} is in use by a running process (a tsd or a \
+                     synchronizer); stop it first",
+                    self.dir.display(),
+                    busy.display()
+                )));
+            }
+        }
+        for path in made {
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Fatal::new(format_args!("cannot delete {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses, in one line and before anything is created or deleted, to reset a folder that
+/// holds anything TSN did not make. A missing folder is fine.
+pub fn check_resettable(dir: &Path) -> Result<(), Fatal> {
+    made_by_tsn(dir).map(drop)
+}
+
+/// The folders TSN made in `dir` (not the lock file), or a refusal naming what it holds
+/// that TSN did not make. A missing folder holds nothing.
+fn made_by_tsn(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
+    let refuse = |what: &Path| {
+        Fatal(format!(
+            "refusing to reset {}: it holds {}, which TSN did not make; give a folder of TSN's \
+             data, or delete it yourself",
+            dir.display(),
+            what.display()
+        ))
+    };
+    let mut made = Vec::new();
+    for path in listing(dir)? {
+        let name = file_name(&path);
+        if name == LOCK_FILE && path.is_file() {
+            continue;
+        }
+        let is_dir = path.is_dir() && !path.is_symlink();
+        if is_dir && name == "logs" {
+            made.push(path);
+        } else if is_dir && is_cluster_dir(&path) {
+            if let Some(foreign) = listing(&path)?.into_iter().find(|inside| {
+                let name = file_name(inside);
+                let known = name == "inbox" || name.parse::<u32>().is_ok();
+                !(known && inside.is_dir() && !inside.is_symlink())
+            }) {
+                return Err(refuse(&foreign));
+            }
+            made.push(path);
+        } else {
+            return Err(refuse(&path));
+        }
+    }
+    Ok(made)
+}
+
+/// Whether `path` is named `cluster_<c>`.
+fn is_cluster_dir(path: &Path) -> bool {
+    file_name(path)
+        .strip_prefix("cluster_")
+        .is_some_and(|c| c.parse::<u32>().is_ok())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The entries of `dir`, sorted; none when it does not exist.
+fn listing(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Fatal::new(format_args!("cannot read {}", dir.display()), e)),
+    };
+    let mut paths = entries
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Fatal::new(format_args!("cannot read {}", dir.display()), e))?;
+    paths.sort();
+    Ok(paths)
+}
+
+/// The first file under the cluster folder `cluster` that a running process holds locked:
+/// a replica's change log (a tsd) or an inbox file (a synchronizer).
+fn in_use(cluster: &Path) -> Result<Option<PathBuf>, Fatal> {
+    for inside in listing(cluster)? {
+        let files = if file_name(&inside) == "inbox" {
+            listing(&inside)?
+        } else {
+            vec![inside.join(tsn_fs::LOG_FILE)]
+        };
+        for file in files.into_iter().filter(|f| f.is_file()) {
+            if is_locked(&file)? {
+                return Ok(Some(file));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether another open file holds `path`'s lock; the probe takes and drops it.
+fn is_locked(path: &Path) -> Result<bool, Fatal> {
+    let file = File::open(path)
+        .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(Fatal::new(
+            format_args!("cannot lock {}", path.display()),
+            e,
+        )),
+    }
+}
