@@ -55,14 +55,22 @@ impl Claim {
     /// server or synchronizer started by hand still has a replica or an inbox file open.
     pub fn reset(&self) -> Result<(), Fatal> {
         let made = made_by_tsn(&self.dir)?;
+        // The locks of every log and inbox file, held until the deletion is over, so that a
+        // process starting meanwhile is refused rather than deleted from under.
+        let mut held = Vec::new();
         for path in made.iter().filter(|p| is_cluster_dir(p)) {
-            if let Some(busy) = in_use(path)? {
-                return Err(Fatal(format!(
-                    "refusing to reset {}: {} is in use by a running process (a tsd or a \
-                     synchronizer); stop it first",
-                    self.dir.display(),
-                    busy.display()
-                )));
+            for file in lockable_files(path)? {
+                match lock(&file)? {
+                    Some(lock) => held.push(lock),
+                    None => {
+                        return Err(Fatal(format!(
+                            "refusing to reset {}: {} is in use by a running process (a tsd or \
+                             a synchronizer); stop it first",
+                            self.dir.display(),
+                            file.display()
+                        )));
+                    }
+                }
             }
         }
         for path in made {
@@ -98,11 +106,17 @@ fn made_by_tsn(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
         }
         let is_dir = path.is_dir() && !path.is_symlink();
         if is_dir && name == "logs" {
+            // The children's logs: `<member>.log` files.
+            if let Some(foreign) = listing(&path)?.into_iter().find(|inside| {
+                !(file_name(inside).ends_with(".log") && inside.is_file() && !inside.is_symlink())
+            }) {
+                return Err(refuse(&foreign));
+            }
             made.push(path);
         } else if is_dir && is_cluster_dir(&path) {
             if let Some(foreign) = listing(&path)?.into_iter().find(|inside| {
                 let name = file_name(inside);
-                let known = name == "inbox" || name.parse::<u32>().is_ok();
+                let known = name == "inbox" || is_number(&name);
                 !(known && inside.is_dir() && !inside.is_symlink())
             }) {
                 return Err(refuse(&foreign));
@@ -119,7 +133,15 @@ fn made_by_tsn(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
 fn is_cluster_dir(path: &Path) -> bool {
     file_name(path)
         .strip_prefix("cluster_")
-        .is_some_and(|c| c.parse::<u32>().is_ok())
+        .is_some_and(is_number)
+}
+
+/// Whether `name` is a cluster or server id as TSN writes it: digits, no leading zero.
+fn is_number(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('0')
+        && name.bytes().all(|b| b.is_ascii_digit())
+        && name.parse::<u32>().is_ok()
 }
 
 fn file_name(path: &Path) -> String {
@@ -143,31 +165,29 @@ fn listing(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
     Ok(paths)
 }
 
-/// The first file under the cluster folder `cluster` that a running process holds locked:
-/// a replica's change log (a tsd) or an inbox file (a synchronizer).
-fn in_use(cluster: &Path) -> Result<Option<PathBuf>, Fatal> {
+/// The files under the cluster folder `cluster` that a running process holds locked:
+/// each replica's change log (a tsd) and the inbox's files (a synchronizer).
+fn lockable_files(cluster: &Path) -> Result<Vec<PathBuf>, Fatal> {
+    let mut files = Vec::new();
     for inside in listing(cluster)? {
-        let files = if file_name(&inside) == "inbox" {
-            listing(&inside)?
+        if file_name(&inside) == "inbox" {
+            files.extend(listing(&inside)?);
         } else {
-            vec![inside.join(tsn_fs::LOG_FILE)]
-        };
-        for file in files.into_iter().filter(|f| f.is_file()) {
-            if is_locked(&file)? {
-                return Ok(Some(file));
-            }
+            files.push(inside.join(tsn_fs::LOG_FILE));
         }
     }
-    Ok(None)
+    files.retain(|f| f.is_file());
+    Ok(files)
 }
 
-/// Whether another open file holds `path`'s lock; the probe takes and drops it.
-fn is_locked(path: &Path) -> Result<bool, Fatal> {
+/// `path`'s lock, held while the returned file is open; `None` when another process holds
+/// it.
+fn lock(path: &Path) -> Result<Option<File>, Fatal> {
     let file = File::open(path)
         .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
     match file.try_lock() {
-        Ok(()) => Ok(false),
-        Err(TryLockError::WouldBlock) => Ok(true),
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
         Err(TryLockError::Error(e)) => Err(Fatal::new(
             format_args!("cannot lock {}", path.display()),
             e,

@@ -71,7 +71,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let inbox = tsn_fs::inbox_dir(&flags.data_dir, ClusterId(flags.cluster));
     let _claim = tsn_fs::InboxClaim::take(&inbox).map_err(|e| {
         Fatal::new(
-            format_args!("cluster {} has a synchronizer already", flags.cluster),
+            format_args!("cannot claim the inbox of cluster {}", flags.cluster),
             e,
         )
     })?;

@@ -77,13 +77,19 @@ impl LocalCluster {
     /// Follows the master's log under `cluster_dir` (`<data-dir>/cluster_<c>`) forever,
     /// checking for news when its folder changes and at least every `poll`.
     pub async fn follow(&self, cluster_dir: PathBuf, poll: Duration) {
+        // The replica whose log could not be read last: read again only after a pause.
+        let mut failed: Option<PathBuf> = None;
         loop {
             let Some(replica) = best_replica(&cluster_dir) else {
                 tokio::time::sleep(poll).await;
                 continue;
             };
+            if failed.as_ref() == Some(&replica) {
+                tokio::time::sleep(poll).await;
+            }
             if let Err(error) = self.follow_replica(&cluster_dir, &replica, poll).await {
                 tracing::info!(replica = %replica.display(), %error, "reading the cluster's log again");
+                failed = Some(replica);
             }
         }
     }

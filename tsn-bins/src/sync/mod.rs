@@ -133,6 +133,11 @@ async fn keep_peers<C: Coordinator>(config: Config, local: Arc<LocalCluster>, co
                 continue;
             }
             tracing::info!(cluster = %peer.cluster, at = %peer.endpoint, "following the synchronizer of another cluster");
+            if let Some((_, old)) = pulls.remove(&peer.cluster) {
+                // Ended before the next one opens the inbox file, which the old one locks.
+                old.abort();
+                let _ = old.await;
+            }
             let task = tokio::spawn(pull(
                 Arc::clone(&local),
                 me,
@@ -141,9 +146,7 @@ async fn keep_peers<C: Coordinator>(config: Config, local: Arc<LocalCluster>, co
                 inbox.clone(),
                 config.round_interval,
             ));
-            if let Some((_, old)) = pulls.insert(peer.cluster, (peer.endpoint, task)) {
-                old.abort();
-            }
+            pulls.insert(peer.cluster, (peer.endpoint, task));
         }
     }
 }

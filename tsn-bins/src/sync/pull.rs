@@ -38,10 +38,10 @@ pub async fn pull(
 ) {
     let mut pause = RETRY.0;
     loop {
-        let began = tokio::time::Instant::now();
-        let copied = pull_from(&local, me, from, &peer, &inbox, round).await;
-        if began.elapsed() > RETRY.1 {
-            // It worked for a while: a failure now starts a new run of them.
+        let mut answered = false;
+        let copied = pull_from(&local, me, from, &peer, &inbox, round, &mut answered).await;
+        if answered {
+            // The peer answered this time: a failure now starts a new run of them.
             pause = RETRY.0;
         }
         match copied {
@@ -67,6 +67,7 @@ async fn pull_from(
     peer: &Endpoint,
     inbox: &Inbox,
     round: Duration,
+    answered: &mut bool,
 ) -> Result<()> {
     let client = FeedClient::new(peer, me)?;
     let mut writer = InboxWriter::open(&inbox.dir, from)?.with_compact_limit(inbox.compact_limit);
@@ -75,6 +76,7 @@ async fn pull_from(
         &mut writer,
         || local.read(|s| s.imported_through(from)),
         round,
+        answered,
     )
     .await
 }
@@ -87,16 +89,18 @@ async fn pull_from(
 /// [`LocalCluster`] reads it): the next master, after any failover, resumes its import
 /// there, so what the inbox held up to it is no longer needed. A cursor read from an entry
 /// that a failover may still cut would discard (or never fetch) batches the next master
-/// needs.
+/// needs. Sets `answered` once the peer has answered.
 async fn copy_changes(
     peer: &dyn SyncPeer,
     writer: &mut InboxWriter,
     merged: impl Fn() -> Position,
     round: Duration,
+    answered: &mut bool,
 ) -> Result<()> {
     let mut cursor = writer.written_through().max(merged());
     loop {
         let changes = peer.changes_after(cursor, FEED_BATCH).await?;
+        *answered = true;
         if changes.through > cursor {
             if writer.compact(merged())? {
                 tracing::info!(inbox = %writer.path().display(), through = %writer.written_through(), "compacted the inbox: the cluster has merged all it held");
@@ -176,7 +180,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("a folder");
         let from = ClusterId(2);
         let mut writer = InboxWriter::open(dir.path(), from).expect("an inbox");
-        let ended = copy_changes(&peer, &mut writer, || Position(0), Duration::ZERO).await;
+        let ended = copy_changes(
+            &peer,
+            &mut writer,
+            || Position(0),
+            Duration::ZERO,
+            &mut false,
+        )
+        .await;
         assert!(ended.is_err(), "it returns when the peer fails");
         assert_eq!(writer.written_through(), Position(9));
 
@@ -357,7 +368,7 @@ mod tests {
             .with_compact_limit(1);
         let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
         let merged = || local.read(|s| s.imported_through(from));
-        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO).await;
+        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO, &mut false).await;
         assert!(ended.is_err(), "it ends when the peer has nothing more");
         follower.abort();
 
@@ -374,7 +385,7 @@ mod tests {
             .expect("an inbox");
         let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
         let merged = || local.read(|s| s.imported_through(from));
-        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO).await;
+        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO, &mut false).await;
         assert!(ended.is_err(), "it ends when the peer has nothing more");
         follower.abort();
 
@@ -401,7 +412,14 @@ mod tests {
                 })
             });
         let mut writer = InboxWriter::open(dir.path(), from).expect("the inbox again");
-        let ended = copy_changes(&peer, &mut writer, || Position(2), Duration::ZERO).await;
+        let ended = copy_changes(
+            &peer,
+            &mut writer,
+            || Position(2),
+            Duration::ZERO,
+            &mut false,
+        )
+        .await;
         assert!(ended.is_err());
     }
 }

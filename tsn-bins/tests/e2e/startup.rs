@@ -219,7 +219,7 @@ fn a_second_synchronizer_of_a_cluster_on_its_data_dir_ends_with_one_line() {
             "--data-dir",
             &data_dir,
         ],
-        "cluster 1 has a synchronizer already",
+        "another synchronizer of this cluster runs on this data folder",
         AT_ONCE,
     );
     assert!(
