@@ -353,6 +353,15 @@ mod tests {
         read
     }
 
+    /// Copies cluster 2's two batches, `joins(1, 3)` and `joins(4, 5)`, into `writer`, with
+    /// `local`'s committed import cursor as what the cluster has merged.
+    async fn pull_both_batches(local: &LocalCluster, writer: &mut InboxWriter) {
+        let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
+        let merged = || local.read(|s| s.imported_through(ClusterId(2)));
+        let ended = copy_changes(&peer, writer, merged, Duration::ZERO, &mut false).await;
+        assert!(ended.is_err(), "it ends when the peer has nothing more");
+    }
+
     #[tokio::test]
     async fn an_inbox_is_not_compacted_on_an_import_that_a_failover_can_cut() {
         let (data, master, slave, local, follower) = an_import_appended_but_not_committed().await;
@@ -366,10 +375,7 @@ mod tests {
         let mut writer = InboxWriter::open(&inbox, from)
             .expect("the inbox again")
             .with_compact_limit(1);
-        let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
-        let merged = || local.read(|s| s.imported_through(from));
-        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO, &mut false).await;
-        assert!(ended.is_err(), "it ends when the peer has nothing more");
+        pull_both_batches(&local, &mut writer).await;
         follower.abort();
 
         let read = fail_over_and_import(data.path(), master, &slave).await;
@@ -383,10 +389,7 @@ mod tests {
         let from = ClusterId(2);
         let mut writer = InboxWriter::open(&tsn_fs::inbox_dir(data.path(), ClusterId(1)), from)
             .expect("an inbox");
-        let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
-        let merged = || local.read(|s| s.imported_through(from));
-        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO, &mut false).await;
-        assert!(ended.is_err(), "it ends when the peer has nothing more");
+        pull_both_batches(&local, &mut writer).await;
         follower.abort();
 
         let read = fail_over_and_import(data.path(), master, &slave).await;
