@@ -64,6 +64,8 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
             "more than 6 clusters need --free-ports (the course's ports stop at 60001)".into(),
         ));
     }
+    // Everything that can be refused is, before the data folder is touched.
+    flags.timers.check()?;
     if flags.reset {
         data_folder::check_resettable(&flags.data_dir)?;
     }

@@ -73,14 +73,16 @@ fn tsn_local_runs_a_deployment_that_clients_use_and_ctrl_c_leaves_nothing_runnin
 #[test]
 fn tsn_local_refuses_a_failure_timeout_shorter_than_two_heartbeats() {
     let data = tempfile::tempdir().expect("a folder");
+    let data_dir = data.path().join("tsn-data");
     let port = unused_port().to_string();
     let mut local = start_local(
-        &data.path().display().to_string(),
+        &data_dir.display().to_string(),
         &port,
         &["--heartbeat-interval", "2s", "--failure-timeout", "1s"],
     );
     let error = refusal(&mut local);
     assert!(error.contains("--failure-timeout (1s)"), "{error}");
+    assert!(!data_dir.exists(), "nothing was created");
 }
 
 #[test]
