@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use tsn_core::change::LogPoint;
 use tsn_core::coordinator::{Endpoint, Registry, RegistryConfig, Report, Role, ServerRef};
-use tsn_core::id::{ClusterId, Epoch, Position, ServerId, UserId};
+use tsn_core::id::{ClusterId, Epoch, FolderId, Position, ServerId, UserId};
 
 /// How long a server may be silent before it counts as failed (`--failure-timeout`).
 const FAILURE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -77,6 +77,7 @@ impl Deployment {
                 let mut report = Report {
                     server: server(cluster, id),
                     incarnation: u64::from(id),
+                    folder: FolderId(u64::from(id)),
                     role: None,
                     epoch: Epoch(0),
                     log: LogPoint::default(),

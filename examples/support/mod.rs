@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tsn_core::coordinator::{Endpoint, Local, RegistryConfig, ServerRef};
-use tsn_core::id::{ClusterId, ServerId, UserId};
+use tsn_core::id::{ClusterId, FolderId, ServerId, UserId};
 use tsn_core::{Coordinator, Store};
 use tsn_grpc::client::{CallError, SnsClient, TimelineConn, TimelineEvent};
 use tsn_grpc::coordinator::CoordClient;
@@ -63,6 +63,7 @@ pub(crate) async fn start_tsd(
     let config = tsd::Config {
         me,
         incarnation: std::process::id().into(),
+        folder: FolderId(id.into()), // each tsd's store is its own
         heartbeat_interval: Duration::from_millis(50),
         session_timeout: Duration::from_secs(10),
         replication_timeout: Duration::from_secs(1),

@@ -42,6 +42,10 @@ pub enum Error {
     /// This server may not do that now (it is not the master of the newest epoch).
     #[error("not the master: {0}")]
     NotMaster(String),
+    /// A second process claims a place (a server id of a cluster, a cluster's synchronizer)
+    /// that a live process from another data folder holds.
+    #[error("{0}")]
+    Duplicate(String),
     /// A request that can never succeed as sent.
     #[error("{0}")]
     Invalid(String),

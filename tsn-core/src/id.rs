@@ -91,6 +91,30 @@ impl fmt::Display for ServerId {
     }
 }
 
+/// The identity of a process's data folder: a random number written into the folder when
+/// it is made, so that a process restarted on its own folder is the same server (or
+/// synchronizer) again, and a second process claiming the same place from another folder is
+/// told apart. [`FolderId::UNKNOWN`] (0) is sent by processes that keep no such number (the
+/// course's own programs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FolderId(pub u64);
+
+impl FolderId {
+    /// Not said.
+    pub const UNKNOWN: FolderId = FolderId(0);
+
+    /// Whether `self` and `other` are known to be two different folders.
+    pub fn differs_from(self, other: FolderId) -> bool {
+        self != FolderId::UNKNOWN && other != FolderId::UNKNOWN && self != other
+    }
+}
+
+impl fmt::Display for FolderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// The cluster a user lives in: `((user - 1) mod clusters) + 1`.
 ///
 /// `clusters` must be at least 1.

@@ -6,7 +6,7 @@ use tsn_core::Error;
 use tsn_core::change::{Change, Entry, LogPoint};
 use tsn_core::coordinator::{Assignment, Endpoint, Report, Role, ServerRef};
 use tsn_core::course;
-use tsn_core::id::{ClusterId, Epoch, Position, ServerId, Time, UserId};
+use tsn_core::id::{ClusterId, Epoch, FolderId, Position, ServerId, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::state::TimelineItem;
 use tsn_core::sync::UserRecord;
@@ -100,6 +100,7 @@ impl From<&Report> for csce438::ServerInfo {
             log_epoch: report.log.epoch.0,
             in_sync: report.in_sync.iter().map(|s| s.0 as i32).collect(),
             incarnation: report.incarnation,
+            folder_id: report.folder.0,
             ..csce438::ServerInfo::from(&report.server)
         }
     }
@@ -112,6 +113,7 @@ impl TryFrom<&csce438::ServerInfo> for Report {
         Ok(Report {
             server: ServerRef::try_from(info)?,
             incarnation: info.incarnation,
+            folder: FolderId(info.folder_id),
             role: parse_role(&info.r#type)?,
             epoch: Epoch(info.epoch),
             log: LogPoint {
@@ -383,6 +385,7 @@ mod tests {
         let report = Report {
             server: server.clone(),
             incarnation: 42,
+            folder: FolderId(9),
             role: Some(Role::Master),
             epoch: Epoch(3),
             log: LogPoint {

@@ -9,6 +9,7 @@ pub fn to_status(error: Error) -> Status {
     let code = match &error {
         Error::Unavailable { .. } | Error::NotMaster(_) => Code::Unavailable,
         Error::NoSuchCluster { .. } | Error::Invalid(_) => Code::InvalidArgument,
+        Error::Duplicate(_) => Code::AlreadyExists,
         Error::StaleEpoch { .. } | Error::OutOfOrder { .. } => Code::FailedPrecondition,
         Error::Storage { .. } | Error::Corrupt(_) => Code::Internal,
     };
@@ -21,6 +22,7 @@ pub fn from_status(what: &str, status: Status) -> Error {
         Code::InvalidArgument | Code::NotFound | Code::OutOfRange | Code::PermissionDenied => {
             Error::Invalid(format!("{what}: {}", status.message()))
         }
+        Code::AlreadyExists => Error::Duplicate(format!("{what}: {}", status.message())),
         Code::FailedPrecondition => Error::NotMaster(format!("{what}: {}", status.message())),
         _ => Error::Unavailable {
             what: what.to_owned(),

@@ -11,7 +11,7 @@ use tsn_core::change::LogPoint;
 use tsn_core::coordinator::{Endpoint, ServerRef};
 use tsn_core::failover::Node;
 use tsn_core::id::Membership;
-use tsn_core::id::{ClusterId, ServerId};
+use tsn_core::id::{ClusterId, FolderId, ServerId};
 use tsn_core::{Coordinator, Store};
 use tsn_fs::FileStore;
 use tsn_grpc::coordinator::CoordClient;
@@ -76,15 +76,17 @@ pub fn coordinator_client(host: &str, port: u16) -> Result<(Endpoint, Arc<CoordC
 }
 
 /// Opens this server's replica under `data_dir`, learning the number of clusters from the
-/// coordinator (and checking it against what the replica was made with). Fails when the
-/// folder is unusable or the coordinator cannot be reached within a few seconds.
+/// coordinator (and checking it against what the replica was made with); returns it with
+/// the identity of its folder. Fails when the folder is unusable, the coordinator cannot be
+/// reached within a few seconds, or it refuses this server (a copy of it runs from
+/// another folder).
 pub async fn open_replica(
     data_dir: &Path,
     me: &ServerRef,
     incarnation: u64,
     coordinator: &impl Coordinator,
     coordinator_at: &Endpoint,
-) -> Result<FileStore, Fatal> {
+) -> Result<(FileStore, FolderId), Fatal> {
     let dir = tsn_fs::replica_dir(data_dir, me.cluster, me.server);
     let unusable = |e| {
         Fatal::new(
@@ -102,7 +104,9 @@ pub async fn open_replica(
         .as_ref()
         .map(|(store, _)| store.read(|s| s.last()))
         .unwrap_or_default();
-    let clusters = ask_clusters(me, incarnation, log, coordinator, coordinator_at).await?;
+    let folder = tsn_fs::folder_id(&dir, tsn_fs::REPLICA_ID_FILE).map_err(unusable)?;
+    let node = Node::new(me.clone(), incarnation, log.epoch).on_folder(folder);
+    let clusters = ask_clusters(&node, log, coordinator, coordinator_at).await?;
     let membership = Membership {
         cluster: me.cluster,
         clusters,
@@ -119,18 +123,17 @@ pub async fn open_replica(
         (None, _) => FileStore::open(&dir, membership).map_err(unusable)?,
     };
     tracing::info!(dir = %dir.display(), ?recovery, "replica opened");
-    Ok(store)
+    Ok((store, folder))
 }
 
 /// Asks the coordinator, with a first heartbeat, how many clusters there are.
 async fn ask_clusters(
-    me: &ServerRef,
-    incarnation: u64,
+    node: &Node,
     log: LogPoint,
     coordinator: &impl Coordinator,
     coordinator_at: &Endpoint,
 ) -> Result<u32, Fatal> {
-    let report = Node::new(me.clone(), incarnation, log.epoch).report(log, Vec::new());
+    let report = node.report(log, Vec::new());
     let deadline = tokio::time::Instant::now() + COORDINATOR_AT_START;
     loop {
         match coordinator.heartbeat(report.clone()).await {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
-use tsn_core::id::ClusterId;
+use tsn_core::id::{ClusterId, FolderId};
 
 use crate::cli::{self, Fatal};
 use crate::program::server::{self, COORDINATOR_AT_START, ServerFlags};
@@ -75,17 +75,20 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
             e,
         )
     })?;
+    let folder = tsn_fs::folder_id(&inbox, tsn_fs::SYNCHRONIZER_ID_FILE)
+        .map_err(|e| Fatal::new("cannot read this synchronizer's identity", e))?;
     let listener = cli::listen(&flags.network.bind, flags.port).await?;
     let me = flags.network.me(&listener, flags.cluster, flags.cluster)?;
     let (coordinator_at, coordinator) =
         server::coordinator_client(&flags.coordinator_host, flags.coordinator_port)?;
-    let clusters = register(&me, &*coordinator, &coordinator_at).await?;
+    let clusters = register(&me, folder, &*coordinator, &coordinator_at).await?;
     println!(
         "synchronizer cluster {} listening on {}",
         me.cluster, me.endpoint
     );
     let config = sync::Config {
         me,
+        folder,
         data_dir: flags.data_dir,
         register_interval: flags.register_interval,
         poll_interval: flags.poll_interval,
@@ -127,12 +130,13 @@ fn check_data_dir(dir: &Path) -> Result<(), Fatal> {
 /// clusters.
 async fn register(
     me: &ServerRef,
+    folder: FolderId,
     coordinator: &impl Coordinator,
     at: &Endpoint,
 ) -> Result<u32, Fatal> {
     let deadline = tokio::time::Instant::now() + COORDINATOR_AT_START;
     loop {
-        match coordinator.register_sync(me.clone()).await {
+        match coordinator.register_sync(me.clone(), folder).await {
             Ok(clusters) => return Ok(clusters),
             Err(error) if !error.is_retryable() => {
                 return Err(Fatal::new(

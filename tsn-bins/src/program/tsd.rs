@@ -75,7 +75,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let (coordinator_at, coordinator) =
         server::coordinator_client(&flags.coordinator_host, flags.coordinator_port)?;
     let incarnation = rand::random::<u64>();
-    let store = server::open_replica(
+    let (store, folder) = server::open_replica(
         &flags.data_dir,
         &me,
         incarnation,
@@ -101,6 +101,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let config = tsd::Config {
         me,
         incarnation,
+        folder,
         heartbeat_interval: flags.heartbeat_interval,
         session_timeout: flags.session_timeout,
         replication_timeout: flags.replication_timeout,

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
-use tsn_core::id::{ClusterId, Membership};
+use tsn_core::id::{ClusterId, FolderId, Membership};
 use tsn_grpc::proto::csce438::synch_service_server::SynchServiceServer;
 use tsn_grpc::proto::tsn::feed_server::FeedServer as FeedService;
 use tsn_grpc::sync::FeedServer;
@@ -39,6 +39,8 @@ use crate::cli::Fatal;
 pub struct Config {
     /// This synchronizer: its cluster and the address it announces.
     pub me: ServerRef,
+    /// The identity of its data folder (see [`Coordinator::register_sync`]).
+    pub folder: FolderId,
     /// The deployment's data folder, shared with the cluster's servers.
     pub data_dir: PathBuf,
     /// How often it registers with the coordinator and asks for the other synchronizers.
@@ -108,7 +110,9 @@ async fn keep_peers<C: Coordinator>(config: Config, local: Arc<LocalCluster>, co
     loop {
         interval.tick().await;
         let answer = async {
-            coordinator.register_sync(config.me.clone()).await?;
+            coordinator
+                .register_sync(config.me.clone(), config.folder)
+                .await?;
             coordinator.sync_servers().await
         };
         let others = match answer.await {
@@ -121,7 +125,7 @@ async fn keep_peers<C: Coordinator>(config: Config, local: Arc<LocalCluster>, co
             }
             Err(error) => {
                 if reachable {
-                    tracing::warn!(%error, "cannot reach the coordinator; carrying on with the synchronizers known");
+                    tracing::warn!(%error, "the coordinator did not take this synchronizer's registration; carrying on with the synchronizers known");
                     reachable = false;
                 }
                 continue;

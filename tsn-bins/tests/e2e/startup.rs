@@ -10,7 +10,7 @@ use crate::support::{Deployment, Proc, coordinator_at, runtime, unused_port, wit
 /// Runs `program args` to its end and checks that it failed the way SPEC.md asks: a
 /// non-zero exit and exactly one line on standard error that mentions `mentions`, nothing
 /// that looks like a panic.
-fn fails_with_one_line(program: &str, args: &[&str], mentions: &str, limit: Duration) {
+pub(crate) fn fails_with_one_line(program: &str, args: &[&str], mentions: &str, limit: Duration) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let mut proc = Proc::start(program, &args);
     let status = proc.wait_exit_within(limit);
@@ -41,7 +41,7 @@ fn fails_with_one_line(program: &str, args: &[&str], mentions: &str, limit: Dura
 }
 
 /// How long a program may take to reject its flags.
-const AT_ONCE: Duration = Duration::from_secs(10);
+pub(crate) const AT_ONCE: Duration = Duration::from_secs(10);
 
 #[test]
 fn bad_flags_end_every_program_with_one_line() {

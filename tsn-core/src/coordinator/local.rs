@@ -9,7 +9,7 @@ use crate::coordinator::{
     Assignment, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
 };
 use crate::error::{Error, Result};
-use crate::id::{Epoch, UserId};
+use crate::id::{Epoch, FolderId, UserId};
 
 /// How long a routing question waits for a master while the registry is listening: less
 /// than a client's call timeout, so that the client can retry.
@@ -85,8 +85,8 @@ impl Coordinator for Local {
         }
     }
 
-    async fn register_sync(&self, sync: ServerRef) -> Result<u32> {
-        self.lock().register_sync(sync, Instant::now())
+    async fn register_sync(&self, sync: ServerRef, folder: FolderId) -> Result<u32> {
+        self.lock().register_sync(sync, folder, Instant::now())
     }
 
     async fn sync_servers(&self) -> Result<Vec<ServerRef>> {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use crate::change::LogPoint;
 use crate::error::Result;
-use crate::id::{ClusterId, Epoch, ServerId, UserId};
+use crate::id::{ClusterId, Epoch, FolderId, ServerId, UserId};
 
 /// What a server does in its cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,6 +72,10 @@ pub struct Report {
     /// A number the server's process picks at random when it starts: a change tells the
     /// coordinator that the server restarted.
     pub incarnation: u64,
+    /// The data folder the server's replica lives in: while the server is live, a report
+    /// naming it from another folder is a second copy and is refused. Unknown for servers
+    /// that do not say.
+    pub folder: FolderId,
     /// The role the server is acting in; `None` for a server that has just started.
     pub role: Option<Role>,
     /// The newest epoch the server knows.
@@ -108,6 +112,9 @@ pub struct Assignment {
 pub trait Coordinator: Send + Sync {
     /// Reports a server as alive and returns its assignment.
     ///
+    /// Fails with [`Error::Duplicate`](crate::Error::Duplicate) while the same server of the
+    /// cluster is live on another data folder ([`Report::folder`]).
+    ///
     /// A master that reports a smaller in-sync set may count only on the remaining slaves
     /// once this returns with `role == Master` at its epoch: from then on the coordinator
     /// will promote no slave outside that set.
@@ -116,9 +123,12 @@ pub trait Coordinator: Send + Sync {
     /// The live master of `user`'s cluster, or `None` when the cluster has none.
     async fn server_for(&self, user: UserId) -> Result<Option<ServerRef>>;
 
-    /// Registers (or re-registers, as a keep-alive) the synchronizer of a cluster; returns
-    /// the number of clusters of the deployment.
-    async fn register_sync(&self, sync: ServerRef) -> Result<u32>;
+    /// Registers (or re-registers, as a keep-alive) the synchronizer of a cluster, running
+    /// on the data folder `folder`; returns the number of clusters of the deployment.
+    ///
+    /// Fails with [`Error::Duplicate`](crate::Error::Duplicate) while the cluster has a live
+    /// synchronizer on another folder.
+    async fn register_sync(&self, sync: ServerRef, folder: FolderId) -> Result<u32>;
 
     /// The synchronizers registered recently enough to count as alive, by cluster.
     async fn sync_servers(&self) -> Result<Vec<ServerRef>>;

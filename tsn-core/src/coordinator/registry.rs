@@ -17,6 +17,13 @@
 //!   newer epoch than the master's deposes the master. Either way the next promotion starts
 //!   a new epoch, above every epoch seen and above the registry's floor.
 //! * A synchronizer counts as registered while it re-registers within the failure timeout.
+//! * A place is held by a data folder, not by a process: while a server (or a cluster's
+//!   synchronizer) is live, a heartbeat (a registration) for the same place from another
+//!   data folder is a second copy started by mistake and is refused with
+//!   [`Error::Duplicate`], leaving the live one's record untouched. A process restarted on
+//!   its own folder takes its place back at once; another folder may take it once the
+//!   holder has been silent for the failure timeout. Processes that do not say their
+//!   folder ([`FolderId::UNKNOWN`], the course's programs) are never refused.
 //!
 //! # Caveats
 //!
@@ -30,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::change::LogPoint;
 use crate::coordinator::{Assignment, Report, Role, ServerRef};
 use crate::error::{Error, Result};
-use crate::id::{ClusterId, Epoch, ServerId, UserId, home_cluster};
+use crate::id::{ClusterId, Epoch, FolderId, ServerId, UserId, home_cluster};
 
 /// How a registry is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +81,7 @@ pub enum RoleChange {
 struct ServerRecord {
     server: ServerRef,
     incarnation: u64,
+    folder: FolderId,
     first_seen: Instant,
     last_seen: Instant,
     log: LogPoint,
@@ -91,6 +99,25 @@ struct ClusterRecord {
     servers: BTreeMap<ServerId, ServerRecord>,
 }
 
+/// A registered synchronizer.
+#[derive(Clone, Debug)]
+struct SyncRecord {
+    sync: ServerRef,
+    folder: FolderId,
+    last_seen: Instant,
+}
+
+/// The refusal of a second copy of `what`, held by a live process at `held_by` that was
+/// last heard from at `last_seen`.
+fn duplicate(what: &str, held_by: &ServerRef, last_seen: Instant, now: Instant) -> Error {
+    Error::Duplicate(format!(
+        "{what} already runs at {} from another data folder (heard from {} ms ago); \
+         refusing a second copy",
+        held_by.endpoint,
+        now.duration_since(last_seen).as_millis()
+    ))
+}
+
 /// The coordinator's knowledge and decisions. See the [module docs](self) for the rules.
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -99,7 +126,7 @@ pub struct Registry {
     /// Every epoch this registry starts is above it.
     epoch_floor: Epoch,
     clusters: BTreeMap<ClusterId, ClusterRecord>,
-    syncs: BTreeMap<ClusterId, (ServerRef, Instant)>,
+    syncs: BTreeMap<ClusterId, SyncRecord>,
     changes: Vec<RoleChange>,
 }
 
@@ -157,10 +184,19 @@ impl Registry {
         let cluster_id = report.server.cluster;
         self.check_cluster(cluster_id)?;
         let id = report.server.server;
+        let timeout = self.config.failure_timeout;
         let cluster = self.clusters.entry(cluster_id).or_default();
+        if let Some(held) = cluster.servers.get(&id)
+            && now.duration_since(held.last_seen) < timeout
+            && held.folder.differs_from(report.folder)
+        {
+            let what = format!("server {id} of cluster {cluster_id}");
+            return Err(duplicate(&what, &held.server, held.last_seen, now));
+        }
         let record = cluster.servers.entry(id).or_insert_with(|| ServerRecord {
             server: report.server.clone(),
             incarnation: report.incarnation,
+            folder: report.folder,
             first_seen: now,
             last_seen: now,
             log: report.log,
@@ -168,6 +204,7 @@ impl Registry {
         });
         record.server = report.server.clone();
         record.incarnation = report.incarnation;
+        record.folder = report.folder;
         record.last_seen = now;
         record.log = report.log;
         record.epoch = report.epoch;
@@ -338,12 +375,32 @@ impl Registry {
         self.master_of(home_cluster(user, self.config.clusters), now)
     }
 
-    /// Registers the synchronizer of a cluster; registering again keeps it alive, and a new
-    /// address replaces the old one.
+    /// Registers the synchronizer of a cluster, running on the data folder `folder`;
+    /// registering again keeps it alive, and a new address replaces the old one. A
+    /// registration from another folder while the registered one is live is refused.
     /// Returns the number of clusters.
-    pub fn register_sync(&mut self, sync: ServerRef, now: Instant) -> Result<u32> {
+    pub fn register_sync(
+        &mut self,
+        sync: ServerRef,
+        folder: FolderId,
+        now: Instant,
+    ) -> Result<u32> {
         self.check_cluster(sync.cluster)?;
-        self.syncs.insert(sync.cluster, (sync, now));
+        if let Some(held) = self.syncs.get(&sync.cluster)
+            && now.duration_since(held.last_seen) < self.config.failure_timeout
+            && held.folder.differs_from(folder)
+        {
+            let what = format!("the synchronizer of cluster {}", sync.cluster);
+            return Err(duplicate(&what, &held.sync, held.last_seen, now));
+        }
+        self.syncs.insert(
+            sync.cluster,
+            SyncRecord {
+                sync,
+                folder,
+                last_seen: now,
+            },
+        );
         Ok(self.config.clusters)
     }
 
@@ -351,8 +408,8 @@ impl Registry {
     pub fn sync_servers(&self, now: Instant) -> Vec<ServerRef> {
         self.syncs
             .values()
-            .filter(|(_, seen)| now.duration_since(*seen) < self.config.failure_timeout)
-            .map(|(sync, _)| sync.clone())
+            .filter(|r| now.duration_since(r.last_seen) < self.config.failure_timeout)
+            .map(|r| r.sync.clone())
             .collect()
     }
 }
@@ -383,6 +440,11 @@ mod tests {
                 port: (10000 * cluster + id) as u16,
             },
         }
+    }
+
+    /// The data folder of server `id` in every test: the same across its restarts.
+    fn folder_of(id: u32) -> FolderId {
+        FolderId(1000 + u64::from(id))
     }
 
     fn log(epoch: u64, position: u64) -> LogPoint {
@@ -433,6 +495,7 @@ mod tests {
             let report = Report {
                 server: server(cluster, id),
                 incarnation: self.incarnation + u64::from(id),
+                folder: folder_of(id),
                 role,
                 epoch: Epoch(epoch),
                 log: at,
@@ -646,6 +709,7 @@ mod tests {
         let report = Report {
             server: server(1, 1),
             incarnation: 1,
+            folder: FolderId(1),
             role: None,
             epoch: Epoch(7),
             log: log(7, 3),
@@ -673,6 +737,7 @@ mod tests {
         let report = Report {
             server: server(4, 1),
             incarnation: 1,
+            folder: FolderId(1),
             role: None,
             epoch: Epoch(0),
             log: LogPoint::default(),
@@ -682,7 +747,11 @@ mod tests {
             w.registry.heartbeat(&report, w.now),
             Err(Error::NoSuchCluster { .. })
         ));
-        assert!(w.registry.register_sync(server(0, 1), w.now).is_err());
+        assert!(
+            w.registry
+                .register_sync(server(0, 1), FolderId(1), w.now)
+                .is_err()
+        );
     }
 
     #[test]
@@ -698,11 +767,17 @@ mod tests {
     #[test]
     fn synchronizers_count_while_they_re_register() {
         let mut w = World::settled();
-        w.registry.register_sync(server(1, 1), w.now).unwrap();
-        w.registry.register_sync(server(2, 1), w.now).unwrap();
+        w.registry
+            .register_sync(server(1, 1), FolderId(1), w.now)
+            .unwrap();
+        w.registry
+            .register_sync(server(2, 1), FolderId(2), w.now)
+            .unwrap();
         assert_eq!(w.registry.sync_servers(w.now).len(), 2);
         w.at(1900);
-        w.registry.register_sync(server(2, 1), w.now).unwrap();
+        w.registry
+            .register_sync(server(2, 1), FolderId(2), w.now)
+            .unwrap();
         w.at(2300);
         let alive: Vec<u32> = w
             .registry
@@ -711,6 +786,119 @@ mod tests {
             .map(|s| s.cluster.0)
             .collect();
         assert_eq!(alive, [2]);
+    }
+
+    #[test]
+    fn a_second_copy_of_a_live_server_is_refused_and_changes_nothing() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.new_server(1, 2);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+        w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        for (id, role) in [(1, None), (2, None), (1, Some(Role::Master))] {
+            let copy = Report {
+                server: ServerRef {
+                    endpoint: Endpoint {
+                        host: "127.0.0.9".into(),
+                        port: 1,
+                    },
+                    ..server(1, id)
+                },
+                incarnation: 77,
+                folder: FolderId(5),
+                role,
+                epoch: Epoch(9),
+                log: log(9, 50),
+                in_sync: vec![],
+            };
+            let refused = w.registry.heartbeat(&copy, w.now);
+            assert!(
+                matches!(&refused, Err(Error::Duplicate(m)) if m.contains(&format!("server {id} of cluster 1 already runs at 127.0.0.1:"))),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(w.master(1), Some(1), "the master keeps its role");
+        assert_eq!(
+            w.registry.master_of(ClusterId(1), w.now).unwrap().endpoint,
+            server(1, 1).endpoint,
+            "and its address"
+        );
+        w.at(2200);
+        let promoted = w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        assert_eq!(
+            (promoted.role, promoted.epoch),
+            (Role::Master, Epoch(2)),
+            "the real slave is still in sync and takes over"
+        );
+    }
+
+    #[test]
+    fn a_server_restarted_on_its_own_folder_takes_its_place_back_at_once() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 4), &[]);
+        w.incarnation = 50;
+        let again = w.new_server(1, 1);
+        assert_eq!((again.role, again.epoch), (Role::Master, Epoch(2)));
+    }
+
+    #[test]
+    fn another_folder_takes_a_place_once_its_holder_is_silent_for_the_timeout() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        let mut other = Report {
+            server: server(1, 1),
+            incarnation: 8,
+            folder: FolderId(5),
+            role: None,
+            epoch: Epoch(0),
+            log: LogPoint::default(),
+            in_sync: vec![],
+        };
+        w.at(2000);
+        assert!(w.registry.heartbeat(&other, w.now).is_err());
+        w.at(2100);
+        assert_eq!(
+            w.registry.heartbeat(&other, w.now).unwrap().role,
+            Role::Master
+        );
+        other.folder = FolderId::UNKNOWN;
+        assert!(
+            w.registry.heartbeat(&other, w.now).is_ok(),
+            "a process that does not say its folder is never refused"
+        );
+    }
+
+    #[test]
+    fn a_second_synchronizer_of_a_cluster_is_refused_while_the_first_lives() {
+        let mut w = World::settled();
+        let mut elsewhere = server(1, 1);
+        elsewhere.endpoint.port = 1;
+        w.registry
+            .register_sync(server(1, 1), FolderId(1), w.now)
+            .unwrap();
+        let refused = w
+            .registry
+            .register_sync(elsewhere.clone(), FolderId(2), w.now);
+        assert!(
+            matches!(&refused, Err(Error::Duplicate(m)) if m.starts_with("the synchronizer of cluster 1 already runs at 127.0.0.1:10001")),
+            "{refused:?}"
+        );
+        assert_eq!(w.registry.sync_servers(w.now), [server(1, 1)]);
+        w.at(1500);
+        w.registry
+            .register_sync(elsewhere.clone(), FolderId(1), w.now)
+            .unwrap();
+        assert_eq!(
+            w.registry.sync_servers(w.now),
+            [elsewhere.clone()],
+            "a restart on its own folder moves at once"
+        );
+        w.at(2600);
+        w.registry
+            .register_sync(server(1, 1), FolderId(2), w.now)
+            .unwrap();
+        assert_eq!(w.registry.sync_servers(w.now), [server(1, 1)]);
     }
 
     impl World {

@@ -3,10 +3,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::id::{Position, ServerId};
+use crate::error::{Error, Result};
+use crate::id::{FolderId, Position, ServerId};
 
 #[derive(Clone, Debug)]
 struct Slave {
+    /// The data folder of the slave's replica: only a connection from it counts for the
+    /// slave while it is connected or in sync.
+    folder: FolderId,
     connected: bool,
     /// The connection its acknowledgements come on; an older one's end changes nothing.
     connection: u64,
@@ -76,10 +80,30 @@ impl Replication {
         self.settle();
     }
 
-    /// A slave connected on `connection` (a number unique to each connection), holding the
-    /// master's log up to `holds`.
-    pub fn connected(&mut self, slave: ServerId, connection: u64, holds: Position, now: Instant) {
+    /// A slave connected on `connection` (a number unique to each connection) from its
+    /// replica in the data folder `folder`, holding the master's log up to `holds`.
+    ///
+    /// Fails with [`Error::Duplicate`], changing nothing, while the same slave is connected
+    /// or in sync from another folder: a second copy of it was started by mistake.
+    pub fn connected(
+        &mut self,
+        slave: ServerId,
+        folder: FolderId,
+        connection: u64,
+        holds: Position,
+        now: Instant,
+    ) -> Result<()> {
+        if let Some(held) = self.slaves.get(&slave)
+            && (held.connected || held.in_sync)
+            && held.folder.differs_from(folder)
+        {
+            return Err(Error::Duplicate(format!(
+                "server {slave} already replicates from this master from another data folder; \
+                 refusing a second copy"
+            )));
+        }
         let entry = self.slaves.entry(slave).or_insert(Slave {
+            folder,
             connected: true,
             connection,
             acked: holds,
@@ -88,11 +112,13 @@ impl Replication {
             joined_at: Position(0),
             leaving: false,
         });
+        entry.folder = folder;
         entry.connected = true;
         entry.connection = connection;
         entry.acked = holds;
         entry.last_progress = now;
         self.settle();
+        Ok(())
     }
 
     /// A slave made its log durable up to `position`.
@@ -213,6 +239,11 @@ mod tests {
         ServerId(id)
     }
 
+    /// The data folder of slave `id`.
+    fn f(id: u32) -> FolderId {
+        FolderId(100 + u64::from(id))
+    }
+
     #[test]
     fn alone_the_master_commits_what_is_durable_on_it() {
         let mut r = Replication::new(Position(3), LAG);
@@ -226,7 +257,7 @@ mod tests {
     fn a_slave_counts_once_it_has_caught_up() {
         let t = Instant::now();
         let mut r = Replication::new(Position(10), LAG);
-        r.connected(s(2), 2, Position(4), t);
+        r.connected(s(2), f(2), 2, Position(4), t).unwrap();
         assert_eq!(r.report(), [], "still catching up");
         assert_eq!(
             r.commit(),
@@ -246,7 +277,7 @@ mod tests {
     fn a_lost_slave_stops_counting_only_once_the_coordinator_confirms() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), 2, Position(0), t);
+        r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         r.appended(Position(1), t);
         r.durable(Position(1));
         r.disconnected(s(2), 2);
@@ -263,8 +294,8 @@ mod tests {
     fn a_stalled_slave_is_proposed_for_removal_after_the_lag_timeout() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), 2, Position(0), t);
-        r.connected(s(3), 3, Position(0), t);
+        r.connected(s(2), f(2), 2, Position(0), t).unwrap();
+        r.connected(s(3), f(3), 3, Position(0), t).unwrap();
         r.appended(Position(1), t);
         r.durable(Position(1));
         r.acked(s(3), Position(1), t + LAG / 2);
@@ -289,7 +320,7 @@ mod tests {
     fn a_slave_idle_for_long_is_not_stalled_by_the_next_write() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), 2, Position(0), t);
+        r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         let later = t + LAG * 10;
         r.appended(Position(1), later);
         assert!(!r.tick(later + LAG / 2), "it has had no time to answer yet");
@@ -307,7 +338,7 @@ mod tests {
         r.durable(Position(1100));
         assert_eq!(r.commit(), Position(1100));
         // Behind what is committed, but by less than the join lag.
-        r.connected(s(2), 1, Position(1050), t);
+        r.connected(s(2), f(2), 1, Position(1050), t).unwrap();
         assert_eq!(
             r.report(),
             [],
@@ -331,7 +362,7 @@ mod tests {
         let mut r = Replication::new(Position(0), LAG);
         r.appended(Position(10_000), t);
         r.durable(Position(10_000));
-        r.connected(s(2), 1, Position(0), t);
+        r.connected(s(2), f(2), 1, Position(0), t).unwrap();
         r.appended(Position(10_100), t);
         r.durable(Position(10_100));
         assert_eq!(
@@ -348,8 +379,8 @@ mod tests {
     fn the_end_of_a_replaced_connection_changes_nothing() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), 1, Position(0), t);
-        r.connected(s(2), 2, Position(0), t);
+        r.connected(s(2), f(2), 1, Position(0), t).unwrap();
+        r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         r.disconnected(s(2), 1);
         assert!(!r.has_leaving());
         assert_eq!(r.report(), [s(2)]);
@@ -359,8 +390,47 @@ mod tests {
     fn a_confirmation_without_a_removal_changes_nothing() {
         let t = Instant::now();
         let mut r = Replication::new(Position(0), LAG);
-        r.connected(s(2), 2, Position(0), t);
+        r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         r.confirmed(&[s(2)]);
         assert_eq!(r.report(), [s(2)]);
+    }
+
+    #[test]
+    fn a_second_copy_of_a_slave_is_refused_and_the_first_keeps_its_place() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.connected(s(2), f(2), 1, Position(0), t).unwrap();
+        r.appended(Position(3), t);
+        r.durable(Position(3));
+        r.acked(s(2), Position(3), t);
+        assert_eq!(r.report(), [s(2)]);
+        let copy = r.connected(s(2), FolderId(7), 2, Position(0), t);
+        assert!(matches!(copy, Err(Error::Duplicate(_))), "{copy:?}");
+        assert_eq!(
+            r.acked_by(s(2)),
+            Some(Position(3)),
+            "the real slave's standing"
+        );
+        assert_eq!(r.report(), [s(2)]);
+        r.disconnected(s(2), 2);
+        assert!(!r.has_leaving(), "the refused copy's end changes nothing");
+        r.connected(s(2), f(2), 3, Position(3), t)
+            .expect("the real slave reconnects from its own folder");
+        assert_eq!(r.report(), [s(2)]);
+    }
+
+    #[test]
+    fn a_slave_whose_folder_was_replaced_is_taken_once_its_old_self_is_gone() {
+        let t = Instant::now();
+        let mut r = Replication::new(Position(0), LAG);
+        r.connected(s(2), f(2), 1, Position(0), t).unwrap();
+        r.disconnected(s(2), 1);
+        assert!(
+            r.connected(s(2), FolderId(7), 2, Position(0), t).is_err(),
+            "still in sync"
+        );
+        r.confirmed(&r.report());
+        r.connected(s(2), FolderId(7), 3, Position(0), t)
+            .expect("out of the in-sync set, the new folder is the slave");
     }
 }

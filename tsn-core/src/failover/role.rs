@@ -3,7 +3,7 @@
 use crate::change::LogPoint;
 use crate::coordinator::{Assignment, Coordinator, Report, Role, ServerRef};
 use crate::error::Result;
-use crate::id::{Epoch, ServerId};
+use crate::id::{Epoch, FolderId, ServerId};
 
 /// What a server is doing now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +33,7 @@ pub enum Duty {
 pub struct Node {
     me: ServerRef,
     incarnation: u64,
+    folder: FolderId,
     duty: Duty,
     epoch: Epoch,
 }
@@ -44,9 +45,17 @@ impl Node {
         Node {
             me,
             incarnation,
+            folder: FolderId::UNKNOWN,
             duty: Duty::Waiting,
             epoch,
         }
+    }
+
+    /// The same server, reporting that it keeps its replica in the data folder `folder`
+    /// (see [`Report::folder`]).
+    pub fn on_folder(mut self, folder: FolderId) -> Self {
+        self.folder = folder;
+        self
     }
 
     /// This server.
@@ -74,6 +83,7 @@ impl Node {
         Report {
             server: self.me.clone(),
             incarnation: self.incarnation,
+            folder: self.folder,
             role,
             epoch: self.epoch,
             log,

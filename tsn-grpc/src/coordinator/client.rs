@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tonic::transport::Channel;
 use tsn_core::coordinator::{Assignment, Endpoint, Report, ServerRef};
-use tsn_core::id::UserId;
+use tsn_core::id::{FolderId, UserId};
 use tsn_core::{Coordinator, Result};
 
 use crate::coordinator::NO_MASTER;
@@ -54,11 +54,15 @@ impl Coordinator for CoordClient {
         }
     }
 
-    async fn register_sync(&self, sync: ServerRef) -> Result<u32> {
+    async fn register_sync(&self, sync: ServerRef, folder: FolderId) -> Result<u32> {
+        let info = ServerInfo {
+            folder_id: folder.0,
+            ..ServerInfo::from(&sync)
+        };
         let reply = self
             .client
             .clone()
-            .register_sync_server(ServerInfo::from(&sync))
+            .register_sync_server(info)
             .await
             .map_err(|s| from_status(&self.name, s))?;
         match reply.into_inner().clusters {

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use tsn_core::Coordinator;
+use tsn_core::Error;
 use tsn_core::coordinator::{Report, ServerRef};
-use tsn_core::id::UserId;
+use tsn_core::id::{FolderId, UserId};
 
 use crate::coordinator::NO_MASTER;
 use crate::error::to_status;
@@ -32,11 +33,7 @@ impl<C: Coordinator + 'static> CoordService for CoordServer<C> {
         request: Request<ServerInfo>,
     ) -> Result<Response<Confirmation>, Status> {
         let report = Report::try_from(request.get_ref()).map_err(to_status)?;
-        let assignment = self
-            .coordinator
-            .heartbeat(report)
-            .await
-            .map_err(to_status)?;
+        let assignment = self.coordinator.heartbeat(report).await.map_err(refusal)?;
         Ok(Response::new(Confirmation::from(&assignment)))
     }
 
@@ -88,11 +85,12 @@ impl<C: Coordinator + 'static> CoordService for CoordServer<C> {
         request: Request<ServerInfo>,
     ) -> Result<Response<Confirmation>, Status> {
         let sync = ServerRef::try_from(request.get_ref()).map_err(to_status)?;
+        let folder = FolderId(request.get_ref().folder_id);
         let clusters = self
             .coordinator
-            .register_sync(sync)
+            .register_sync(sync, folder)
             .await
-            .map_err(to_status)?;
+            .map_err(refusal)?;
         Ok(Response::new(Confirmation {
             status: true,
             r#type: "synchronizer".into(),
@@ -100,4 +98,13 @@ impl<C: Coordinator + 'static> CoordService for CoordServer<C> {
             ..Default::default()
         }))
     }
+}
+
+/// The status for a heartbeat or a registration that failed; a second copy of a live
+/// process is also logged, for the operator watching the coordinator.
+fn refusal(error: Error) -> Status {
+    if let Error::Duplicate(why) = &error {
+        tracing::warn!("{why}");
+    }
+    to_status(error)
 }

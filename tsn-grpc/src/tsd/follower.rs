@@ -26,8 +26,11 @@ pub(crate) async fn follow<S: Store>(server: Arc<Server<S>>, master: ServerRef, 
     loop {
         match follow_once(&server, &master, epoch).await {
             Ok(()) => tracing::info!(master = %master.endpoint, "the master ended replication"),
-            Err(error) => {
+            Err(error) if error.is_retryable() => {
                 tracing::debug!(master = %master.endpoint, %error, "replication interrupted")
+            }
+            Err(error) => {
+                tracing::warn!(master = %master.endpoint, %error, "replication refused")
             }
         }
         tokio::time::sleep(pause).await;
@@ -44,6 +47,7 @@ fn hello<S: Store>(server: &Server<S>, epoch: Epoch) -> SlaveMessage {
             epoch: epoch.0,
             log_position: last.position.0,
             log_epoch: last.epoch.0,
+            folder_id: server.config.folder.0,
         })),
     }
 }

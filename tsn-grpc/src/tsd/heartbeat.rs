@@ -20,7 +20,8 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
         server.config.me.clone(),
         server.config.incarnation,
         server.store.read(|s| s.last().epoch),
-    );
+    )
+    .on_folder(server.config.folder);
     let mut epochs_seen = server.take_epochs_seen();
     let mut interval = tokio::time::interval(server.config.heartbeat_interval);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);

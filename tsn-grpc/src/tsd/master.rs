@@ -179,14 +179,15 @@ impl<S: Store> Master<S> {
         *self.commit.borrow()
     }
 
-    /// Changes the replication bookkeeping, then commits and publishes what it allows.
+    /// Changes the replication bookkeeping, then commits and publishes what it allows;
+    /// returns what `change` returned.
     ///
     /// The book stays locked until the new commit position is announced and its posts are
     /// published, so that concurrent updates announce and publish in commit order.
-    pub(crate) fn update(&self, change: impl FnOnce(&mut Replication)) {
+    pub(crate) fn update<T>(&self, change: impl FnOnce(&mut Replication) -> T) -> T {
         let mut book = self.lock_book();
         let before = book.replication.report();
-        change(&mut book.replication);
+        let changed = change(&mut book.replication);
         let after = book.replication.report();
         if before != after {
             let in_sync: Vec<u32> = after.iter().map(|s| s.0).collect();
@@ -195,7 +196,7 @@ impl<S: Store> Master<S> {
         }
         let commit = book.replication.commit();
         if commit <= *self.commit.borrow() {
-            return;
+            return changed;
         }
         let mut publish = Vec::new();
         while book.unpublished.front().is_some_and(|(p, _)| *p <= commit) {
@@ -212,6 +213,7 @@ impl<S: Store> Master<S> {
         if !publish.is_empty() {
             self.publish(&publish);
         }
+        changed
     }
 
     fn publish(&self, deliveries: &[Delivery]) {

@@ -34,8 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tsn_core::coordinator::ServerRef;
-use tsn_core::id::ClusterId;
-use tsn_core::id::Time;
+use tsn_core::id::{ClusterId, FolderId, Time};
 use tsn_core::{Coordinator, Error, Result, Store, SyncPeer};
 
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
@@ -51,6 +50,9 @@ pub struct Config {
     /// A random number picked when the process started (see
     /// [`Report::incarnation`](tsn_core::coordinator::Report::incarnation)).
     pub incarnation: u64,
+    /// The identity of the data folder its replica lives in (see
+    /// [`Report::folder`](tsn_core::coordinator::Report::folder)).
+    pub folder: FolderId,
     /// How often it reports to the coordinator.
     pub heartbeat_interval: Duration,
     /// How long a client's session lives without a keep-alive.

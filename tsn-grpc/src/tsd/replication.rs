@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tsn_core::Store;
 use tsn_core::change::LogPoint;
 use tsn_core::failover::{Agreement, reconcile};
-use tsn_core::id::{Epoch, Position, ServerId};
+use tsn_core::id::{Epoch, FolderId, Position, ServerId};
 
 use crate::error::to_status;
 use crate::proto::tsn::replication_server::Replication;
@@ -76,7 +76,7 @@ async fn serve_slave<S: Store>(
     mut inbound: Streaming<SlaveMessage>,
     outbound: &Outbound,
 ) -> Result<(), Status> {
-    let (slave, cursor) = loop {
+    let (slave, folder, cursor) = loop {
         let Some(hello) = next_hello(&mut inbound).await? else {
             return Ok(());
         };
@@ -96,7 +96,7 @@ async fn serve_slave<S: Store>(
             position: Position(hello.log_position),
         };
         match master.store().read(|state| reconcile(state.epochs(), last)) {
-            Agreement::Continue { after } => break (slave, after),
+            Agreement::Continue { after } => break (slave, FolderId(hello.folder_id), after),
             Agreement::Truncate { keep } => {
                 let message = master_message::Kind::TruncateAfter(keep.0);
                 if outbound
@@ -111,9 +111,14 @@ async fn serve_slave<S: Store>(
             }
         }
     };
-    tracing::info!(%slave, from = %cursor, "slave connected");
     let connection = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    master.update(|r| r.connected(slave, connection, cursor, Instant::now()));
+    if let Err(refused) =
+        master.update(|r| r.connected(slave, folder, connection, cursor, Instant::now()))
+    {
+        tracing::warn!("{refused}");
+        return Err(to_status(refused));
+    }
+    tracing::info!(%slave, from = %cursor, "slave connected");
     let result = tokio::select! {
         sent = send_entries(master, cursor, outbound) => sent,
         taken = take_acks(master, slave, &mut inbound) => taken,
