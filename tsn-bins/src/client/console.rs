@@ -4,7 +4,13 @@
 //! editor's; lines printed while the person types (timeline posts) go above the input line.
 //! Through a pipe, the same prompts and lines are printed as plain text, so that a script
 //! sees what a person would.
+//!
+//! Every line typed or pasted is handled, in order, as in pipe mode: keys that arrive
+//! ahead of the line being read (several lines pasted at once, or typed while a command
+//! runs) are kept by the editor for the next line, and a bracketed paste, which the editor
+//! returns as one text, is split at its line breaks into lines of its own.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
@@ -107,17 +113,28 @@ fn read_terminal(
         let _ = printer_tx.send(Box::new(printer));
     }
     drop(printer_tx);
+    // The lines of a paste after the first, for the next prompts.
+    let mut pasted: VecDeque<String> = VecDeque::new();
     while let Ok(prompt) = prompts.recv() {
-        let input = match editor.readline(&prompt) {
-            Ok(line) => {
-                if !line.trim().is_empty() && !prompt.is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
+        let input = match pasted.pop_front() {
+            Some(line) => Input::Line(line),
+            None => match editor.readline(&prompt) {
+                Ok(text) => {
+                    pasted.extend(
+                        text.split('\n')
+                            .map(|l| l.trim_end_matches('\r').to_owned()),
+                    );
+                    if !prompt.is_empty() {
+                        for line in pasted.iter().filter(|l| !l.trim().is_empty()) {
+                            let _ = editor.add_history_entry(line.as_str());
+                        }
+                    }
+                    Input::Line(pasted.pop_front().unwrap_or_default())
                 }
-                Input::Line(line)
-            }
-            Err(ReadlineError::Interrupted) => Input::Interrupted,
-            Err(ReadlineError::Eof) => Input::End,
-            Err(_) => Input::End,
+                Err(ReadlineError::Interrupted) => Input::Interrupted,
+                Err(ReadlineError::Eof) => Input::End,
+                Err(_) => Input::End,
+            },
         };
         let last = matches!(input, Input::End | Input::Interrupted);
         if lines.blocking_send(input).is_err() || last {

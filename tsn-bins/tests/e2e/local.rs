@@ -58,6 +58,11 @@ fn tsn_local_runs_a_deployment_that_clients_use_and_ctrl_c_leaves_nothing_runnin
     let mut u1 = Proc::start("tsc", &["-k".into(), port.clone(), "-u".into(), "1".into()]);
     let mut u2 = Proc::start("tsc", &["-k".into(), port, "-u".into(), "2".into()]);
     u2.command("LIST", "Followers: ");
+    // User 2 lives in cluster 2: cluster 1 knows it once its synchronizer brought it.
+    eventually("cluster 1 to know user 2", || {
+        u1.command("LIST", "Followers: ");
+        u1.stdout().contains("All users: 1, 2").then_some(())
+    });
     u1.command("FOLLOW 2", "Command completed successfully");
     u2.finish();
     u1.finish();

@@ -16,4 +16,5 @@ mod restarts;
 mod sessions;
 mod startup;
 mod sync;
+mod terminal;
 mod timeline_rules;
