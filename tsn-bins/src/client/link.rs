@@ -18,8 +18,11 @@ use crate::client::format;
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// The first and the longest pause between attempts to find the master.
 const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(500));
-/// How long the first connection may take.
-const FIRST_CONNECT: Duration = Duration::from_secs(3);
+/// How long the first connection, or a command's reconnection, may take before it fails.
+pub const CONNECT_LIMIT: Duration = Duration::from_secs(3);
+/// How long a reconnection tries in silence: a failover is usually over by then, and the
+/// only line is the one naming the new master. Past it, the client says what it tries.
+const QUIET_RECONNECT: Duration = Duration::from_secs(2);
 
 /// Why the client could not connect; `Display` says it to the person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,30 +80,38 @@ impl Link {
 
     /// Finds the master and logs in, saying `Reconnecting to <host>:<port>...` for the
     /// server it connects to. The first connection says it before trying, and fails at once
-    /// when the cluster has no master or the login is refused, and after a few seconds when
-    /// nothing answers. Later ones (`deadline: None`: keep trying) say it once they are in,
-    /// so that the line names the new master, not a dead one the coordinator still names.
+    /// when the cluster has no master or the login is refused, and after [`CONNECT_LIMIT`]
+    /// when nothing answers. Later ones (`deadline: None`: keep trying) say it once they
+    /// are in, so that the line names the new master, not a dead one the coordinator still
+    /// names; and, when nothing answers for [`QUIET_RECONNECT`], for the server they try
+    /// (the one the coordinator names, else the one they lost), so that the person knows.
     pub async fn connect(
         &mut self,
         console: &Console,
         deadline: Option<Instant>,
     ) -> Result<(), ConnectError> {
         let first = self.server.is_none();
-        let deadline = deadline.or_else(|| first.then(|| Instant::now() + FIRST_CONNECT));
+        let started = Instant::now();
+        let deadline = deadline.or_else(|| first.then(|| started + CONNECT_LIMIT));
         let mut announced: Option<Endpoint> = None;
+        let mut announce = |console: &Console, at: &Endpoint| {
+            if announced.as_ref() != Some(at) {
+                console.say(&format::reconnecting(at));
+                announced = Some(at.clone());
+            }
+        };
         let mut pause = RETRY.0;
         loop {
+            let mut trying = self.server.as_ref().map(|s| s.endpoint().clone());
             let failure = match self.coordinator.server_for(self.user).await {
                 Ok(Some(server)) => {
-                    if first && announced.as_ref() != Some(&server.endpoint) {
-                        console.say(&format::reconnecting(&server.endpoint));
-                        announced = Some(server.endpoint.clone());
+                    if first {
+                        announce(console, &server.endpoint);
                     }
+                    trying = Some(server.endpoint.clone());
                     match self.login_at(&server).await {
                         Ok(()) => {
-                            if !first {
-                                console.say(&format::reconnecting(&server.endpoint));
-                            }
+                            announce(console, &server.endpoint);
                             return Ok(());
                         }
                         Err(refused @ ConnectError::Refused(_)) => return Err(refused),
@@ -113,6 +124,11 @@ impl Link {
             };
             if deadline.is_some_and(|d| Instant::now() + pause > d) {
                 return Err(failure);
+            }
+            if let Some(at) = &trying
+                && started.elapsed() >= QUIET_RECONNECT
+            {
+                announce(console, at);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RETRY.1);

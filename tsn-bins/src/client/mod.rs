@@ -13,7 +13,6 @@ pub mod link;
 pub mod timeline;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tsn_core::coordinator::Endpoint;
@@ -23,9 +22,6 @@ use tsn_grpc::client::{CallError, FollowReply, UnfollowReply};
 use crate::client::command::Command;
 use crate::client::console::{Console, Input};
 use crate::client::link::{ConnectError, Link};
-
-/// How long a command may wait for a new master before it fails.
-const COMMAND_RECONNECT: Duration = Duration::from_secs(10);
 
 /// Runs the client for `user` against the coordinator at `coordinator`.
 pub async fn run(coordinator: Endpoint, user: UserId) -> ExitCode {
@@ -88,7 +84,7 @@ async fn execute(
             Ok(lines) => return Ok(lines),
             Err(CallError::Invalid(_)) => return Ok(vec![format::INVALID_USERNAME.into()]),
             Err(_) if attempt == 0 => {
-                let deadline = Instant::now() + COMMAND_RECONNECT;
+                let deadline = Instant::now() + link::CONNECT_LIMIT;
                 match link.connect(console, Some(deadline)).await {
                     Ok(()) => continue,
                     Err(refused @ ConnectError::Refused(_)) => {

@@ -15,7 +15,7 @@ use tsn_grpc::client::{TimelineConn, TimelineEvent};
 use crate::client::connection_failed;
 use crate::client::console::{Console, Input};
 use crate::client::format;
-use crate::client::link::{ConnectError, Link};
+use crate::client::link::{self, ConnectError, Link};
 
 /// A post sent but not yet acknowledged.
 struct Unacked {
@@ -112,7 +112,7 @@ async fn open(
     }
     link.connect(
         console,
-        Some(tokio::time::Instant::now() + std::time::Duration::from_secs(10)),
+        Some(tokio::time::Instant::now() + link::CONNECT_LIMIT),
     )
     .await?;
     link.server()

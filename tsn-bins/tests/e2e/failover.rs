@@ -1,18 +1,63 @@
 //! Failover with real processes: `kill -9` of the master while a user posts, again and again;
-//! a master stopped (SIGSTOP) past the failure timeout is fenced off once it resumes.
+//! a master stopped (SIGSTOP) past the failure timeout is fenced off once it resumes; a
+//! client tells its person when no server answers.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
 use tsn_grpc::client::{SnsClient, TimelineConn, TimelineEvent};
 
-use crate::support::{Deployment, FAST, Proc, eventually, runtime, timeline_lines, within};
+use crate::support::{
+    Deployment, FAST, Proc, eventually, eventually_within, runtime, timeline_lines, within,
+};
 
 /// How many times the master is killed.
 const KILLS: usize = 5;
 /// Posts sent before and after each kill.
 const POSTS_PER_PHASE: usize = 10;
+
+/// How soon a client must tell its person that no server answers: a few seconds, with
+/// room for a loaded machine.
+const A_FEW_SECONDS: Duration = Duration::from_secs(8);
+
+#[test]
+fn a_client_says_so_while_no_server_answers_and_a_command_fails_within_seconds() {
+    let mut deployment = Deployment::start(1);
+    let lost = deployment.start_master(1);
+    let mut u1 = deployment.logged_in_client(1);
+    let mut u2 = deployment.logged_in_client(2);
+    u2.enter_timeline();
+    deployment.stop_server(1, 1);
+
+    u1.send("LIST");
+    eventually_within(A_FEW_SECONDS, "LIST to fail with the server gone", || {
+        u1.stdout().ends_with("Command failed\nCmd> ").then_some(())
+    });
+    u2.send("posted while the cluster is down");
+    let trying = format!("Reconnecting to 127.0.0.1:{lost}...\n");
+    eventually_within(
+        A_FEW_SECONDS,
+        "the timeline client to say it is reconnecting",
+        || (u2.stdout().matches(&trying).count() == 2).then_some(()),
+    );
+
+    let back = {
+        deployment.start_server(1, 1);
+        deployment.wait_master_is(1, 1);
+        deployment.master_port(1).expect("a master")
+    };
+    u2.wait_for(&format!("Reconnecting to 127.0.0.1:{back}...\n"));
+    u2.close_stdin();
+    assert!(
+        u2.wait_exit().success(),
+        "the post is stored once a server is back:\n{}",
+        u2.stdout()
+    );
+    u1.command("LIST", "All users: 1, 2");
+    u1.finish();
+}
 
 #[test]
 fn killing_the_master_loses_and_doubles_no_acknowledged_post() {
