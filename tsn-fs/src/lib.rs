@@ -177,13 +177,17 @@
 //!
 //! [`FileStore::open`] reads the log from its start and stops at the first record that is
 //! incomplete, fails its checksum, is longer than the limit, holds no entry, or is not the
-//! log's next position. It cuts the file at the end of the last sound record (and syncs),
-//! reports the cut in the [`Recovery`] it returns and logs it with `tracing::warn!`. A crash
-//! in the middle of a flush thus loses only that flush's entries, which no caller was told
-//! were durable. Damage in the middle of the log (a flipped bit on disk) cuts everything
-//! after it too; the replica then catches up from its master. The open then brings the
-//! course view up to date from the rebuilt state, as [the view's marker](#the-course-view)
-//! says.
+//! log's next position. If no sound record follows it anywhere in the file, that is a
+//! *torn tail*: it cuts the file at the end of the last sound record (and syncs), reports
+//! the cut in the [`Recovery`] it returns and logs it with `tracing::warn!`. A crash in the
+//! middle of a flush thus loses only that flush's entries, which no caller was told were
+//! durable. A bad record with sound records after it is damage in the middle of the log (a
+//! flipped bit on disk), which no crash makes: cutting there would drop committed entries
+//! and reuse their positions, so the open refuses ([`Error::Corrupt`](tsn_core::Error),
+//! naming the file, the position and the offset) and changes nothing. The replica's folder
+//! can then be restored, or moved away so that its server starts empty and copies the log
+//! from its master. The open then brings the course view up to date from the rebuilt
+//! state, as [the view's marker](#the-course-view) says.
 //!
 //! The log file is locked (`flock`) while a store has it open, so that two processes never
 //! write one replica.

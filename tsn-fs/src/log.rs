@@ -182,6 +182,44 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// The offset of the first whole, sound record (length in bounds, checksum right, an entry
+/// inside) that starts in `file` between `from` and `end`, if any: after a damaged record,
+/// one tells damage in the middle of a log from a write cut short at its end.
+///
+/// Every offset is a candidate; one is read only if its length fits and its payload starts
+/// a JSON object, so that a scan costs about one pass over the bytes.
+pub(crate) fn next_sound_record(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> {
+    const WINDOW: usize = 1 << 20;
+    let mut window = vec![0; WINDOW + HEADER_LEN];
+    let mut start = from;
+    while start + HEADER_LEN as u64 + 2 <= end {
+        let want = (end - start).min(window.len() as u64) as usize;
+        let got = read_full(
+            &mut At::new(file, start, start + want as u64),
+            &mut window[..want],
+        )?;
+        let bytes = &window[..got];
+        let candidates = bytes.len().saturating_sub(HEADER_LEN);
+        for i in 0..candidates {
+            let len = u32::from_le_bytes(bytes[i..i + 4].try_into().expect("four bytes"));
+            let at = start + i as u64;
+            let fits = (2..=MAX_PAYLOAD).contains(&len)
+                && at + (HEADER_LEN as u64) + u64::from(len) <= end;
+            if fits && bytes[i + HEADER_LEN] == b'{' {
+                let mut scanner = Scanner::new(At::new(file, at, end));
+                if let Record::Whole { .. } = scanner.next::<Entry>()? {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        if candidates == 0 {
+            break;
+        }
+        start += candidates as u64;
+    }
+    Ok(None)
+}
+
 /// Reads a stretch of a file with positioned reads, leaving the file's cursor alone.
 #[derive(Debug)]
 pub(crate) struct At<'a> {
@@ -312,6 +350,33 @@ mod tests {
                 prop_assert_eq!(scan_all(&bytes), (vec![entry], None));
             }
         }
+    }
+
+    #[test]
+    fn a_sound_record_is_found_after_damage_and_none_in_a_torn_tail() {
+        let entry = post_entry(PostText::new("hi").expect("a post"));
+        let mut log = Vec::new();
+        for _ in 0..3 {
+            encode(&entry, &mut log).expect("encode");
+        }
+        let record = log.len() / 3;
+        let file = tempfile::tempfile().expect("a file");
+        let mut damaged = log.clone();
+        damaged[record + HEADER_LEN + 5] ^= 0x20; // in the second record's payload
+        damaged[record] ^= 0x01; // and its length
+        std::os::unix::fs::FileExt::write_all_at(&file, &damaged, 0).expect("write");
+        let end = damaged.len() as u64;
+        assert_eq!(
+            next_sound_record(&file, record as u64 + 1, end).expect("read"),
+            Some(2 * record as u64),
+            "the third record, though the second's length is wrong"
+        );
+        // A torn tail: the last record cut short, nothing sound after the damage.
+        assert_eq!(
+            next_sound_record(&file, 2 * record as u64 + 1, end - 3).expect("read"),
+            None
+        );
+        assert_eq!(next_sound_record(&file, end, end).expect("read"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tsn_core::{Error, Result, Store};
 use crate::commit::Marker;
 use crate::index::{Index, Seek};
 use crate::layout::Layout;
-use crate::log::{self, At, Record, Scanner};
+use crate::log::{self, At, Record, Scanner, next_sound_record};
 use crate::recovery::{Cut, Recovery, replay};
 use crate::view::{self, Queue};
 
@@ -91,10 +91,14 @@ struct Inner {
 
 impl FileStore {
     /// Opens the replica in `dir` (creating the folder if missing): reads the change log,
-    /// cuts a damaged tail off it, rebuilds the state, and brings the course view up to
+    /// cuts a damaged tail off it (a write cut short by a crash), rebuilds the state, and
+    /// brings the course view up to
     /// date: nothing to write when its marker says it is current, the files the entries
     /// after the marker touch when it is behind, every file otherwise (see the
     /// [crate docs](crate)).
+    ///
+    /// Fails with [`Error::Corrupt`], changing nothing, when a damaged record has sound
+    /// records after it: damage in the middle of the log, which no crash makes.
     ///
     /// Records `membership` in the folder on first open, and refuses a different one later
     /// ([`Error::Invalid`]). Fails with [`Error::Storage`], naming the path, when the
@@ -134,6 +138,22 @@ impl FileStore {
         let found = replay(&file, membership, len, recorded)
             .map_err(|e| Error::storage(at("reading the change log", &log_path), e))?;
         let entries = found.index.len();
+        if let Some(damage) = &found.damage {
+            let next = next_sound_record(&file, found.end + 1, len)
+                .map_err(|e| Error::storage(at("reading the change log", &log_path), e))?;
+            if let Some(next) = next {
+                return Err(Error::Corrupt(format!(
+                    "{}: the record of position {} at offset {} is damaged ({damage}) and sound \
+                     records follow it (from offset {next}); that is no write cut short by a \
+                     crash, so nothing was cut. Restore the file, or move the folder {} away: \
+                     the server then copies its cluster's log from the master",
+                    log_path.display(),
+                    entries + 1,
+                    found.end,
+                    dir.display()
+                )));
+            }
+        }
         // The view can be repaired from the marker only if it is not ahead of the log, and
         // the log loses nothing now (what it loses, the view may show anywhere).
         let current_through = recorded.filter(|&p| p <= entries && found.damage.is_none());

@@ -1,11 +1,13 @@
 //! Restarts (SPEC.md sections 5a, 6 and 9): the coordinator killed and started again loses
 //! nothing and clients carry on; a tsd whose change log was cut short by a crash starts,
 //! keeps every whole record, and says it repaired the log; any text posted comes back the
-//! same after a crash, and the course's files hold it readably.
+//! same after a crash, and the course's files hold it readably; a log damaged in its middle
+//! is refused, kept, and a slave recovers from its master once its folder is moved away.
 
 use std::fs::OpenOptions;
 
-use crate::support::{Deployment, Timers, eventually, greeting, timeline_lines, tricky_post};
+use crate::startup::{AT_ONCE, fails_with_one_line};
+use crate::support::{Deployment, Proc, Timers, eventually, greeting, timeline_lines, tricky_post};
 
 #[test]
 fn clients_carry_on_when_the_coordinator_is_killed_and_started_again() {
@@ -232,4 +234,106 @@ fn posts_of_any_text_come_back_the_same_after_the_server_is_killed_and_started_a
     let mut stored: Vec<&str> = posts.to_vec();
     stored.push("after the crash");
     assert_eq!(texts, stored);
+}
+
+/// Where each record of the change log `bytes` starts.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        at += 8 + len as usize;
+    }
+    starts
+}
+
+#[test]
+fn a_slave_whose_log_has_a_flipped_byte_refuses_to_start_and_recovers_from_its_master() {
+    let mut deployment = Deployment::start(1);
+    deployment.start_master(1);
+    deployment
+        .start_server(1, 2)
+        .wait_for_log_count("serving as slave", 1);
+    deployment
+        .coordinator
+        .wait_for_log_count("servers=[1, 2]", 1);
+    let mut u1 = deployment.logged_in_client(1);
+    let mut u2 = deployment.logged_in_client(2);
+    u2.command("FOLLOW 1", "Command completed successfully");
+    u2.finish();
+    u1.enter_timeline();
+    let posts: Vec<String> = (1..=10).map(|n| format!("post {n}")).collect();
+    for post in &posts {
+        u1.send(post);
+    }
+    u1.finish();
+
+    deployment.stop_server(1, 2);
+    let replica = deployment.data_dir().join("cluster_1").join("2");
+    let log = replica.join("changes.log");
+    let mut bytes = std::fs::read(&log).expect("the slave's log");
+    let starts = record_starts(&bytes);
+    assert!(starts.len() >= 14, "every entry reached the slave");
+    bytes[starts[6] + 8 + 3] ^= 0x20; // in the payload of position 7, a post
+    std::fs::write(&log, &bytes).expect("damage the log");
+
+    let coordinator = deployment.coordinator_port.to_string();
+    let data_dir = deployment.data_dir().display().to_string();
+    let args = [
+        "-c",
+        "1",
+        "-s",
+        "2",
+        "-k",
+        &coordinator,
+        "-p",
+        "0",
+        "--data-dir",
+        &data_dir,
+    ];
+    fails_with_one_line(
+        "tsd",
+        &args,
+        &format!(
+            "the record of position 7 at offset {} is damaged",
+            starts[6]
+        ),
+        AT_ONCE,
+    );
+    assert_eq!(
+        std::fs::read(&log).expect("the log"),
+        bytes,
+        "nothing was cut"
+    );
+
+    // The operator moves the damaged replica away: the server starts empty and copies the
+    // log from its master (once the coordinator has let go of the old process).
+    let kept = tempfile::tempdir().expect("a folder");
+    std::fs::rename(&replica, kept.path().join("2")).expect("move the replica away");
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let _slave = eventually("the slave to start on an empty folder", || {
+        let mut tsd = Proc::start("tsd", &args);
+        if tsd.wait_for_or_exit("listening on") {
+            Some(tsd)
+        } else {
+            assert!(tsd.stderr().contains("already runs"), "{tsd:?}");
+            None
+        }
+    });
+    deployment
+        .coordinator
+        .wait_for_log_count("servers=[1, 2]", 2);
+    deployment.stop_server(1, 1);
+    deployment.wait_master_is(1, 2);
+    let mut u2 = deployment.logged_in_client(2);
+    u2.enter_timeline();
+    u2.wait_for("post 10\n");
+    u2.finish();
+    let expected: Vec<String> = posts
+        .iter()
+        .rev()
+        .map(|text| format!("1 (TIME) >> {text}"))
+        .collect();
+    assert_eq!(timeline_lines(&u2.stdout()), expected);
 }

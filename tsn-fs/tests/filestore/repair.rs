@@ -1,16 +1,17 @@
-//! Crash repair: a log cut anywhere, or damaged inside, reopens with the whole records
-//! before the damage and nothing after, repaired to a record boundary, and carries on.
+//! Crash repair: a log cut anywhere, or damaged in its last record, reopens with the whole
+//! records before the damage and nothing after, repaired to a record boundary, and carries
+//! on; damage with sound records after it is refused and left as it is.
 
 use std::fs;
 use std::path::Path;
 
 use tempfile::TempDir;
-use tsn_core::Store;
 use tsn_core::change::Entry;
 use tsn_core::id::{Position, Time};
+use tsn_core::{Error, Store};
 use tsn_fs::{Cut, Damage, FileStore, LOG_FILE, Recovery};
 
-use crate::common::{Writer, open};
+use crate::common::{Writer, membership, open};
 
 /// A flushed log of five entries: its entries, its bytes, and where each record starts
 /// (and, last, where the log ends).
@@ -117,34 +118,34 @@ async fn a_log_cut_anywhere_keeps_every_whole_record_before_the_cut() {
 }
 
 #[tokio::test]
-async fn a_damaged_record_cuts_the_log_from_it_on() {
+async fn a_damaged_last_record_is_cut() {
     let sample = sample().await;
     let b = &sample.bounds;
     let end = sample.bytes.len() as u64;
 
-    // A flipped bit in the payload of the third record: its checksum fails.
+    // A flipped bit in the payload of the last record: its checksum fails.
     let mut flipped = sample.bytes.clone();
-    flipped[b[2] + 8 + 3] ^= 0x20;
+    flipped[b[4] + 8 + 3] ^= 0x20;
     let (dir, store, recovery) = open_log(&flipped);
     assert_eq!(
         recovery.cut,
         Some(Cut {
-            offset: b[2] as u64,
-            bytes: end - b[2] as u64,
+            offset: b[4] as u64,
+            bytes: end - b[4] as u64,
             damage: Damage::Checksum
         })
     );
-    assert_eq!(recovery.entries, 2);
-    assert_eq!(log_len(dir.path()), b[2]);
-    holds_and_continues(dir.path(), store, &sample.entries[..2]).await;
+    assert_eq!(recovery.entries, 4);
+    assert_eq!(log_len(dir.path()), b[4]);
+    holds_and_continues(dir.path(), store, &sample.entries[..4]).await;
 
-    // A damaged length field of the fourth record.
+    // A damaged length field of the last record.
     let mut flipped = sample.bytes.clone();
-    flipped[b[3]] ^= 0x01;
+    flipped[b[4] + 1] ^= 0x01;
     let (dir, store, recovery) = open_log(&flipped);
-    assert_eq!(recovery.entries, 3);
-    assert_eq!(recovery.cut.as_ref().map(|c| c.offset), Some(b[3] as u64));
-    holds_and_continues(dir.path(), store, &sample.entries[..3]).await;
+    assert_eq!(recovery.entries, 4);
+    assert_eq!(recovery.cut.as_ref().map(|c| c.offset), Some(b[4] as u64));
+    holds_and_continues(dir.path(), store, &sample.entries[..4]).await;
 
     // A sound record that is not the next position: the second record again.
     let mut repeated = sample.bytes.clone();
@@ -164,6 +165,34 @@ async fn a_damaged_record_cuts_the_log_from_it_on() {
     assert_eq!((cut.offset, cut.bytes), (end, 16));
     assert!(matches!(cut.damage, Damage::Undecodable(_)), "{cut}");
     holds_and_continues(dir.path(), store, &sample.entries).await;
+}
+
+#[tokio::test]
+async fn damage_with_sound_records_after_it_is_refused_and_left_alone() {
+    let sample = sample().await;
+    let b = &sample.bounds;
+    let payload = |record: usize| b[record] + 8 + 3;
+    let length = |record: usize| b[record];
+    for (flip, position) in [(payload(2), 3), (length(3), 4), (payload(0), 1)] {
+        let mut flipped = sample.bytes.clone();
+        flipped[flip] ^= 0x20;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let log = dir.path().join(LOG_FILE);
+        fs::write(&log, &flipped).expect("write the log");
+        let refused = FileStore::open(dir.path(), membership());
+        let Err(Error::Corrupt(why)) = refused else {
+            panic!("a byte flipped at {flip} must be refused: {refused:?}");
+        };
+        assert!(
+            why.contains(&format!(
+                "the record of position {position} at offset {}",
+                b[position - 1]
+            )) && why.contains(LOG_FILE)
+                && !why.contains('\n'),
+            "one line that says where: {why}"
+        );
+        assert_eq!(fs::read(&log).expect("the log"), flipped, "the log is kept");
+    }
 }
 
 #[tokio::test]
