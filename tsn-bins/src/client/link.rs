@@ -3,18 +3,20 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
 use tsn_core::id::UserId;
-use tsn_grpc::client::{LoginReply, SnsClient};
+use tsn_grpc::client::{LoginReply, SessionState, SnsClient};
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::client::console::Console;
 use crate::client::format;
 
-/// How often the session is kept alive.
+/// How often the session is kept alive. A keep-alive that fails (within the call timeout,
+/// 2 s) says the server stopped answering: the client moves on (see [`Link::lost`]).
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// The first and the longest pause between attempts to find the master.
 const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(500));
@@ -51,6 +53,8 @@ pub struct Link {
     session: String,
     server: Option<SnsClient>,
     keep_alive: Option<JoinHandle<()>>,
+    /// Counts the servers found unanswering by the keep-alive task.
+    lost: watch::Sender<u64>,
 }
 
 impl Link {
@@ -65,7 +69,15 @@ impl Link {
             session: format!("{:032x}", rand::random::<u128>()),
             server: None,
             keep_alive: None,
+            lost: watch::Sender::new(0),
         })
+    }
+
+    /// Changes whenever the server connected to stops answering the session's keep-alives
+    /// (a server stopped, or cut off, keeps its connections open: only this tells). A
+    /// server of the course's design keeps no sessions, and is not watched.
+    pub fn lost(&self) -> watch::Receiver<u64> {
+        self.lost.subscribe()
     }
 
     /// The user.
@@ -162,13 +174,22 @@ impl Link {
         if let Some(task) = self.keep_alive.take() {
             task.abort();
         }
+        let lost = self.lost.clone();
         self.keep_alive = Some(tokio::spawn(async move {
             let mut interval = tokio::time::interval(KEEP_ALIVE);
             loop {
                 interval.tick().await;
-                if let Ok(false) = client.keep_alive().await {
+                match client.keep_alive().await {
+                    Ok(SessionState::Alive) => {}
                     // The session lapsed (the client was stopped for a while): claim it again.
-                    let _ = client.login().await;
+                    Ok(SessionState::Lapsed) => {
+                        let _ = client.login().await;
+                    }
+                    Ok(SessionState::Unsupported) => return,
+                    Err(_) => {
+                        lost.send_modify(|n| *n += 1);
+                        return;
+                    }
                 }
             }
         }));

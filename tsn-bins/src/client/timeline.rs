@@ -5,6 +5,9 @@
 //! the new master, reopens the stream after the highest timeline index it has shown (so
 //! nothing is shown twice or skipped), and sends the unacknowledged posts again. At the end
 //! of input it leaves once every post is acknowledged.
+//!
+//! A server of the course's design sends no acknowledgements: against one, the client does
+//! as the course's does — it resends nothing and leaves at the end of input.
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -49,6 +52,8 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
     };
     console.say(format::SUCCESS);
     console.say(format::IN_TIMELINE);
+    let mut lost = link.lost();
+    lost.mark_unchanged();
     let mut progress = Progress {
         origin: rand::random::<u64>().max(1),
         next_seq: 1,
@@ -57,11 +62,12 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
         input_open: true,
     };
     loop {
-        tokio::select! {
+        let server_lost = tokio::select! {
             event = conn.next() => match event {
                 Ok(Some(TimelineEvent::Post(post))) => {
                     progress.shown = progress.shown.max(post.index);
                     console.say(&format::timeline_line(&post.author, post.time, &post.text));
+                    false
                 }
                 Ok(Some(TimelineEvent::Acked { seq, error })) => {
                     if let Some(error) = error {
@@ -70,28 +76,40 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
                     while progress.unacked.front().is_some_and(|p| p.seq <= seq) {
                         progress.unacked.pop_front();
                     }
+                    false
                 }
-                Ok(None) | Err(_) => match resume(link, console, &progress).await {
-                    Ok(resumed) => conn = resumed,
-                    Err(error) => return Some(connection_failed(console, &error)),
-                },
+                Ok(None) | Err(_) => true,
             },
-            input = console.read_line(""), if progress.input_open => match input {
-                Input::Line(line) if line.is_empty() => {}
-                Input::Line(line) => match PostText::new(line.as_str()) {
-                    Ok(_) => {
-                        let seq = progress.next_seq;
-                        progress.next_seq += 1;
-                        // A failed send shows up as a broken stream; the post is resent then.
-                        let _ = conn.post(progress.origin, seq, &line).await;
-                        progress.unacked.push_back(Unacked { seq, text: line });
-                    }
-                    Err(bad) => console.say(&format!("Post not sent: {bad}")),
-                },
-                Input::NotText => console.say("Post not sent: the line is not valid UTF-8 text"),
-                Input::End => progress.input_open = false,
-                Input::Interrupted => break,
-            },
+            Ok(()) = lost.changed() => true,
+            input = console.read_line(""), if progress.input_open => {
+                match input {
+                    Input::Line(line) if line.is_empty() => {}
+                    Input::Line(line) => match PostText::new(line.as_str()) {
+                        Ok(_) => {
+                            let seq = progress.next_seq;
+                            progress.next_seq += 1;
+                            // A failed send shows up as a broken stream; the post is resent then.
+                            let _ = conn.post(progress.origin, seq, &line).await;
+                            if conn.acknowledges() {
+                                progress.unacked.push_back(Unacked { seq, text: line });
+                            }
+                        }
+                        Err(bad) => console.say(&format!("Post not sent: {bad}")),
+                    },
+                    Input::NotText => console.say("Post not sent: the line is not valid UTF-8 text"),
+                    Input::End => progress.input_open = false,
+                    Input::Interrupted => break,
+                }
+                false
+            }
+        };
+        if server_lost {
+            match resume(link, console, &progress).await {
+                Ok(resumed) => conn = resumed,
+                Err(error) => return Some(connection_failed(console, &error)),
+            }
+            // However it was noticed, this loss is dealt with.
+            lost.mark_unchanged();
         }
         if !progress.input_open && progress.unacked.is_empty() {
             break;

@@ -184,11 +184,19 @@ fn course_client_gets_the_spec_statuses_for_malformed_and_misrouted_requests() {
         let mut sns = sns_at(master_port).await;
         assert_eq!(reply!(sns.login(request("1", &[]))), "Login Successful!");
 
+        // A target that is no user id is an unknown user, as the course's server says it:
+        // the course's client then prints `Command failed with invalid username`.
+        assert_eq!(
+            reply!(sns.follow(request("1", &["abc"]))),
+            "unknown follower username"
+        );
+        assert_eq!(
+            reply!(sns.un_follow(request("1", &["four"]))),
+            "Unknown follower"
+        );
         for bad in [
             refusal!(sns.follow(request("1", &[]))),
             refusal!(sns.un_follow(request("1", &[]))),
-            refusal!(sns.follow(request("1", &["abc"]))),
-            refusal!(sns.un_follow(request("1", &["four"]))),
             refusal!(sns.login(request("abc", &[]))),
             refusal!(sns.login(request("", &[]))),
             refusal!(sns.list(request("x1", &[]))),

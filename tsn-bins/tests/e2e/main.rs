@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod course_case1;
 mod course_protocol;
+mod course_servers;
 mod duplicates;
 mod failover;
 mod faults;

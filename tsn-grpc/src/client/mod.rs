@@ -19,7 +19,7 @@ use crate::proto::csce438::sns_service_client::SnsServiceClient;
 use crate::proto::tsn::SessionRequest;
 use crate::proto::tsn::session_client::SessionClient;
 use crate::replies;
-use crate::transport::{call_channel, stream_channel};
+use crate::transport::{call_channel, client_stream_channel};
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +85,17 @@ pub enum UnfollowReply {
     Other(String),
 }
 
+/// The answer to a session keep-alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// The session is this client's.
+    Alive,
+    /// The session lapsed or is another client's: log in again.
+    Lapsed,
+    /// The server keeps no sessions (it is of the course's design).
+    Unsupported,
+}
+
 /// The answer to a list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listing {
@@ -109,7 +120,8 @@ impl SnsClient {
     /// A client of the server at `endpoint` (nothing is sent yet).
     pub fn new(endpoint: Endpoint, user: UserId, session: String) -> Result<Self, CallError> {
         let calls = call_channel(&endpoint).map_err(|e| CallError::Invalid(e.to_string()))?;
-        let streams = stream_channel(&endpoint).map_err(|e| CallError::Invalid(e.to_string()))?;
+        let streams =
+            client_stream_channel(&endpoint).map_err(|e| CallError::Invalid(e.to_string()))?;
         Ok(SnsClient {
             endpoint,
             user,
@@ -189,18 +201,18 @@ impl SnsClient {
         })
     }
 
-    /// Keeps the session alive; false if the session is no longer this client's.
-    pub async fn keep_alive(&self) -> Result<bool, CallError> {
+    /// Keeps the session alive, and shows that the server answers.
+    pub async fn keep_alive(&self) -> Result<SessionState, CallError> {
         let request = SessionRequest {
             username: self.user.to_string(),
             session: self.session.clone(),
         };
-        Ok(self
-            .sessions()
-            .keep_alive(request)
-            .await?
-            .into_inner()
-            .alive)
+        match self.sessions().keep_alive(request).await {
+            Ok(reply) if reply.get_ref().alive => Ok(SessionState::Alive),
+            Ok(_) => Ok(SessionState::Lapsed),
+            Err(status) if status.code() == Code::Unimplemented => Ok(SessionState::Unsupported),
+            Err(status) => Err(status.into()),
+        }
     }
 
     /// Ends the session, so that the user may log in again elsewhere at once.

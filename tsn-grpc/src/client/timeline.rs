@@ -10,6 +10,7 @@ use crate::client::CallError;
 use crate::convert::timestamp;
 use crate::proto::csce438::Message;
 use crate::proto::csce438::sns_service_client::SnsServiceClient;
+use crate::tsd::ACKNOWLEDGES;
 
 /// A post that arrived on the timeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +45,7 @@ pub enum TimelineEvent {
 pub struct TimelineConn {
     poster: Poster,
     inbound: Streaming<Message>,
+    acknowledges: bool,
 }
 
 /// The sending half of a Timeline stream: posts can go out from one task while another
@@ -87,14 +89,21 @@ impl TimelineConn {
         };
         // Queue the first message before awaiting the call: the server answers after it.
         outbound.send(first).await.map_err(|_| closed())?;
-        let inbound = SnsServiceClient::new(channel)
+        let response = SnsServiceClient::new(channel)
             .timeline(ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+            .await?;
+        let acknowledges = response.metadata().contains_key(ACKNOWLEDGES);
         Ok(TimelineConn {
             poster: Poster { user, outbound },
-            inbound,
+            inbound: response.into_inner(),
+            acknowledges,
         })
+    }
+
+    /// Whether the server acknowledges this stream's posts (TSN's servers do). A server of
+    /// the course's design does not: a post sent to it cannot be known to be stored.
+    pub fn acknowledges(&self) -> bool {
+        self.acknowledges
     }
 
     /// Sends a post with the id `(origin, seq)`.

@@ -42,6 +42,11 @@ use crate::proto::tsn::replication_server::ReplicationServer;
 use crate::proto::tsn::session_server::SessionServer;
 use crate::transport::{serve_until, service_name, with_operator_services};
 
+/// The response header by which a Timeline stream says it acknowledges the client's posts
+/// (TSN's extension; a server of the course's design sends no acknowledgements, and a
+/// client must then neither wait for them nor send a post again).
+pub const ACKNOWLEDGES: &str = "tsn-acknowledges";
+
 /// How a tsd runs.
 #[derive(Clone)]
 pub struct Config {

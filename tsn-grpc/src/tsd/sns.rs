@@ -15,6 +15,7 @@ use crate::error::to_status;
 use crate::proto::csce438::sns_service_server::SnsService;
 use crate::proto::csce438::{ListReply, Message, Reply, Request as SnsRequest};
 use crate::replies as reply;
+use crate::tsd::ACKNOWLEDGES;
 use crate::tsd::server::Server;
 use crate::tsd::timeline::{self, TimelineStream};
 use crate::tsd::wall_clock;
@@ -25,10 +26,11 @@ pub(crate) fn parse_user(text: &str, what: &str) -> Result<UserId, Status> {
         .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
 }
 
-/// The one user id a Follow or UnFollow names.
-fn single_argument(request: &SnsRequest) -> Result<UserId, Status> {
+/// The one user a Follow or UnFollow names; `None` when it is no user id, which the
+/// course's server answers as an unknown user (a `Reply`, not an error status).
+fn single_argument(request: &SnsRequest) -> Result<Option<UserId>, Status> {
     match request.arguments.as_slice() {
-        [target] => parse_user(target, "the user to follow"),
+        [target] => Ok(target.parse::<UserId>().ok()),
         [] => Err(Status::invalid_argument("no user id given")),
         _ => Err(Status::invalid_argument("exactly one user id is expected")),
     }
@@ -58,15 +60,20 @@ impl<S: Store> Server<S> {
     }
 
     /// A Follow or UnFollow: `decide` (a [`command`] function) judges the request on the
-    /// current state; a change is appended and committed. Returns the refusal, if any.
+    /// current state; a change is appended and committed. Returns the refusal, if any:
+    /// `unknown` for a target that is no user id.
     async fn relate<R>(
         &self,
         request: SnsRequest,
         decide: impl FnOnce(&State, UserId, UserId, Time) -> Result<Change, R>,
+        unknown: R,
     ) -> Result<Option<R>, Status> {
         let user = parse_user(&request.username, "username")?;
         let target = single_argument(&request)?;
         let master = self.serving(user, false)?;
+        let Some(target) = target else {
+            return Ok(Some(unknown));
+        };
         let mut refused = None;
         let position = master
             .append(|state| {
@@ -127,7 +134,13 @@ impl<S: Store> SnsService for Server<S> {
     }
 
     async fn follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
-        let refused = self.relate(request.into_inner(), command::follow).await?;
+        let refused = self
+            .relate(
+                request.into_inner(),
+                command::follow,
+                FollowRefused::UnknownUser,
+            )
+            .await?;
         Ok(reply(match refused {
             None => reply::FOLLOW_DONE,
             Some(FollowRefused::UnknownUser) => reply::FOLLOW_UNKNOWN,
@@ -136,7 +149,13 @@ impl<S: Store> SnsService for Server<S> {
     }
 
     async fn un_follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
-        let refused = self.relate(request.into_inner(), command::unfollow).await?;
+        let refused = self
+            .relate(
+                request.into_inner(),
+                command::unfollow,
+                UnfollowRefused::UnknownUser,
+            )
+            .await?;
         Ok(reply(match refused {
             None => reply::UNFOLLOW_DONE,
             Some(UnfollowRefused::UnknownUser) => reply::UNFOLLOW_UNKNOWN,
@@ -150,8 +169,13 @@ impl<S: Store> SnsService for Server<S> {
         &self,
         request: Request<Streaming<Message>>,
     ) -> Result<Response<TimelineStream>, Status> {
-        timeline::open(self, request.into_inner())
-            .await
-            .map(Response::new)
+        let (stream, acknowledges) = timeline::open(self, request.into_inner()).await?;
+        let mut response = Response::new(stream);
+        if acknowledges {
+            response
+                .metadata_mut()
+                .insert(ACKNOWLEDGES, "1".parse().expect("ascii"));
+        }
+        Ok(response)
     }
 }

@@ -58,11 +58,12 @@ struct PendingAck {
     error: String,
 }
 
-/// Opens a Timeline stream.
+/// Opens a Timeline stream; says whether it acknowledges the client's posts (it does when
+/// the first message carries a session).
 pub(crate) async fn open<S: Store>(
     server: &Server<S>,
     mut inbound: Streaming<Message>,
-) -> Result<TimelineStream, Status> {
+) -> Result<(TimelineStream, bool), Status> {
     let master = server.master()?;
     let first = match tokio::time::timeout(FIRST_MESSAGE, inbound.message()).await {
         Err(_) => {
@@ -120,7 +121,7 @@ pub(crate) async fn open<S: Store>(
         acks_wanted,
     };
     tokio::spawn(poster.run(inbound));
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok((Box::pin(ReceiverStream::new(rx)), acks_wanted))
 }
 
 /// Sends the timeline and the acknowledgements.
