@@ -82,9 +82,28 @@ pub fn duration_or_zero(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{text}' is not a duration like 200ms or 10s: {e}"))
 }
 
-/// Sends `tracing` output to standard error, at the level `RUST_LOG` sets (default: info).
+/// TSN's crates: the targets of its own log lines.
+const OWN_TARGETS: [&str; 5] = ["tsn_core", "tsn_fs", "tsn_grpc", "tsn_bins", "tsn"];
+
+/// The filter for `RUST_LOG`'s value `spec`. A bare level (`debug`) is TSN's: its own lines
+/// at that level, the libraries' at `info` at most (their debug output is HTTP/2 frames);
+/// anything else (`h2=debug,info`) is taken as `tracing`'s directives. Unset: `info`.
+fn log_filter(spec: Option<&str>) -> String {
+    let spec = spec.map(str::trim).unwrap_or_default();
+    let libraries = match spec.to_ascii_lowercase().as_str() {
+        "" => return "info".to_owned(),
+        "trace" | "debug" => "info",
+        level @ ("info" | "warn" | "error" | "off") => return level.to_owned(),
+        _ => return spec.to_owned(),
+    };
+    let own: Vec<String> = OWN_TARGETS.iter().map(|t| format!("{t}={spec}")).collect();
+    format!("{libraries},{}", own.join(","))
+}
+
+/// Sends `tracing` output to standard error, as `RUST_LOG` says (see [`log_filter`]).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let spec = std::env::var("RUST_LOG").ok();
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(spec.as_deref()))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -149,6 +168,20 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_log_level_is_tsns_and_directives_are_taken_as_they_are() {
+        assert_eq!(log_filter(None), "info");
+        assert_eq!(
+            log_filter(Some("debug")),
+            "info,tsn_core=debug,tsn_fs=debug,tsn_grpc=debug,tsn_bins=debug,tsn=debug"
+        );
+        assert_eq!(log_filter(Some("warn")), "warn");
+        assert_eq!(log_filter(Some("h2=trace,info")), "h2=trace,info");
+        for spec in ["debug", "trace", "h2=trace,info", "warn"] {
+            assert!(tracing_subscriber::EnvFilter::try_new(log_filter(Some(spec))).is_ok());
+        }
+    }
 
     #[test]
     fn durations_read_like_people_write_them() {

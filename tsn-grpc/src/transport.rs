@@ -52,23 +52,74 @@ pub fn client_stream_channel(endpoint: &Endpoint) -> Result<Channel> {
     builder(endpoint).map(|b| b.connect_lazy())
 }
 
-/// Adds the operators' services to `router`: the standard gRPC health service, with the
-/// whole server and each of `services` (full names such as `csce438.SNSService`) reported
-/// serving, and server reflection over every TSN and course service (so that
-/// `grpcurl -plaintext HOST:PORT list` works).
-pub async fn with_operator_services(router: Router, services: &[&str]) -> Result<Router> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    for service in std::iter::once(&"").chain(services) {
-        reporter
-            .set_service_status(*service, tonic_health::ServingStatus::Serving)
-            .await;
+/// What the standard gRPC health service says of a server's services: `SERVING` while a
+/// service takes calls, `NOT_SERVING` while it would refuse them (a slave's `SNSService`).
+/// The whole server (the empty service name) is `SERVING` while the process runs.
+#[derive(Clone, Debug)]
+pub struct Health(tonic_health::server::HealthReporter);
+
+impl Health {
+    /// A health service that knows of nothing yet.
+    pub fn new() -> Self {
+        Health(tonic_health::server::HealthReporter::new())
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Invalid(format!("the protocol's descriptors are unreadable: {e}")))?;
-    Ok(router.add_service(health).add_service(reflection))
+
+    /// Says that each of `services` (full names such as `csce438.SNSService`) is serving,
+    /// or not.
+    pub async fn set(&self, services: &[&str], serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in services {
+            self.0.set_service_status(*service, status).await;
+        }
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
+}
+
+/// The names reflection lists beside a server's own services.
+const OPERATOR_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Adds the operators' services to `router`: the standard gRPC health service, answering
+/// as `health` says (the whole server serving), and server reflection, both v1 and
+/// v1alpha (older grpcurl builds ask v1alpha), listing `services` (full names such as
+/// `csce438.SNSService`) and the operators' services — those the server serves, no other —
+/// so that `grpcurl -plaintext HOST:PORT list` works.
+pub async fn with_operator_services(
+    router: Router,
+    services: &[&str],
+    health: &Health,
+) -> Result<Router> {
+    health.set(&[""], true).await;
+    let reflection = || {
+        services.iter().chain(&OPERATOR_SERVICES).fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, service| builder.with_service_name(*service),
+        )
+    };
+    let unreadable = |e| Error::Invalid(format!("the protocol's descriptors are unreadable: {e}"));
+    let v1 = reflection().build_v1().map_err(unreadable)?;
+    let v1alpha = reflection().build_v1alpha().map_err(unreadable)?;
+    let health = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health.0.clone()),
+    );
+    Ok(router
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha))
 }
 
 /// The full gRPC name of the service `S` serves (`csce438.SNSService` ...).

@@ -1,6 +1,7 @@
 //! A local deployment as child processes: the coordinator and, per cluster, a master and a
-//! slave tsd and a synchronizer, each this same executable run as that program (`--run-as`), always the same
-//! version. Used by `tsn-local`, `tsn-bench` and `tsn-faults`.
+//! slave tsd and a synchronizer, each this same executable started under that program's name
+//! ([`run_as`]), so always the same version, and shown in `ps` as `tsd -c 1 -s 2 ...`.
+//! Used by `tsn-local`, `tsn-bench` and `tsn-faults`.
 //!
 //! Each child's log (standard error) goes to `<logs>/<name>.log`; its ready line (standard
 //! output) gives its address; `serving as master|slave` in its log gives its role. On
@@ -23,9 +24,6 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use crate::cli::Fatal;
-
-/// The argument that makes the executable run as one of the programs.
-pub const RUN_AS: &str = "--run-as";
 
 /// How long a child may take to start listening, and the servers to take up roles.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -65,30 +63,42 @@ pub fn free_port() -> Result<u16, Fatal> {
         .map_err(|e| Fatal::new("cannot find a free port", e))
 }
 
-/// With `--run-as PROGRAM ARGS...` as `args[1..]`, runs that program and returns its exit
-/// status; otherwise `None`.
+/// The programs this executable also is: started under one of these names (`argv[0]`), it
+/// runs that program.
+const PROGRAMS: [&str; 4] = ["coordinator", "tsd", "tsc", "synchronizer"];
+
+/// When this executable was started under the name of one of [`PROGRAMS`] (as
+/// [`Deployment`] starts its children), runs that program with `args` and returns its exit
+/// status; otherwise `None`. The process takes the program's name too, so that `ps -C tsd`
+/// and `top` show it so.
 pub fn run_as(args: &[OsString]) -> Option<ExitCode> {
-    if args.get(1).is_none_or(|a| a != RUN_AS) {
-        return None;
-    }
-    let program = args
-        .get(2)
-        .and_then(|p| p.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let rest: Vec<OsString> = std::iter::once(OsString::from(&program))
-        .chain(args.iter().skip(3).cloned())
-        .collect();
-    Some(match program.as_str() {
-        "coordinator" => crate::program::coordinator::main(rest),
-        "tsd" => crate::program::tsd::main(rest),
-        "tsc" => crate::program::tsc::main(rest),
-        "synchronizer" => crate::program::synchronizer::main(rest),
-        other => {
-            eprintln!("there is no program '{other}' to run");
-            ExitCode::from(2)
-        }
+    let name = args
+        .first()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())?;
+    let program = *PROGRAMS.iter().find(|&&p| p == name)?;
+    name_this_process(program);
+    let args = args.to_vec();
+    Some(match program {
+        "coordinator" => crate::program::coordinator::main(args),
+        "tsd" => crate::program::tsd::main(args),
+        "tsc" => crate::program::tsc::main(args),
+        _ => crate::program::synchronizer::main(args),
     })
+}
+
+/// Sets the name the kernel shows for this process (`/proc/self/comm`, what `ps -e` and
+/// `top` print) to `name`.
+fn name_this_process(name: &str) {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return;
+    };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes (the kernel
+    // cuts it), which `name` is, and keeps no pointer to it.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
 }
 
 /// The timer flags of the programs that start deployments.
@@ -501,8 +511,7 @@ impl Deployment {
         };
         let mut command = Command::new(&self.exe);
         command
-            .arg(RUN_AS)
-            .arg(program)
+            .arg0(program)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -641,7 +650,8 @@ impl Screen {
     fn start(exe: &Path, coordinator_port: u16, user: u32, log: Stdio) -> Result<Screen, Fatal> {
         let mut command = Command::new(exe);
         command
-            .args([RUN_AS, "tsc", "-k", &coordinator_port.to_string()])
+            .arg0("tsc")
+            .args(["-k", &coordinator_port.to_string()])
             .args(["-u", &user.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -91,7 +91,7 @@ struct Flags {
     timers: Timers,
 }
 
-/// Runs `tsn-faults` with `args`, or, with `--run-as PROGRAM`, that program.
+/// Runs `tsn-faults` with `args`, or, started as one of its children, that program.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-faults", args, run))
 }

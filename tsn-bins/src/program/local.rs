@@ -53,7 +53,7 @@ struct Flags {
     timers: Timers,
 }
 
-/// Runs `tsn-local` with `args`, or, with `--run-as PROGRAM`, that program.
+/// Runs `tsn-local` with `args`, or, started as one of its children, that program.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-local", args, run))
 }
@@ -106,17 +106,18 @@ fn print_table(flags: &Flags, coordinator_port: u16, members: &[Member], exe: &P
         flags.data_dir.join("logs").display()
     );
     println!();
-    println!("  process      cluster server  role    address");
+    println!("  process      cluster server  role    address          pid");
     for member in members {
         let dash = |v: Option<u32>| v.map_or("-".to_owned(), |v| v.to_string());
         let role = member.role().unwrap_or_else(|| "-".into());
         println!(
-            "  {:<12} {:>7} {:>6}  {:<7} {}",
+            "  {:<12} {:>7} {:>6}  {:<7} {:<16} {}",
             member.program,
             dash(member.cluster),
             dash(member.server),
             role,
-            member.address
+            member.address,
+            dash(member.pid())
         );
     }
     println!();

@@ -30,7 +30,7 @@ use tsn_core::id::{ClusterId, FolderId, Membership};
 use tsn_grpc::proto::csce438::synch_service_server::SynchServiceServer;
 use tsn_grpc::proto::tsn::feed_server::FeedServer as FeedService;
 use tsn_grpc::sync::FeedServer;
-use tsn_grpc::transport::{serve_until, service_name, with_operator_services};
+use tsn_grpc::transport::{Health, serve_until, service_name, with_operator_services};
 
 use crate::cli::Fatal;
 
@@ -83,7 +83,9 @@ pub async fn run<C: Coordinator + 'static>(
         service_name::<FeedService<FeedServer<LocalCluster>>>(),
         service_name::<SynchServiceServer<FeedServer<LocalCluster>>>(),
     ];
-    let served = match with_operator_services(router, &services).await {
+    let health = Health::new();
+    health.set(&services, true).await;
+    let served = match with_operator_services(router, &services, &health).await {
         Ok(router) => serve_until(router, listener, shutdown).await,
         Err(error) => {
             follower.abort();

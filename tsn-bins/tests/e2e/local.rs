@@ -39,9 +39,11 @@ fn tsn_local_runs_a_deployment_that_clients_use_and_ctrl_c_leaves_nothing_runnin
     let port = table
         .lines()
         .find_map(|line| line.trim().strip_prefix("coordinator"))
-        .and_then(|row| row.rsplit(':').next())
+        .and_then(|row| {
+            row.split_whitespace()
+                .find_map(|f| f.strip_prefix("127.0.0.1:"))
+        })
         .expect("the coordinator's row")
-        .trim()
         .to_owned();
     assert_ne!(port, "9090", "{table}");
     for (cluster, server, role) in [(1, 1, "master"), (1, 2, "slave"), (3, 2, "slave")] {
@@ -49,6 +51,16 @@ fn tsn_local_runs_a_deployment_that_clients_use_and_ctrl_c_leaves_nothing_runnin
         assert!(table.contains(&row), "'{row}' in:\n{table}");
     }
     assert_eq!(table.matches("  synchronizer       ").count(), 3, "{table}");
+    // Every process runs under its program's name, with the PID the table gives.
+    for row in table.lines().filter(|l| l.contains("127.0.0.1:")) {
+        let program = row.split_whitespace().next().expect("a program");
+        let pid = row.split_whitespace().last().expect("a pid");
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("a live pid");
+        assert_eq!(comm.trim_end(), program, "{row}");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("a live pid");
+        let argv0 = cmdline.split(|&b| b == 0).next().expect("argv[0]");
+        assert_eq!(argv0, program.as_bytes(), "{row}");
+    }
     assert_eq!(
         processes_mentioning(&data_dir).len(),
         10,

@@ -1,17 +1,13 @@
-//! The operators' tools on every server program: the gRPC health service and server
-//! reflection.
+//! The operators' tools on every server program: the gRPC health service (which says
+//! whether each service takes calls now) and server reflection, v1 and v1alpha (which lists
+//! the services served, no other); and logs that show TSN's own decisions at debug.
 
+use crate::support::{Deployment, Proc, eventually, runtime, within};
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
-use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
-use crate::support::{Deployment, runtime, within};
 
 /// A channel to the server at `port`.
 async fn channel(port: u16) -> Channel {
@@ -33,49 +29,64 @@ async fn health(port: u16, service: &str) -> ServingStatus {
     reply.into_inner().status()
 }
 
-/// The services `grpcurl list` would show at `port`.
-async fn listed_services(port: u16) -> Vec<String> {
-    let mut client = ServerReflectionClient::new(channel(port).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = within(
-        "a reflection answer",
-        client.server_reflection_info(tokio_stream::iter([request])),
-    )
-    .await
-    .expect("reflection")
-    .into_inner();
-    let reply = within("the list of services", replies.next())
+/// The services `grpcurl list` would show at `port`, asked with reflection `$version`
+/// (`v1` or `v1alpha`), sorted.
+macro_rules! listed_services {
+    ($version:ident, $port:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let mut client = ServerReflectionClient::new(channel($port).await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies = within(
+            "a reflection answer",
+            client.server_reflection_info(tokio_stream::iter([request])),
+        )
         .await
-        .expect("an answer")
-        .expect("a list");
-    match reply.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-            names.sort();
-            names
+        .expect("reflection")
+        .into_inner();
+        let reply = within("the list of services", replies.next())
+            .await
+            .expect("an answer")
+            .expect("a list");
+        match reply.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+                names.sort();
+                names
+            }
+            other => panic!("not a list of services: {other:?}"),
         }
-        other => panic!("not a list of services: {other:?}"),
-    }
+    }};
 }
 
+/// The operators' services every server lists beside its own.
+const OPERATORS: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 #[test]
-fn every_server_answers_health_checks_and_reflection() {
+fn every_server_answers_health_checks_and_lists_what_it_serves() {
     let mut deployment = Deployment::start(3);
     deployment.start_master(1);
+    deployment
+        .start_server(1, 2)
+        .wait_for_log_count("serving as slave", 1);
     deployment.start_synchronizer(1);
     let tsd = deployment.master_port(1).expect("a master");
     let synchronizer = deployment.synchronizer_port(1);
     let coordinator = deployment.coordinator_port;
+    let tsd_services = vec!["csce438.SNSService", "tsn.Replication", "tsn.Session"];
     runtime().block_on(async {
         for (port, services) in [
             (coordinator, vec!["csce438.CoordService"]),
-            (
-                tsd,
-                vec!["csce438.SNSService", "tsn.Replication", "tsn.Session"],
-            ),
+            (tsd, tsd_services.clone()),
             (synchronizer, vec!["csce438.SynchService", "tsn.Feed"]),
         ] {
             assert_eq!(
@@ -90,17 +101,73 @@ fn every_server_answers_health_checks_and_reflection() {
                     "{service}"
                 );
             }
-            let listed = listed_services(port).await;
-            for service in services {
-                assert!(
-                    listed.iter().any(|s| s == service),
-                    "{service} in {listed:?}"
-                );
-            }
-            assert!(
-                listed.iter().any(|s| s == "grpc.health.v1.Health"),
-                "{listed:?}"
+            let mut expected: Vec<String> = services
+                .iter()
+                .chain(&OPERATORS)
+                .map(|s| s.to_string())
+                .collect();
+            expected.sort();
+            assert_eq!(listed_services!(v1, port), expected, "port {port}");
+            assert_eq!(listed_services!(v1alpha, port), expected, "port {port}");
+        }
+    });
+
+    // The slave refuses the master's calls, and says so; promoted, it serves them.
+    let slave = deployment.server(1, 2).stdout();
+    let slave_port: u16 = slave
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .expect("the slave's port");
+    runtime().block_on(async {
+        assert_eq!(health(slave_port, "").await, ServingStatus::Serving);
+        for service in &tsd_services {
+            assert_eq!(
+                health(slave_port, service).await,
+                ServingStatus::NotServing,
+                "{service} on the slave"
             );
         }
     });
+    deployment.stop_server(1, 1);
+    deployment.wait_master_is(1, 2);
+    deployment
+        .server(1, 2)
+        .wait_for_log_count("serving as master", 1);
+    eventually("the promoted slave to serve the master's services", || {
+        runtime()
+            .block_on(health(slave_port, "csce438.SNSService"))
+            .eq(&ServingStatus::Serving)
+            .then_some(())
+    });
+}
+
+#[test]
+fn debug_logs_show_tsns_decisions_and_no_http2_frames() {
+    let mut deployment = Deployment::start(1);
+    deployment.start_master(1);
+    let data = tempfile::tempdir().expect("a folder");
+    let args: Vec<String> = [
+        "-c",
+        "1",
+        "-s",
+        "2",
+        "-k",
+        &deployment.coordinator_port.to_string(),
+        "-p",
+        "0",
+        "--data-dir",
+        &data.path().display().to_string(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let slave = Proc::start_logging("tsd", &args, "debug");
+    slave.wait_for_log_count("serving as slave", 1);
+    slave.wait_for_log_count("the coordinator answered", 2);
+    let log = slave.stderr();
+    for library in ["frame=", "Connection{peer", "hyper", "h2::"] {
+        assert!(!log.contains(library), "no '{library}' at debug:\n{log}");
+    }
 }

@@ -130,15 +130,20 @@ pub(crate) fn eventually_within<T>(
 }
 
 impl Proc {
-    /// Starts the workspace binary `program` with `args`.
+    /// Starts the workspace binary `program` with `args`, logging at `info`.
     pub(crate) fn start(program: &str, args: &[String]) -> Proc {
+        Proc::start_logging(program, args, "info")
+    }
+
+    /// Starts the workspace binary `program` with `args` and `RUST_LOG=rust_log`.
+    pub(crate) fn start_logging(program: &str, args: &[String], rust_log: &str) -> Proc {
         let path = binary(program);
         let mut child = Command::new(&path)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
         let stdout = collect(child.stdout.take().expect("piped"));

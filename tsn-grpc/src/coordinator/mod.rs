@@ -21,7 +21,7 @@ use tsn_core::coordinator::{Local, RoleChange};
 use tsn_core::{Error, Result};
 
 use crate::proto::csce438::coord_service_server::CoordServiceServer;
-use crate::transport::{serve_until, service_name, with_operator_services};
+use crate::transport::{Health, serve_until, service_name, with_operator_services};
 
 /// Serves `coordinator` on `listener` until `shutdown` completes, checking for failed
 /// masters ten times per failure timeout and logging every role change.
@@ -46,11 +46,10 @@ pub async fn serve(
     });
     let service = CoordServiceServer::new(CoordServer::new(coordinator));
     let router = tonic::transport::Server::builder().add_service(service);
-    let router = with_operator_services(
-        router,
-        &[service_name::<CoordServiceServer<CoordServer<Local>>>()],
-    )
-    .await?;
+    let services = [service_name::<CoordServiceServer<CoordServer<Local>>>()];
+    let health = Health::new();
+    health.set(&services, true).await;
+    let router = with_operator_services(router, &services, &health).await?;
     let result = serve_until(router, listener, shutdown).await;
     ticker.abort();
     result.map_err(|e| Error::Unavailable {

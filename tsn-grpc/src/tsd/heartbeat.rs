@@ -50,6 +50,7 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
             .unwrap_or_default();
         match failover::heartbeat(&*coordinator, &mut node, log, in_sync.clone()).await {
             Ok((assignment, change)) => {
+                tracing::debug!(role = %assignment.role, epoch = %assignment.epoch, log = %log.position, ?in_sync, confirmed = assignment.in_sync_confirmed, "the coordinator answered");
                 if !reachable {
                     tracing::info!("the coordinator answers again");
                     reachable = true;
@@ -96,6 +97,7 @@ impl<S: Store> Duties<S> {
             Duty::Waiting => {
                 tracing::info!(cluster = %me.cluster, server = %me.server, "waiting for the cluster to have a master");
                 server.set_master(None);
+                server.report_health(false).await;
             }
             Duty::Master { epoch } => {
                 server.set_master(None);
@@ -114,9 +116,11 @@ impl<S: Store> Duties<S> {
                             tokio::spawn(import::run(Arc::clone(&master), *from, Arc::clone(peer)));
                         }
                         server.set_master(Some(master));
+                        server.report_health(true).await;
                     }
                     Err(error) => {
                         tracing::error!(%error, "cannot take up the master role");
+                        server.report_health(false).await;
                         node.give_up();
                     }
                 }
@@ -124,6 +128,7 @@ impl<S: Store> Duties<S> {
             Duty::Slave { epoch, master } => {
                 tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, master = %master.endpoint, "serving as slave");
                 server.set_master(None);
+                server.report_health(false).await;
                 self.follower = Some(tokio::spawn(follower::follow(
                     Arc::clone(server),
                     master,

@@ -40,7 +40,7 @@ use tsn_core::{Coordinator, Error, Result, Store, SyncPeer};
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
 use crate::proto::tsn::replication_server::ReplicationServer;
 use crate::proto::tsn::session_server::SessionServer;
-use crate::transport::{serve_until, service_name, with_operator_services};
+use crate::transport::{Health, serve_until, service_name, with_operator_services};
 
 /// The response header by which a Timeline stream says it acknowledges the client's posts
 /// (TSN's extension; a server of the course's design sends no acknowledgements, and a
@@ -83,18 +83,21 @@ where
     S: Store,
     C: Coordinator + 'static,
 {
-    let server = server::Server::new(config, store);
+    // Every service of a tsd is its master's: a slave refuses their calls.
+    let services = vec![
+        service_name::<SnsServiceServer<server::Server<S>>>(),
+        service_name::<SessionServer<server::Server<S>>>(),
+        service_name::<ReplicationServer<server::Server<S>>>(),
+    ];
+    let health = Health::new();
+    health.set(&services, false).await;
+    let server = server::Server::new(config, store, health.clone(), services.clone());
     let keeper = tokio::spawn(heartbeat::run(Arc::clone(&server), coordinator));
     let router = tonic::transport::Server::builder()
         .add_service(SnsServiceServer::from_arc(Arc::clone(&server)))
         .add_service(SessionServer::from_arc(Arc::clone(&server)))
         .add_service(ReplicationServer::from_arc(Arc::clone(&server)));
-    let services = [
-        service_name::<SnsServiceServer<server::Server<S>>>(),
-        service_name::<SessionServer<server::Server<S>>>(),
-        service_name::<ReplicationServer<server::Server<S>>>(),
-    ];
-    let router = match with_operator_services(router, &services).await {
+    let router = match with_operator_services(router, &services, &health).await {
         Ok(router) => router,
         Err(error) => {
             keeper.abort();

@@ -9,6 +9,7 @@ use tsn_core::id::Epoch;
 use tsn_core::session::Sessions;
 use tsn_core::timeline::Hub;
 
+use crate::transport::Health;
 use crate::tsd::Config;
 use crate::tsd::master::Master;
 
@@ -29,10 +30,20 @@ pub(crate) struct Server<S> {
     epochs_seen_rx: Mutex<Option<mpsc::UnboundedReceiver<Epoch>>>,
     /// Wakes the heartbeat task for an immediate report.
     pub(crate) report_now: Arc<Notify>,
+    /// What the health service says of the services only a master serves.
+    health: Health,
+    master_services: Vec<&'static str>,
 }
 
 impl<S: Store> Server<S> {
-    pub(crate) fn new(config: Config, store: Arc<S>) -> Arc<Self> {
+    /// A server whose `master_services` (full gRPC names) `health` reports serving only
+    /// while it is master.
+    pub(crate) fn new(
+        config: Config,
+        store: Arc<S>,
+        health: Health,
+        master_services: Vec<&'static str>,
+    ) -> Arc<Self> {
         let (epochs_seen, rx) = mpsc::unbounded_channel();
         Arc::new_cyclic(|this| Server {
             this: this.clone(),
@@ -44,7 +55,14 @@ impl<S: Store> Server<S> {
             epochs_seen,
             epochs_seen_rx: Mutex::new(Some(rx)),
             report_now: Arc::new(Notify::new()),
+            health,
+            master_services,
         })
+    }
+
+    /// Tells the health service whether the master's services are served now.
+    pub(crate) async fn report_health(&self, master: bool) {
+        self.health.set(&self.master_services, master).await;
     }
 
     /// This server, for tasks that outlive a request.
