@@ -49,7 +49,7 @@ use tsn_core::change::{Change, Entry};
 use tsn_core::id::{ClusterId, Epoch, Membership, Position, ServerId, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::state::State;
-use tsn_core::sync::{Changes, merge};
+use tsn_core::sync::{Changes, LogId, merge};
 
 /// The number of clusters of the deployment.
 const CLUSTERS: u32 = 3;
@@ -235,6 +235,7 @@ impl History {
             .map(|from| Change::Imported {
                 from,
                 through: Position(10_000_000),
+                log: LogId::UNKNOWN,
             });
         apply_all(&mut state, imported.collect::<Vec<_>>());
         eprintln!(
@@ -317,6 +318,7 @@ impl<'a> Feed<'a> {
         Changes {
             entries,
             through: Position(self.position),
+            log: LogId::UNKNOWN,
         }
     }
 
@@ -478,6 +480,7 @@ fn idle(c: &mut Criterion) {
         let empty = Changes {
             entries: Vec::new(),
             through: cursor,
+            log: LogId::UNKNOWN,
         };
         let replayed = Feed::at(history, Position(cursor.0 - 1_000)).batch(1_000);
         let nothing_for_us = Feed::after(history).irrelevant(1_000);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{ClusterId, Epoch, Position, ServerId, Time, UserId};
 use crate::post::Post;
+use crate::sync::LogId;
 
 /// One thing that happened to a cluster's data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,10 @@ pub enum Change {
         from: ClusterId,
         /// The last position of its log that is merged.
         through: Position,
+        /// Which log of that cluster `through` is in; an import mark naming another log
+        /// than the last one starts the cursor afresh (see [`crate::sync`]).
+        #[serde(default, skip_serializing_if = "LogId::is_unknown")]
+        log: LogId,
     },
 }
 

@@ -150,7 +150,9 @@
 //! are at most 1 MiB. Records are in position order from position 1, without gaps. The log
 //! is only ever appended to, except by [`Store::truncate_after`](tsn_core::Store), which
 //! cuts it at a record boundary. An inbox file is framed the same way, each payload the
-//! JSON of a batch, a [`Changes`](tsn_core::sync::Changes): `{"through":P,"entries":[...]}`.
+//! JSON of a batch, a [`Changes`](tsn_core::sync::Changes): `{"through":P,"entries":[...],"log":L}`
+//! (`log`, the [`LogId`](tsn_core::sync::LogId) of the other cluster's log, absent when
+//! unknown). A file holds batches of one log: a batch of a new log starts it afresh.
 //!
 //! # What is durable when
 //!

@@ -9,7 +9,7 @@ use tsn_core::course;
 use tsn_core::id::{ClusterId, Epoch, FolderId, Position, ServerId, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::state::TimelineItem;
-use tsn_core::sync::UserRecord;
+use tsn_core::sync::{LogId, UserRecord};
 
 use crate::proto::{csce438, tsn};
 
@@ -199,9 +199,10 @@ impl From<&Entry> for tsn::Entry {
                 server_id: server.0 as i32,
                 time: time.0,
             }),
-            Change::Imported { from, through } => C::Imported(tsn::Imported {
+            Change::Imported { from, through, log } => C::Imported(tsn::Imported {
                 from: from.0,
                 through: through.0,
+                log: log.0,
             }),
         };
         tsn::Entry {
@@ -251,6 +252,7 @@ impl TryFrom<tsn::Entry> for Entry {
             C::Imported(i) => Change::Imported {
                 from: ClusterId(i.from),
                 through: Position(i.through),
+                log: LogId(i.log),
             },
         };
         Ok(Entry {
@@ -359,6 +361,7 @@ mod tests {
             Change::Imported {
                 from: ClusterId(3),
                 through: Position(12),
+                log: LogId(5),
             },
         ];
         for (i, change) in changes.into_iter().enumerate() {

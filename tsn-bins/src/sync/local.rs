@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tsn_core::id::{Membership, Position};
 use tsn_core::state::State;
-use tsn_core::sync::{Changes, SyncPeer, UserRecord, origin, user_records};
+use tsn_core::sync::{Changes, LogId, SyncPeer, UserRecord, origin, user_records};
 use tsn_core::{Error, Result};
 use tsn_fs::{COMMIT_FILE, DirWatch, LOG_FILE, Located, LogReader, LogTail, read_commit};
 
@@ -159,9 +159,10 @@ impl LocalCluster {
     /// right after a change of replica, while its log is read again from the start, a
     /// peer is told nothing new rather than told that it has everything.
     async fn committed_after(&self, cursor: Position, max: usize) -> Result<Changes> {
-        let (wanted, more, committed, reader) = {
+        let (wanted, more, committed, reader, log) = {
             let inner = self.lock();
             let committed = inner.state.last().position;
+            let log = LogId::of(&inner.state);
             let start = inner.own.partition_point(|&(p, _)| p <= cursor);
             let wanted: Vec<(Position, u64)> = inner.own[start..]
                 .iter()
@@ -169,7 +170,7 @@ impl LocalCluster {
                 .copied()
                 .collect();
             let more = inner.own.len() > start + wanted.len();
-            (wanted, more, committed, inner.reader.clone())
+            (wanted, more, committed, inner.reader.clone(), log)
         };
         let entries = match reader {
             Some(reader) => tokio::task::spawn_blocking(move || reader.read(&wanted))
@@ -182,7 +183,11 @@ impl LocalCluster {
         } else {
             committed.max(cursor)
         };
-        Ok(Changes { entries, through })
+        Ok(Changes {
+            entries,
+            through,
+            log,
+        })
     }
 }
 

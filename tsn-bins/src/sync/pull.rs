@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::{ClusterId, Position};
+use tsn_core::sync::LogId;
 use tsn_core::{Result, SyncPeer};
 use tsn_fs::InboxWriter;
 use tsn_grpc::sync::{FEED_BATCH, FeedClient};
@@ -74,7 +75,7 @@ async fn pull_from(
     copy_changes(
         &client,
         &mut writer,
-        || local.read(|s| s.imported_through(from)),
+        || local.read(|s| (s.imported_log(from), s.imported_through(from))),
         round,
         answered,
     )
@@ -85,24 +86,52 @@ async fn pull_from(
 /// holds or the cluster has merged, and compacting the inbox, before each append, once the
 /// cluster has merged all it holds. Returns only when the peer fails.
 ///
-/// `merged` must be the import cursor of a **committed** entry of the cluster's log (as
-/// [`LocalCluster`] reads it): the next master, after any failover, resumes its import
-/// there, so what the inbox held up to it is no longer needed. A cursor read from an entry
-/// that a failover may still cut would discard (or never fetch) batches the next master
-/// needs. Sets `answered` once the peer has answered.
+/// `merged` must be the import cursor (with its log) of a **committed** entry of the
+/// cluster's log (as [`LocalCluster`] reads it): the next master, after any failover,
+/// resumes its import there, so what the inbox held up to it is no longer needed. A cursor
+/// read from an entry that a failover may still cut would discard (or never fetch) batches
+/// the next master needs. Sets `answered` once the peer has answered.
+///
+/// When the peer answers from another log than the cursor's (its cluster lost its data and
+/// started a new one), the copy starts again from 0 in that log; the inbox file is started
+/// afresh with its first batch ([`InboxWriter::append`]).
 async fn copy_changes(
     peer: &dyn SyncPeer,
     writer: &mut InboxWriter,
-    merged: impl Fn() -> Position,
+    merged: impl Fn() -> (LogId, Position),
     round: Duration,
     answered: &mut bool,
 ) -> Result<()> {
-    let mut cursor = writer.written_through().max(merged());
+    let (merged_log, merged_at) = merged();
+    let mut log = writer.log();
+    let mut cursor = writer.written_through();
+    if log.is_unknown() {
+        log = merged_log;
+    }
+    if !merged_log.differs_from(log) {
+        cursor = cursor.max(merged_at);
+    }
+    // What the cluster has merged of `log`, as far as compaction is concerned.
+    let merged_of = |log: LogId| match merged() {
+        (merged_log, at) if !merged_log.differs_from(log) => at,
+        _ => Position(0),
+    };
     loop {
         let changes = peer.changes_after(cursor, FEED_BATCH).await?;
         *answered = true;
+        if changes.log.differs_from(log) {
+            tracing::info!(
+                peer_log = changes.log.0,
+                "the other cluster has a new log; copying it from its start"
+            );
+            (log, cursor) = (changes.log, Position(0));
+            continue;
+        }
+        if log.is_unknown() {
+            log = changes.log;
+        }
         if changes.through > cursor {
-            if writer.compact(merged())? {
+            if writer.compact(merged_of(log))? {
                 tracing::info!(inbox = %writer.path().display(), through = %writer.written_through(), "compacted the inbox: the cluster has merged all it held");
             }
             writer.append(&changes)?;
@@ -142,8 +171,12 @@ mod tests {
         Changes {
             entries,
             through: Position(last),
+            log: FIRST_LOG,
         }
     }
+
+    /// The log of cluster 2 in these tests, until it starts a new one.
+    const FIRST_LOG: LogId = LogId(1);
 
     #[tokio::test]
     async fn each_stretch_is_copied_once_and_the_next_question_follows_it() {
@@ -161,12 +194,14 @@ mod tests {
             Ok(Changes {
                 entries: vec![],
                 through: Position(3),
+                log: FIRST_LOG,
             })
         });
         expect(3, || {
             Ok(Changes {
                 entries: vec![],
                 through: Position(7),
+                log: FIRST_LOG,
             })
         });
         expect(7, || Ok(joins(8, 9)));
@@ -183,7 +218,7 @@ mod tests {
         let ended = copy_changes(
             &peer,
             &mut writer,
-            || Position(0),
+            || (LogId::UNKNOWN, Position(0)),
             Duration::ZERO,
             &mut false,
         )
@@ -199,6 +234,59 @@ mod tests {
         let positions: Vec<u64> = read.entries.iter().map(|e| e.position.0).collect();
         assert_eq!(positions, [1, 2, 3, 8, 9]);
         assert_eq!(read.through, Position(9));
+    }
+
+    #[tokio::test]
+    async fn a_new_log_of_the_peer_is_copied_from_its_start_into_a_fresh_inbox_file() {
+        let mut peer = MockSyncPeer::new();
+        let mut order = Sequence::new();
+        let mut expect = |cursor: u64, answer: fn() -> tsn_core::Result<Changes>| {
+            peer.expect_changes_after()
+                .with(eq(Position(cursor)), always())
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(move |_, _| answer());
+        };
+        const NEW_LOG: LogId = LogId(5);
+        expect(0, || Ok(joins(1, 6)));
+        // Cluster 2 lost its data: the answer after 6 comes from a log of 2 entries.
+        expect(6, || {
+            Ok(Changes {
+                entries: vec![],
+                through: Position(6),
+                log: NEW_LOG,
+            })
+        });
+        expect(0, || {
+            Ok(Changes {
+                log: NEW_LOG,
+                ..joins(1, 2)
+            })
+        });
+        expect(2, || {
+            Err(Error::Unavailable {
+                what: "peer".into(),
+                reason: "gone".into(),
+            })
+        });
+        let dir = tempfile::tempdir().expect("a folder");
+        let from = ClusterId(2);
+        let mut writer = InboxWriter::open(dir.path(), from).expect("an inbox");
+        let merged = || (FIRST_LOG, Position(0));
+        let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO, &mut false).await;
+        assert!(ended.is_err(), "it returns when the peer fails");
+        assert_eq!(
+            (writer.log(), writer.written_through()),
+            (NEW_LOG, Position(2))
+        );
+        let inbox = InboxPeer::new(dir.path(), from, Duration::from_millis(10));
+        let read = inbox.changes_after(Position(0), 100).await.expect("read");
+        let positions: Vec<u64> = read.entries.iter().map(|e| e.position.0).collect();
+        assert_eq!(
+            (positions, read.log),
+            (vec![1, 2], NEW_LOG),
+            "only the new log"
+        );
     }
 
     /// Answers from a fixed list of batches, as a peer whose log holds them: the first
@@ -229,6 +317,7 @@ mod tests {
                     .cloned()
                     .collect(),
                 through: batch.through,
+                log: batch.log,
             })
         }
     }
@@ -357,7 +446,8 @@ mod tests {
     /// `local`'s committed import cursor as what the cluster has merged.
     async fn pull_both_batches(local: &LocalCluster, writer: &mut InboxWriter) {
         let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
-        let merged = || local.read(|s| s.imported_through(ClusterId(2)));
+        let from = ClusterId(2);
+        let merged = || local.read(|s| (s.imported_log(from), s.imported_through(from)));
         let ended = copy_changes(&peer, writer, merged, Duration::ZERO, &mut false).await;
         assert!(ended.is_err(), "it ends when the peer has nothing more");
     }
@@ -418,7 +508,7 @@ mod tests {
         let ended = copy_changes(
             &peer,
             &mut writer,
-            || Position(2),
+            || (FIRST_LOG, Position(2)),
             Duration::ZERO,
             &mut false,
         )

@@ -363,6 +363,25 @@ fn announced_port(proc: &Proc) -> u16 {
     )
 }
 
+/// Starts `program args` and waits until it listens. A server or synchronizer whose data
+/// folder is new is refused while the coordinator still counts the process it replaces (on
+/// an old folder, killed a moment ago) as live: it is started again until the coordinator
+/// lets it in.
+fn start_claiming(program: &str, args: &[String]) -> Proc {
+    eventually(&format!("{program} to start"), || {
+        let mut proc = Proc::start(program, args);
+        if proc.wait_for_or_exit("listening on") {
+            announced_port(&proc);
+            return Some(proc);
+        }
+        assert!(
+            proc.stderr().contains("already runs"),
+            "{program} ended at start: {proc:?}"
+        );
+        None
+    })
+}
+
 /// A deployment of real processes sharing one temporary data folder.
 pub(crate) struct Deployment {
     pub(crate) dir: tempfile::TempDir,
@@ -426,8 +445,7 @@ impl Deployment {
             self.timers.heartbeat.into(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
-        let proc = Proc::start("synchronizer", &args);
-        announced_port(&proc);
+        let proc = start_claiming("synchronizer", &args);
         self.synchronizers.push((cluster, proc));
         &mut self.synchronizers.last_mut().expect("just pushed").1
     }
@@ -498,8 +516,7 @@ impl Deployment {
             "--replication-timeout".into(),
             self.timers.failure_timeout.into(),
         ];
-        let proc = Proc::start("tsd", &args);
-        announced_port(&proc);
+        let proc = start_claiming("tsd", &args);
         eventually(
             &format!(
                 "tsd {cluster}/{server} to take up a role; it logged:\n{}",

@@ -350,3 +350,38 @@ fn a_course_synchronizer_can_read_a_cluster_with_get_user_tlfl() {
     assert!(u1_record.tl.is_empty());
     assert!(data[1].tl[0].starts_with("T "), "{:?}", data[1].tl);
 }
+
+#[test]
+fn a_cluster_that_lost_all_its_data_is_imported_again_from_its_new_log() {
+    let mut deployment = Deployment::start(2);
+    deployment.start_clusters();
+    let mut u1 = deployment.logged_in_client(1);
+    u1.finish();
+    // Cluster 2's log grows well past what its next log will hold when user 32 joins.
+    let old_users: Vec<u32> = (2..=30).step_by(2).collect();
+    for &user in &old_users {
+        let mut client = deployment.logged_in_client(user);
+        client.finish();
+    }
+    let mut known: Vec<u32> = std::iter::once(1).chain(old_users).collect();
+    deployment.wait_listing(1, &known, &[]);
+
+    // Cluster 2 loses all its data: its processes stop and its folder goes.
+    deployment.stop_server(2, 1);
+    deployment.stop_server(2, 2);
+    deployment.stop_synchronizer(2);
+    std::fs::remove_dir_all(deployment.data_dir().join("cluster_2")).expect("remove cluster 2");
+    // Server 2 was the last in the in-sync set (it outlived server 1 by a moment): the
+    // cluster's master is the first of the set to come back.
+    deployment.start_server(2, 2);
+    deployment.start_server(2, 1);
+    deployment.wait_master(2);
+    deployment.start_synchronizer(2);
+
+    // Its new log numbers user 32's login low, below the old log's positions that
+    // cluster 1 has imported: cluster 1 must see it all the same.
+    let mut u32_client = deployment.logged_in_client(32);
+    u32_client.finish();
+    known.push(32);
+    deployment.wait_listing(1, &known, &[]);
+}

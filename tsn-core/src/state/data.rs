@@ -9,6 +9,7 @@ use crate::post::Post;
 use crate::state::epochs::EpochHistory;
 use crate::state::follows::Follows;
 use crate::state::timelines::{TimelineItem, Timelines};
+use crate::sync::LogId;
 
 /// A post that applying an entry put onto a timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +30,8 @@ pub struct State {
     timelines: Timelines,
     epochs: EpochHistory,
     last_time: Time,
-    /// Per other cluster, the last position of its log merged here.
-    imported: BTreeMap<ClusterId, Position>,
+    /// Per other cluster, the log merged from and the last position of it merged here.
+    imported: BTreeMap<ClusterId, (LogId, Position)>,
 }
 
 impl State {
@@ -113,9 +114,17 @@ impl State {
             }
             Change::Posted(post) => self.add_post(post, entry.position),
             Change::MasterElected { .. } => Vec::new(),
-            Change::Imported { from, through } => {
-                let merged = self.imported.entry(*from).or_default();
-                *merged = (*merged).max(*through);
+            Change::Imported { from, through, log } => {
+                let (merged_log, merged) = self.imported.entry(*from).or_default();
+                if log.differs_from(*merged_log) {
+                    // A new log of that cluster: its positions start again.
+                    *merged = *through;
+                } else {
+                    *merged = (*merged).max(*through);
+                }
+                if !log.is_unknown() {
+                    *merged_log = *log;
+                }
                 Vec::new()
             }
         })
@@ -241,7 +250,18 @@ impl State {
 
     /// The last position of `from`'s log whose changes are merged here (0: none yet).
     pub fn imported_through(&self, from: ClusterId) -> Position {
-        self.imported.get(&from).copied().unwrap_or_default()
+        self.imported
+            .get(&from)
+            .map(|&(_, p)| p)
+            .unwrap_or_default()
+    }
+
+    /// The log of `from` that [`State::imported_through`] is a position of.
+    pub fn imported_log(&self, from: ClusterId) -> LogId {
+        self.imported
+            .get(&from)
+            .map(|&(l, _)| l)
+            .unwrap_or_default()
     }
 
     /// The epoch of the entry at `position`, if the log has one there.

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::change::Change;
-use crate::id::{ClusterId, UserId};
+use crate::id::{ClusterId, Position, UserId};
 use crate::state::State;
 use crate::sync::{Changes, origin};
 
@@ -28,7 +28,20 @@ pub const IMPORT_LAG: u64 = 1024;
 /// passed over for good. The batch ends with [`Change::Imported`] when it wrote anything,
 /// or when the cursor would otherwise lag by [`IMPORT_LAG`] or more. Deterministic, and
 /// idempotent: a batch already merged yields nothing.
+///
+/// A batch of another log of `from` than the cursor's yields only an import mark that
+/// starts the cursor again from 0 in that log: the caller then reads the log from its
+/// start.
 pub fn merge(state: &State, from: ClusterId, changes: &Changes) -> Vec<Change> {
+    if changes.log.differs_from(state.imported_log(from)) {
+        // Another log of `from` than the one merged so far: its positions mean nothing
+        // against the cursor. Start the cursor again from 0, in the new log.
+        return vec![Change::Imported {
+            from,
+            through: Position(0),
+            log: changes.log,
+        }];
+    }
     let cursor = state.imported_through(from);
     if changes.through <= cursor {
         return Vec::new();
@@ -68,6 +81,7 @@ pub fn merge(state: &State, from: ClusterId, changes: &Changes) -> Vec<Change> {
         writes.push(Change::Imported {
             from,
             through: changes.through,
+            log: changes.log,
         });
     }
     writes
@@ -104,6 +118,7 @@ mod tests {
     use crate::change::Entry;
     use crate::id::{Epoch, Membership, Position, Time};
     use crate::post::{Post, PostId, PostText};
+    use crate::sync::LogId;
 
     /// Cluster 1 of 3, as the scenarios below build it.
     struct Cluster {
@@ -158,7 +173,11 @@ mod tests {
             })
             .collect();
         let through = entries.last().map_or(Position(0), |e| e.position);
-        Changes { entries, through }
+        Changes {
+            entries,
+            through,
+            log: LogId(1),
+        }
     }
 
     const TWO: ClusterId = ClusterId(2);
@@ -214,7 +233,8 @@ mod tests {
                 follows(2, 1, 10),
                 Change::Imported {
                     from: TWO,
-                    through: Position(4)
+                    through: Position(4),
+                    log: LogId(1),
                 },
             ],
             "a follow between two remote users is not this cluster's business"
@@ -248,7 +268,8 @@ mod tests {
                 post(2, 2, 200),
                 Change::Imported {
                     from: TWO,
-                    through: Position(3)
+                    through: Position(3),
+                    log: LogId(1),
                 }
             ]
         );
@@ -270,6 +291,7 @@ mod tests {
             Change::Imported {
                 from: ClusterId(3),
                 through: Position(9),
+                log: LogId::UNKNOWN,
             },
         ]);
         assert!(
@@ -285,12 +307,14 @@ mod tests {
         let nothing = Changes {
             entries: vec![],
             through: Position(IMPORT_LAG),
+            log: LogId(1),
         };
         assert_eq!(
             one.import(&nothing),
             [Change::Imported {
                 from: TWO,
-                through: Position(IMPORT_LAG)
+                through: Position(IMPORT_LAG),
+                log: LogId(1),
             }]
         );
     }
@@ -319,10 +343,46 @@ mod tests {
                 unfollows(2, 1, 13),
                 Change::Imported {
                     from: TWO,
-                    through: Position(5)
+                    through: Position(5),
+                    log: LogId(1),
                 }
             ]
         );
         assert!(!one.state.is_following(u(2), u(1)));
+    }
+
+    #[test]
+    fn a_new_log_of_the_other_cluster_starts_the_cursor_again_and_is_merged_whole() {
+        let mut one = Cluster::with(vec![joined(1)]);
+        one.import(&from_two(vec![
+            joined(2),
+            joined(4),
+            joined(6),
+            follows(2, 1, 5),
+        ]));
+        assert_eq!(one.state.imported_through(TWO), Position(4));
+        // Cluster 2 lost its data and started a new log: position 1 is user 8's login.
+        let mut fresh = from_two(vec![joined(8), follows(8, 1, 20)]);
+        fresh.log = LogId(9);
+        assert_eq!(
+            one.import(&fresh),
+            [Change::Imported {
+                from: TWO,
+                through: Position(0),
+                log: LogId(9)
+            }],
+            "only the restart of the cursor"
+        );
+        assert_eq!(
+            (one.state.imported_log(TWO), one.state.imported_through(TWO)),
+            (LogId(9), Position(0))
+        );
+        let merged = one.import(&fresh);
+        assert!(
+            merged.contains(&joined(8)) && merged.contains(&follows(8, 1, 20)),
+            "{merged:?}"
+        );
+        assert!(one.state.has_user(u(8)) && one.state.is_following(u(8), u(1)));
+        assert_eq!(one.state.imported_through(TWO), Position(2));
     }
 }

@@ -7,6 +7,13 @@
 //! order, and records in its own log how far it got ([`Change::Imported`]), in the same
 //! append as what it merged. So an import resumes exactly where it stopped, after any
 //! restart or failover, and applying a batch twice changes nothing.
+//!
+//! A position means something only in one log of a cluster: every answer names its log
+//! ([`LogId`]), and so does every import cursor. A cluster whose servers all lost their
+//! data starts a new log, whose positions repeat the old one's; the clusters that import
+//! from it see the new [`LogId`], start their cursor again from 0 and merge the new log
+//! whole (merging what they already have changes nothing), instead of passing over its
+//! first entries for good.
 
 mod merge;
 mod store_peer;
@@ -18,7 +25,9 @@ use async_trait::async_trait;
 
 use crate::change::{Change, Entry};
 use crate::error::Result;
-use crate::id::{ClusterId, Position, UserId, home_cluster};
+use serde::{Deserialize, Serialize};
+
+use crate::id::{ClusterId, Epoch, Position, UserId, home_cluster};
 use crate::post::Post;
 use crate::state::State;
 
@@ -62,14 +71,45 @@ pub fn origin(entry: &Entry, clusters: u32) -> Option<ClusterId> {
     Some(home_cluster(user, clusters))
 }
 
+/// Which log of a cluster a position belongs to: the epoch of the log's first entry, which
+/// no later log of the cluster shares (epochs only grow). [`LogId::UNKNOWN`] (0): not said
+/// (a log with no entry yet, or data written before logs were named).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogId(pub u64);
+
+impl LogId {
+    /// Not said.
+    pub const UNKNOWN: LogId = LogId(0);
+
+    /// The log of `state`: the epoch of its first entry.
+    pub fn of(state: &State) -> LogId {
+        LogId(state.epoch_at(Position(1)).map_or(0, |Epoch(e)| e))
+    }
+
+    /// Whether `self` and `other` are known to be two different logs.
+    pub fn differs_from(self, other: LogId) -> bool {
+        self != LogId::UNKNOWN && other != LogId::UNKNOWN && self != other
+    }
+
+    /// Whether it is [`LogId::UNKNOWN`].
+    pub fn is_unknown(&self) -> bool {
+        *self == LogId::UNKNOWN
+    }
+}
+
 /// A stretch of another cluster's log: the changes that originate there, after a cursor
-/// and up to `through`.
+/// and up to `through`, in the log `log`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     /// The changes, in log order; positions may skip entries that originate elsewhere.
     pub entries: Vec<Entry>,
     /// The last position the answer covers (at least the cursor asked after).
     pub through: Position,
+    /// The log the positions belong to. When it is not the log of the asker's cursor, the
+    /// answer says only that: the asker starts again from 0.
+    pub log: LogId,
 }
 
 /// Another cluster, as seen from this one.
@@ -78,8 +118,9 @@ pub struct Changes {
 ///
 /// * `changes_after(cursor, ..)` answers with the committed changes that originate in the
 ///   peer's cluster, in log order, from right after `cursor` up to `through` — never a
-///   change a failover could take back. Positions mean the same on every server of a
-///   cluster, so a cursor stays valid across the peer's failovers and restarts.
+///   change a failover could take back — and names their [`LogId`]. Positions mean the same
+///   on every server of a cluster, so a cursor stays valid across the peer's failovers and
+///   restarts, as long as the log is the same.
 /// * When there is nothing new it may wait a while (at most about a second) for news before
 ///   answering with no entries and `through == cursor`.
 /// * Failures are [`Error::Unavailable`](crate::Error::Unavailable); the caller retries with

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tsn_core::change::Entry;
 use tsn_core::id::{ClusterId, Position};
+use tsn_core::sync::LogId;
 use tsn_core::{Error, Result};
 
 /// The inbox folder of cluster `cluster`: `<data_dir>/cluster_<cluster>/inbox`.
@@ -83,6 +84,8 @@ fn file_name(from: ClusterId) -> String {
 struct BatchRef<'a> {
     through: Position,
     entries: &'a [Entry],
+    #[serde(skip_serializing_if = "LogId::is_unknown")]
+    log: LogId,
 }
 
 /// A batch as read back.
@@ -90,4 +93,6 @@ struct BatchRef<'a> {
 struct Batch {
     through: Position,
     entries: Vec<Entry>,
+    #[serde(default)]
+    log: LogId,
 }

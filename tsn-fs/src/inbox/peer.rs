@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{Changes, SyncPeer, UserRecord};
+use tsn_core::sync::{Changes, LogId, SyncPeer, UserRecord};
 use tsn_core::{Error, Result};
 
 use super::{Batch, file_name};
@@ -135,6 +135,8 @@ struct Reader {
     offset: u64,
     /// The `through` of the last answer.
     answered: Position,
+    /// The log of the other cluster the batches read last are from.
+    log: LogId,
     /// Where damage was last logged, so that it is logged once.
     damage_at: Option<u64>,
 }
@@ -146,6 +148,7 @@ impl Reader {
             file: None,
             offset: 0,
             answered: Position(0),
+            log: LogId::UNKNOWN,
             damage_at: None,
         }
     }
@@ -197,6 +200,16 @@ impl Reader {
                 match scanner.next::<Batch>()? {
                     Record::End | Record::Damaged(Damage::Incomplete) => break,
                     Record::Whole { value, len, .. } => {
+                        if value.log.differs_from(self.log) && floor > cursor {
+                            // One answer, one log: this batch starts the next answer.
+                            full = true;
+                            break;
+                        }
+                        if !value.log.is_unknown() {
+                            // After a file started afresh for a new log of the other
+                            // cluster, the answer says so: the cursor means nothing in it.
+                            self.log = value.log;
+                        }
                         self.offset += len;
                         if value.through > floor {
                             for entry in value.entries {
@@ -247,6 +260,7 @@ impl Reader {
         Ok(Changes {
             entries,
             through: floor,
+            log: self.log,
         })
     }
 }

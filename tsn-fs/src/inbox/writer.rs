@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tsn_core::change::Entry;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::Changes;
+use tsn_core::sync::{Changes, LogId};
 use tsn_core::{Error, Result};
 
 use super::{Batch, BatchRef, file_name};
@@ -32,6 +32,8 @@ pub struct InboxWriter {
     /// Its length: the end of its last record.
     len: u64,
     written_through: Position,
+    /// The log of the other cluster the batches in the file are from.
+    log: LogId,
     compact_limit: u64,
 }
 
@@ -57,7 +59,7 @@ impl InboxWriter {
             .map_err(|e| Error::storage(at("reading the inbox file"), e))?
             .len();
         let mut scanner = Scanner::new(BufReader::with_capacity(1 << 16, At::new(&file, 0, len)));
-        let (mut end, mut written_through) = (0, Position(0));
+        let (mut end, mut written_through, mut log) = (0, Position(0), LogId::UNKNOWN);
         loop {
             match scanner
                 .next::<Batch>()
@@ -67,6 +69,7 @@ impl InboxWriter {
                 Record::Whole { value, len, .. } => {
                     end += len;
                     written_through = written_through.max(value.through);
+                    log = value.log;
                 }
                 Record::Damaged(damage) => {
                     file.set_len(end)
@@ -89,6 +92,7 @@ impl InboxWriter {
             file,
             len: end,
             written_through,
+            log,
             compact_limit: INBOX_COMPACT_LIMIT,
         })
     }
@@ -115,16 +119,31 @@ impl InboxWriter {
         self.written_through
     }
 
+    /// The log of the other cluster that the file's batches are from (unknown for an empty
+    /// file).
+    pub fn log(&self) -> LogId {
+        self.log
+    }
+
     /// Appends `changes` as one record (several if it is over the record limit) with one
     /// write; not synced. A batch with no entries whose `through` is not past
     /// [`written_through`](InboxWriter::written_through) says nothing and is not written.
     /// A failed write is cut off again, so the file stays whole.
+    ///
+    /// A file holds batches of one log of the other cluster: a batch of another log (the
+    /// other cluster started a new one, see [`tsn_core::sync`]) starts the file afresh, as
+    /// [`InboxWriter::compact`] does, first.
     pub fn append(&mut self, changes: &Changes) -> Result<()> {
+        if changes.log.differs_from(self.log) {
+            self.start_afresh()?;
+            self.written_through = Position(0);
+            tracing::info!(inbox = %self.path.display(), log = changes.log.0, "the other cluster has a new log: started the inbox file afresh");
+        }
         if changes.entries.is_empty() && changes.through <= self.written_through {
             return Ok(());
         }
         let mut bytes = Vec::new();
-        encode_batch(changes.through, &changes.entries, &mut bytes)?;
+        encode_batch(changes.through, &changes.entries, changes.log, &mut bytes)?;
         if let Err(e) = (&self.file).write_all(&bytes) {
             if let Err(undo) = self.file.set_len(self.len) {
                 tracing::warn!(
@@ -140,18 +159,26 @@ impl InboxWriter {
         }
         self.len += bytes.len() as u64;
         self.written_through = self.written_through.max(changes.through);
+        if !changes.log.is_unknown() {
+            self.log = changes.log;
+        }
         Ok(())
     }
 
     /// Starts the file afresh when it is over the compaction limit and everything in it is
     /// merged (`merged`, the cursor the cluster's log records, is at least
-    /// [`written_through`](InboxWriter::written_through)): an empty file is written under
-    /// a temporary name and renamed over it, so that a reader sees a new file (a new inode)
-    /// and starts reading it from its start. Returns whether it did.
+    /// [`written_through`](InboxWriter::written_through)). Returns whether it did.
     pub fn compact(&mut self, merged: Position) -> Result<bool> {
         if self.len <= self.compact_limit || merged < self.written_through {
             return Ok(false);
         }
+        self.start_afresh()?;
+        Ok(true)
+    }
+
+    /// Replaces the file by an empty one: written under a temporary name and renamed over
+    /// it, so that a reader sees a new file (a new inode) and reads it from its start.
+    fn start_afresh(&mut self) -> Result<()> {
         let temporary = self.dir.join(format!(".{}.tmp", file_name(self.from)));
         let fresh = || -> std::io::Result<File> {
             let file = OpenOptions::new()
@@ -169,7 +196,7 @@ impl InboxWriter {
             Ok(file) => {
                 self.file = file;
                 self.len = 0;
-                Ok(true)
+                Ok(())
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&temporary);
@@ -199,14 +226,19 @@ const WRITER_HOLDER: &str = "another synchronizer (or writer) has this inbox fil
 
 /// Appends the records of a batch to `out`, split in halves while a record would be over
 /// the limit; each half but the last covers through its own last entry.
-fn encode_batch(through: Position, entries: &[Entry], out: &mut Vec<u8>) -> Result<()> {
-    match encode_value(&BatchRef { through, entries }, out) {
+fn encode_batch(through: Position, entries: &[Entry], log: LogId, out: &mut Vec<u8>) -> Result<()> {
+    let batch = BatchRef {
+        through,
+        entries,
+        log,
+    };
+    match encode_value(&batch, out) {
         Ok(_) => Ok(()),
         Err(EncodeError::TooLong(_)) if entries.len() > 1 => {
             let (first, second) = entries.split_at(entries.len() / 2);
             let first_through = first.last().map_or(through, |e| e.position.min(through));
-            encode_batch(first_through, first, out)?;
-            encode_batch(through, second, out)
+            encode_batch(first_through, first, log, out)?;
+            encode_batch(through, second, log, out)
         }
         Err(e) => Err(e.into_error(&format!(
             "a batch of {} changes through position {through}",

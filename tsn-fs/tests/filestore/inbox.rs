@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tsn_core::change::{Change, Entry};
 use tsn_core::id::{ClusterId, Epoch, Position, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
-use tsn_core::sync::Changes;
+use tsn_core::sync::{Changes, LogId};
 use tsn_core::{Error, SyncPeer};
 use tsn_fs::{InboxPeer, InboxWriter, inbox_dir, inbox_file};
 
@@ -31,10 +31,14 @@ fn joined(position: u64) -> Entry {
     }
 }
 
+/// The log of cluster 2 in the tests below, until it starts a new one.
+const FIRST_LOG: LogId = LogId(1);
+
 fn batch(positions: &[u64], through: u64) -> Changes {
     Changes {
         entries: positions.iter().copied().map(joined).collect(),
         through: Position(through),
+        log: FIRST_LOG,
     }
 }
 
@@ -98,6 +102,46 @@ async fn batches_round_trip_and_the_cursor_skips() {
 }
 
 #[tokio::test]
+async fn a_new_log_of_the_other_cluster_starts_the_file_afresh_and_is_read_from_its_start() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let inbox = inbox_dir(data.path(), ClusterId(1));
+    let mut writer = InboxWriter::open(&inbox, TWO).expect("open the writer");
+    writer.append(&batch(&[1, 2, 3, 4], 9)).expect("append");
+    let peer = InboxPeer::new(&inbox, TWO, POLL);
+    assert_eq!(answer(&peer, 0, 100).await, (vec![1, 2, 3, 4], 9));
+
+    // Cluster 2 lost its data: its new log has 2 entries.
+    let new_log = LogId(7);
+    let fresh = Changes {
+        log: new_log,
+        ..batch(&[1, 2], 2)
+    };
+    writer.append(&fresh).expect("append");
+    assert_eq!(
+        (writer.log(), writer.written_through()),
+        (new_log, Position(2))
+    );
+    let reopened = InboxWriter::open(&inbox, TWO);
+    assert!(reopened.is_err(), "the writer holds the file");
+    drop(writer);
+    let writer = InboxWriter::open(&inbox, TWO).expect("open again");
+    assert_eq!(
+        (writer.log(), writer.written_through()),
+        (new_log, Position(2))
+    );
+
+    // The master, its cursor at 9 in the old log, is told of the new log ...
+    let told = peer.changes_after(Position(9), 100).await.expect("read");
+    assert_eq!((told.log, told.through), (new_log, Position(9)));
+    // ... and, its cursor started again, reads the new log from its start.
+    let whole = peer.changes_after(Position(0), 100).await.expect("read");
+    assert_eq!(
+        (positions(&whole), whole.through, whole.log),
+        (vec![1, 2], Position(2), new_log)
+    );
+}
+
+#[tokio::test]
 async fn a_lower_cursor_reads_the_file_again_from_its_start() {
     let data = tempfile::tempdir().expect("a temporary folder");
     let inbox = inbox_dir(data.path(), ClusterId(1));
@@ -145,6 +189,7 @@ async fn a_batch_over_the_record_limit_is_split() {
     let changes = Changes {
         entries,
         through: Position(700),
+        log: FIRST_LOG,
     };
     writer.append(&changes).expect("append");
     let len = fs::metadata(writer.path()).expect("the file").len();
@@ -253,7 +298,11 @@ async fn with_nothing_new_the_answer_comes_after_about_a_second() {
         .await
         .expect("a file that is not there is empty");
     let waited = start.elapsed();
-    assert_eq!(changes, batch(&[], 7));
+    let nothing = Changes {
+        log: LogId::UNKNOWN,
+        ..batch(&[], 7)
+    };
+    assert_eq!(changes, nothing, "no file, no log");
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
         "{waited:?}"

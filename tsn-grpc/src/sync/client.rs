@@ -7,7 +7,7 @@ use tonic::transport::Channel;
 use tsn_core::change::Entry;
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{Changes, SyncPeer, UserRecord};
+use tsn_core::sync::{Changes, LogId, SyncPeer, UserRecord};
 use tsn_core::{Error, Result};
 
 use crate::convert::user_record;
@@ -35,6 +35,8 @@ pub struct FeedClient {
 struct OpenFeed {
     /// Where the stream stands: the `through` of its last batch.
     at: Position,
+    /// The log of its last batch.
+    log: LogId,
     batches: Streaming<FeedBatch>,
 }
 
@@ -60,7 +62,11 @@ impl FeedClient {
             .await
             .map_err(|s| from_status(&self.name, s))?
             .into_inner();
-        Ok(OpenFeed { at: after, batches })
+        Ok(OpenFeed {
+            at: after,
+            log: LogId::UNKNOWN,
+            batches,
+        })
     }
 }
 
@@ -87,6 +93,7 @@ impl SyncPeer for FeedClient {
                 return Ok(Changes {
                     entries: Vec::new(),
                     through: cursor,
+                    log: feed.log,
                 });
             }
             Ok(next) => next,
@@ -112,6 +119,11 @@ impl SyncPeer for FeedClient {
             .collect::<Result<Vec<_>>>()?;
         let through = Position(batch.through).max(cursor);
         feed.at = through;
-        Ok(Changes { entries, through })
+        feed.log = LogId(batch.log);
+        Ok(Changes {
+            entries,
+            through,
+            log: feed.log,
+        })
     }
 }

@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tsn_core::SyncPeer;
 use tsn_core::id::Position;
+use tsn_core::sync::LogId;
 
 use crate::convert::course_user;
 use crate::error::to_status;
@@ -49,6 +50,7 @@ impl<P: SyncPeer + 'static> Feed for FeedServer<P> {
             tracing::info!(cluster, after, "a synchronizer subscribed to the feed");
             let mut cursor = Position(after);
             let mut sent = cursor;
+            let mut sent_log = LogId::UNKNOWN;
             loop {
                 let changes = match local.changes_after(cursor, FEED_BATCH).await {
                     Ok(changes) => changes,
@@ -58,8 +60,9 @@ impl<P: SyncPeer + 'static> Feed for FeedServer<P> {
                     }
                 };
                 cursor = cursor.max(changes.through);
-                let worth_sending =
-                    !changes.entries.is_empty() || cursor.0 - sent.0 >= CURSOR_ONLY_EVERY;
+                let worth_sending = !changes.entries.is_empty()
+                    || cursor.0 - sent.0 >= CURSOR_ONLY_EVERY
+                    || changes.log != sent_log;
                 if !worth_sending {
                     if tx.is_closed() {
                         return;
@@ -69,12 +72,14 @@ impl<P: SyncPeer + 'static> Feed for FeedServer<P> {
                 let batch = FeedBatch {
                     entries: changes.entries.iter().map(tsn::Entry::from).collect(),
                     through: cursor.0,
+                    log: changes.log.0,
                 };
                 if tx.send(Ok(batch)).await.is_err() {
                     tracing::info!(cluster, "a synchronizer left the feed");
                     return;
                 }
                 sent = cursor;
+                sent_log = changes.log;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

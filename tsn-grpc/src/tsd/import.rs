@@ -35,14 +35,23 @@ pub(crate) async fn run<S: Store>(
         match answer {
             Ok(changes) => {
                 pause = RETRY.0;
-                if changes.through <= cursor {
+                let new_log = master
+                    .store()
+                    .read(|s| changes.log.differs_from(s.imported_log(from)));
+                if changes.through <= cursor && !new_log {
                     continue;
                 }
                 if let Err(error) = master.append_all(|state| merge(state, from, &changes)) {
                     tracing::debug!(%from, %error, "import stopped");
                     return;
                 }
-                read = changes.through;
+                // A new log of `from` restarts the cursor at 0 (the merge records it).
+                read = if new_log {
+                    tracing::info!(%from, log = changes.log.0, "the other cluster has a new log; importing it from its start");
+                    Position(0)
+                } else {
+                    changes.through
+                };
             }
             Err(error) => {
                 tracing::debug!(%from, %error, "cannot read the changes of another cluster");
