@@ -183,10 +183,13 @@
 //! *torn tail*: it cuts the file at the end of the last sound record (and syncs), reports
 //! the cut in the [`Recovery`] it returns and logs it with `tracing::warn!`. A crash in the
 //! middle of a flush thus loses only that flush's entries, which no caller was told were
-//! durable. A bad record with sound records after it is damage in the middle of the log (a
-//! flipped bit on disk), which no crash makes: cutting there would drop committed entries
-//! and reuse their positions, so the open refuses ([`Error::Corrupt`](tsn_core::Error),
-//! naming the file, the position and the offset) and changes nothing. The replica's folder
+//! durable. A bad record with sound records after it, at a position the view or commit
+//! marker says was durable, is damage in the middle of the log (a flipped bit on disk),
+//! which no crash makes: cutting there would drop committed entries and reuse their
+//! positions, so the open refuses ([`Error::Corrupt`](tsn_core::Error), naming the file,
+//! the position and the offset) and changes nothing. (Past the markers, sound records after
+//! a bad one can be a multi-record write that a power loss tore, later sectors kept: that
+//! is cut as a torn tail.) The replica's folder
 //! can then be restored, or moved away so that its server starts empty and copies the log
 //! from its master. The open then brings the course view up to date from the rebuilt
 //! state, as [the view's marker](#the-course-view) says.

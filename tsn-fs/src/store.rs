@@ -97,8 +97,10 @@ impl FileStore {
     /// after the marker touch when it is behind, every file otherwise (see the
     /// [crate docs](crate)).
     ///
-    /// Fails with [`Error::Corrupt`], changing nothing, when a damaged record has sound
-    /// records after it: damage in the middle of the log, which no crash makes.
+    /// Fails with [`Error::Corrupt`], changing nothing, when a damaged record was surely
+    /// durable (the view or commit marker counts it) and sound records follow it: damage in
+    /// the middle of the log, which no crash makes. (Damage past the markers may be a write
+    /// that a power loss tore with later sectors kept, and is cut.)
     ///
     /// Records `membership` in the folder on first open, and refuses a different one later
     /// ([`Error::Invalid`]). Fails with [`Error::Storage`], naming the path, when the
@@ -138,7 +140,15 @@ impl FileStore {
         let found = replay(&file, membership, len, recorded)
             .map_err(|e| Error::storage(at("reading the change log", &log_path), e))?;
         let entries = found.index.len();
-        if let Some(damage) = &found.damage {
+        // How far the log was surely durable: the markers are written only for entries
+        // already synced (never synced themselves, they can only be behind).
+        let was_durable = recorded
+            .filter(|&p| p != view::UNKNOWN)
+            .unwrap_or(0)
+            .max(crate::commit::read_commit(dir).map_or(0, |p| p.0));
+        if let Some(damage) = &found.damage
+            && entries < was_durable
+        {
             let next = next_sound_record(&file, found.end + 1, len)
                 .map_err(|e| Error::storage(at("reading the change log", &log_path), e))?;
             if let Some(next) = next {

@@ -53,7 +53,9 @@ pub struct Link {
     session: String,
     server: Option<SnsClient>,
     keep_alive: Option<JoinHandle<()>>,
-    /// Counts the servers found unanswering by the keep-alive task.
+    /// Numbers the logins; the keep-alives of one watch its connection.
+    connection: u64,
+    /// The number of the last connection the keep-alives found unanswering.
     lost: watch::Sender<u64>,
 }
 
@@ -69,15 +71,23 @@ impl Link {
             session: format!("{:032x}", rand::random::<u128>()),
             server: None,
             keep_alive: None,
+            connection: 0,
             lost: watch::Sender::new(0),
         })
     }
 
-    /// Changes whenever the server connected to stops answering the session's keep-alives
-    /// (a server stopped, or cut off, keeps its connections open: only this tells). A
-    /// server of the course's design keeps no sessions, and is not watched.
+    /// Changes to the number of a connection (see [`Link::connection`]) whose server stopped
+    /// answering the session's keep-alives: a server stopped, or cut off, keeps its
+    /// connections open, and only this tells. A server of the course's design keeps no
+    /// sessions, and is not watched.
     pub fn lost(&self) -> watch::Receiver<u64> {
         self.lost.subscribe()
+    }
+
+    /// The number of the current connection (each login makes a new one): a loss
+    /// [`Link::lost`] tells of an earlier one is already dealt with.
+    pub fn connection(&self) -> u64 {
+        self.connection
     }
 
     /// The user.
@@ -159,6 +169,7 @@ impl Link {
             .map_err(|e| self.unreachable(e))?;
         match client.login().await {
             Ok(LoginReply::Welcome) => {
+                self.connection += 1;
                 self.keep_alive_at(client.clone());
                 self.server = Some(client);
                 Ok(())
@@ -174,22 +185,27 @@ impl Link {
         if let Some(task) = self.keep_alive.take() {
             task.abort();
         }
-        let lost = self.lost.clone();
+        let (lost, connection) = (self.lost.clone(), self.connection);
         self.keep_alive = Some(tokio::spawn(async move {
             let mut interval = tokio::time::interval(KEEP_ALIVE);
+            let mut failing = false;
             loop {
                 interval.tick().await;
                 match client.keep_alive().await {
-                    Ok(SessionState::Alive) => {}
+                    Ok(SessionState::Alive) => failing = false,
                     // The session lapsed (the client was stopped for a while): claim it again.
                     Ok(SessionState::Lapsed) => {
+                        failing = false;
                         let _ = client.login().await;
                     }
                     Ok(SessionState::Unsupported) => return,
-                    Err(_) => {
-                        lost.send_modify(|n| *n += 1);
-                        return;
+                    // Told once per run of failures; the keep-alives go on, in case the
+                    // server answers again before anyone moves.
+                    Err(_) if !failing => {
+                        failing = true;
+                        lost.send_replace(connection);
                     }
+                    Err(_) => {}
                 }
             }
         }));

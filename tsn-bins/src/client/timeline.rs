@@ -80,7 +80,8 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
                 }
                 Ok(None) | Err(_) => true,
             },
-            Ok(()) = lost.changed() => true,
+            // A loss of an earlier connection is dealt with already.
+            Ok(()) = lost.changed() => *lost.borrow_and_update() == link.connection(),
             input = console.read_line(""), if progress.input_open => {
                 match input {
                     Input::Line(line) if line.is_empty() => {}
@@ -108,8 +109,6 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
                 Ok(resumed) => conn = resumed,
                 Err(error) => return Some(connection_failed(console, &error)),
             }
-            // However it was noticed, this loss is dealt with.
-            lost.mark_unchanged();
         }
         if !progress.input_open && progress.unacked.is_empty() {
             break;

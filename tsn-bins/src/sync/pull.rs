@@ -108,12 +108,14 @@ async fn copy_changes(
     if log.is_unknown() {
         log = merged_log;
     }
-    if !merged_log.differs_from(log) {
+    // A cursor counts only in its own log (one recorded before logs were named counts only
+    // for batches that were not named either).
+    if merged_log == log {
         cursor = cursor.max(merged_at);
     }
     // What the cluster has merged of `log`, as far as compaction is concerned.
     let merged_of = |log: LogId| match merged() {
-        (merged_log, at) if !merged_log.differs_from(log) => at,
+        (merged_log, at) if merged_log == log => at,
         _ => Position(0),
     };
     loop {

@@ -93,15 +93,7 @@ impl Replication {
         holds: Position,
         now: Instant,
     ) -> Result<()> {
-        if let Some(held) = self.slaves.get(&slave)
-            && (held.connected || held.in_sync)
-            && held.folder.differs_from(folder)
-        {
-            return Err(Error::Duplicate(format!(
-                "server {slave} already replicates from this master from another data folder; \
-                 refusing a second copy"
-            )));
-        }
+        self.admits(slave, folder)?;
         let entry = self.slaves.entry(slave).or_insert(Slave {
             folder,
             connected: true,
@@ -119,6 +111,21 @@ impl Replication {
         entry.last_progress = now;
         self.settle();
         Ok(())
+    }
+
+    /// Whether a connection of `slave` from its replica in the data folder `folder` may
+    /// count: [`Error::Duplicate`] while the same slave is connected or in sync from another
+    /// folder.
+    pub fn admits(&self, slave: ServerId, folder: FolderId) -> Result<()> {
+        match self.slaves.get(&slave) {
+            Some(held) if (held.connected || held.in_sync) && held.folder.differs_from(folder) => {
+                Err(Error::Duplicate(format!(
+                    "server {slave} already replicates from this master from another data \
+                     folder; refusing a second copy"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A slave made its log durable up to `position`.

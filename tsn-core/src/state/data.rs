@@ -116,14 +116,12 @@ impl State {
             Change::MasterElected { .. } => Vec::new(),
             Change::Imported { from, through, log } => {
                 let (merged_log, merged) = self.imported.entry(*from).or_default();
-                if log.differs_from(*merged_log) {
-                    // A new log of that cluster: its positions start again.
-                    *merged = *through;
+                if !log.is_unknown() && log != merged_log {
+                    // Another log of that cluster than the cursor's (or the first named
+                    // one): its positions start again.
+                    (*merged_log, *merged) = (*log, *through);
                 } else {
                     *merged = (*merged).max(*through);
-                }
-                if !log.is_unknown() {
-                    *merged_log = *log;
                 }
                 Vec::new()
             }

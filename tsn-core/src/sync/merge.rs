@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::change::Change;
 use crate::id::{ClusterId, Position, UserId};
 use crate::state::State;
-use crate::sync::{Changes, origin};
+use crate::sync::{Changes, origin, starts_again};
 
 /// How far an import cursor may lag behind what was read before a batch that merges
 /// nothing still records its progress. Keeps restarts cheap without writing a mark for
@@ -33,7 +33,7 @@ pub const IMPORT_LAG: u64 = 1024;
 /// starts the cursor again from 0 in that log: the caller then reads the log from its
 /// start.
 pub fn merge(state: &State, from: ClusterId, changes: &Changes) -> Vec<Change> {
-    if changes.log.differs_from(state.imported_log(from)) {
+    if starts_again(state, from, changes.log) {
         // Another log of `from` than the one merged so far: its positions mean nothing
         // against the cursor. Start the cursor again from 0, in the new log.
         return vec![Change::Imported {
@@ -384,5 +384,39 @@ mod tests {
         );
         assert!(one.state.has_user(u(8)) && one.state.is_following(u(8), u(1)));
         assert_eq!(one.state.imported_through(TWO), Position(2));
+    }
+
+    #[test]
+    fn a_cursor_recorded_before_logs_were_named_starts_again_in_the_first_named_log() {
+        let mut one = Cluster::with(vec![joined(1)]);
+        let mut unnamed = from_two(vec![joined(2), joined(5)]);
+        unnamed.log = LogId::UNKNOWN;
+        one.import(&unnamed);
+        assert_eq!(
+            (one.state.imported_log(TWO), one.state.imported_through(TWO)),
+            (LogId::UNKNOWN, Position(2))
+        );
+        // It may be a cursor of any log: the first named batch starts it again, and the
+        // log is merged again whole, which adds nothing it had.
+        let named = from_two(vec![joined(2), joined(5), joined(8)]);
+        assert_eq!(
+            one.import(&named),
+            [Change::Imported {
+                from: TWO,
+                through: Position(0),
+                log: LogId(1)
+            }]
+        );
+        assert_eq!(
+            one.import(&named),
+            [
+                joined(8),
+                Change::Imported {
+                    from: TWO,
+                    through: Position(3),
+                    log: LogId(1)
+                }
+            ]
+        );
     }
 }

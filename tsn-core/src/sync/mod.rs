@@ -99,6 +99,16 @@ impl LogId {
     }
 }
 
+/// Whether a batch of `from`'s log `log` cannot continue the import cursor `state` records
+/// for `from`: the cursor is a position of another log, or of a log not named (recorded
+/// before logs were named, so that it may be any). The import then starts again from 0 in
+/// `log` ([`merge`] records that).
+pub fn starts_again(state: &State, from: ClusterId, log: LogId) -> bool {
+    let merged_log = state.imported_log(from);
+    let unnamed_cursor = merged_log.is_unknown() && state.imported_through(from) > Position(0);
+    log.differs_from(merged_log) || (unnamed_cursor && !log.is_unknown())
+}
+
 /// A stretch of another cluster's log: the changes that originate there, after a cursor
 /// and up to `through`, in the log `log`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

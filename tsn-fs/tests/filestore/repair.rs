@@ -1,6 +1,7 @@
-//! Crash repair: a log cut anywhere, or damaged in its last record, reopens with the whole
-//! records before the damage and nothing after, repaired to a record boundary, and carries
-//! on; damage with sound records after it is refused and left as it is.
+//! Crash repair: a log cut anywhere, or damaged past what was surely durable, reopens with
+//! the whole records before the damage and nothing after, repaired to a record boundary,
+//! and carries on; damage to what was durable, with sound records after it, is refused and
+//! left as it is.
 
 use std::fs;
 use std::path::Path;
@@ -9,7 +10,7 @@ use tempfile::TempDir;
 use tsn_core::change::Entry;
 use tsn_core::id::{Position, Time};
 use tsn_core::{Error, Store};
-use tsn_fs::{Cut, Damage, FileStore, LOG_FILE, Recovery};
+use tsn_fs::{COMMIT_FILE, Cut, Damage, FileStore, LOG_FILE, Recovery};
 
 use crate::common::{Writer, membership, open};
 
@@ -167,8 +168,14 @@ async fn a_damaged_last_record_is_cut() {
     holds_and_continues(dir.path(), store, &sample.entries).await;
 }
 
+/// Records in the commit marker of `dir` that the log was committed, so durable, through
+/// `position`.
+fn committed_through(dir: &Path, position: u64) {
+    fs::write(dir.join(COMMIT_FILE), position.to_le_bytes()).expect("write the commit marker");
+}
+
 #[tokio::test]
-async fn damage_with_sound_records_after_it_is_refused_and_left_alone() {
+async fn durable_damage_with_sound_records_after_it_is_refused_and_left_alone() {
     let sample = sample().await;
     let b = &sample.bounds;
     let payload = |record: usize| b[record] + 8 + 3;
@@ -179,6 +186,7 @@ async fn damage_with_sound_records_after_it_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let log = dir.path().join(LOG_FILE);
         fs::write(&log, &flipped).expect("write the log");
+        committed_through(dir.path(), 5);
         let refused = FileStore::open(dir.path(), membership());
         let Err(Error::Corrupt(why)) = refused else {
             panic!("a byte flipped at {flip} must be refused: {refused:?}");
@@ -218,4 +226,21 @@ async fn unflushed_entries_are_gone_after_a_crash_and_flushed_ones_stay() {
     assert_eq!(recovery.entries, 2);
     assert_eq!(recovery.cut, None);
     holds_and_continues(dir.path(), store, &flushed).await;
+}
+
+#[tokio::test]
+async fn damage_past_what_was_durable_is_cut_though_sound_records_follow() {
+    // A power loss in the middle of a flush of records 3 to 5 kept the sectors of 5 and
+    // lost those of 4: none of them was durable, so none was acknowledged.
+    let sample = sample().await;
+    let b = &sample.bounds;
+    let mut torn = sample.bytes.clone();
+    torn[b[3] + 8 + 3] ^= 0x20;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    fs::write(dir.path().join(LOG_FILE), &torn).expect("write the log");
+    committed_through(dir.path(), 2);
+    let (store, recovery) = open(dir.path());
+    assert_eq!(recovery.entries, 3);
+    assert_eq!(recovery.cut.map(|c| c.offset), Some(b[3] as u64));
+    holds_and_continues(dir.path(), store, &sample.entries[..3]).await;
 }

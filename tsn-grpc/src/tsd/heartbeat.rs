@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tsn_core::coordinator::Role;
 use tsn_core::failover::{self, Duty, Node};
-use tsn_core::{Coordinator, Store};
+use tsn_core::{Coordinator, Error, Store};
 
 use crate::tsd::master::Master;
 use crate::tsd::server::Server;
@@ -64,6 +64,15 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
                     && assignment.in_sync_confirmed
                 {
                     master.update(|r| r.confirmed(&in_sync));
+                }
+            }
+            Err(error @ Error::Duplicate(_)) => {
+                // Another copy of this server, on another folder, holds its place (this one
+                // was silent too long): it must not act on a role the coordinator gave away.
+                if *node.duty() != Duty::Waiting {
+                    tracing::error!(%error, "the coordinator counts another copy of this server; stepping down until it is gone");
+                    node.give_up();
+                    duties.take_up(Duty::Waiting, &mut node).await;
                 }
             }
             Err(error) => {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::merge;
+use tsn_core::sync::{LogId, merge, starts_again};
 use tsn_core::{Store, SyncPeer};
 
 use crate::tsd::master::Master;
@@ -23,8 +23,9 @@ pub(crate) async fn run<S: Store>(
     from: ClusterId,
     peer: Arc<dyn SyncPeer>,
 ) {
-    // What was read but merged nothing (and so moved no cursor in the log).
-    let mut read = Position(0);
+    // What was read but merged nothing (and so moved no cursor in the log), and in which
+    // log of `from`.
+    let (mut read, mut read_log) = (Position(0), LogId::UNKNOWN);
     let mut pause = RETRY.0;
     loop {
         let cursor = master.store().read(|s| s.imported_through(from)).max(read);
@@ -35,23 +36,29 @@ pub(crate) async fn run<S: Store>(
         match answer {
             Ok(changes) => {
                 pause = RETRY.0;
-                let new_log = master
-                    .store()
-                    .read(|s| changes.log.differs_from(s.imported_log(from)));
-                if changes.through <= cursor && !new_log {
+                let recorded = master.store().read(|s| starts_again(s, from, changes.log));
+                if recorded || changes.log.differs_from(read_log) {
+                    // A new log of `from`: the answer came after a cursor of another one.
+                    // The merge records a cursor of 0 in the new log (when the log holds a
+                    // cursor of another), and the import asks again from there.
+                    tracing::info!(%from, log = changes.log.0, "the other cluster has a new log; importing it from its start");
+                    if recorded
+                        && let Err(error) = master.append_all(|state| merge(state, from, &changes))
+                    {
+                        tracing::debug!(%from, %error, "import stopped");
+                        return;
+                    }
+                    (read, read_log) = (Position(0), changes.log);
+                    continue;
+                }
+                if changes.through <= cursor {
                     continue;
                 }
                 if let Err(error) = master.append_all(|state| merge(state, from, &changes)) {
                     tracing::debug!(%from, %error, "import stopped");
                     return;
                 }
-                // A new log of `from` restarts the cursor at 0 (the merge records it).
-                read = if new_log {
-                    tracing::info!(%from, log = changes.log.0, "the other cluster has a new log; importing it from its start");
-                    Position(0)
-                } else {
-                    changes.through
-                };
+                (read, read_log) = (changes.through, changes.log);
             }
             Err(error) => {
                 tracing::debug!(%from, %error, "cannot read the changes of another cluster");

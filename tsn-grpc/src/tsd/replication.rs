@@ -91,12 +91,18 @@ async fn serve_slave<S: Store>(
         let slave = u32::try_from(hello.server_id)
             .map(ServerId)
             .map_err(|_| Status::invalid_argument("a negative server id"))?;
+        // A second copy is refused before anything is agreed with it.
+        let folder = FolderId(hello.folder_id);
+        if let Err(refused) = master.update(|r| r.admits(slave, folder)) {
+            tracing::warn!("{refused}");
+            return Err(to_status(refused));
+        }
         let last = LogPoint {
             epoch: Epoch(hello.log_epoch),
             position: Position(hello.log_position),
         };
         match master.store().read(|state| reconcile(state.epochs(), last)) {
-            Agreement::Continue { after } => break (slave, FolderId(hello.folder_id), after),
+            Agreement::Continue { after } => break (slave, folder, after),
             Agreement::Truncate { keep } => {
                 let message = master_message::Kind::TruncateAfter(keep.0);
                 if outbound
