@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 pub enum Input {
     /// A line, without its line ending.
     Line(String),
-    /// A line that is not valid UTF-8.
-    NotText,
+    /// A line that is not valid UTF-8, with each bad sequence replaced by U+FFFD (which no
+    /// command word or user id holds).
+    NotText(String),
     /// End of input (Ctrl-D, or the end of a pipe or file).
     End,
     /// Ctrl-C on a terminal.
@@ -160,7 +161,7 @@ fn read_pipe(prompts: std::sync::mpsc::Receiver<String>, lines: mpsc::Sender<Inp
                 }
                 match String::from_utf8(std::mem::take(&mut buffer)) {
                     Ok(line) => Input::Line(line),
-                    Err(_) => Input::NotText,
+                    Err(e) => Input::NotText(String::from_utf8_lossy(e.as_bytes()).into_owned()),
                 }
             }
         };

@@ -70,9 +70,17 @@ pub fn timeline_line(author: &str, time: Time, text: &str) -> String {
 
 /// `Tue Nov 25 14:03:07 2026` in local time.
 pub fn ctime(time: Time) -> String {
+    ctime_in(time, &Local)
+}
+
+/// `Tue Nov 25 14:03:07 2026` in the time zone `zone`.
+fn ctime_in<Z: TimeZone>(time: Time, zone: &Z) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
     let seconds = i64::try_from(time.unix_seconds()).unwrap_or(i64::MAX);
-    match Local.timestamp_opt(seconds, 0).single() {
-        Some(local) => local.format("%a %b %e %H:%M:%S %Y").to_string(),
+    match zone.timestamp_opt(seconds, 0).single() {
+        Some(then) => then.format("%a %b %e %H:%M:%S %Y").to_string(),
         None => String::from("??? ??? ?? ??:??:?? ????"),
     }
 }
@@ -94,16 +102,25 @@ mod tests {
 
     #[test]
     fn times_print_as_ctime_does() {
-        // Format check independent of the machine's time zone: parse it back.
-        let line = ctime(Time::from_unix(1_517_475_900, 0));
-        assert_eq!(line.len(), 24, "{line}");
-        assert!(
-            chrono::NaiveDateTime::parse_from_str(&line, "%a %b %e %H:%M:%S %Y").is_ok(),
-            "{line}"
+        // SPEC.md's examples, in UTC and two hours east of it.
+        let utc = chrono::Utc;
+        let east = chrono::FixedOffset::east_opt(2 * 3600).expect("an offset");
+        assert_eq!(
+            ctime_in(Time::from_unix(1_517_475_900, 0), &utc),
+            "Thu Feb  1 09:05:00 2018"
         );
         assert_eq!(
-            timeline_line("4", Time::from_unix(0, 0), "hi"),
-            format!("4 ({}) >> hi", ctime(Time::from_unix(0, 0)))
+            ctime_in(Time::from_unix(1_764_079_387, 0), &utc),
+            "Tue Nov 25 14:03:07 2025"
+        );
+        assert_eq!(
+            ctime_in(Time::from_unix(1_517_475_900, 0), &east),
+            "Thu Feb  1 11:05:00 2018"
+        );
+        let line = timeline_line("4", Time::from_unix(1_517_475_900, 0), "hi");
+        assert!(
+            line.starts_with("4 (") && line.ends_with(") >> hi") && line.len() == 34,
+            "{line}"
         );
     }
 }

@@ -39,11 +39,9 @@ pub async fn run(coordinator: Endpoint, user: UserId) -> ExitCode {
     console.say(format::BANNER);
     loop {
         let line = match console.read_line(format::PROMPT).await {
-            Input::Line(line) => line,
-            Input::NotText => {
-                console.say(format::NOT_A_COMMAND);
-                continue;
-            }
+            // Bytes that are no text are no command word and no user id: `FOLLOW <them>`
+            // names no user, as SPEC.md section 4 says.
+            Input::Line(line) | Input::NotText(line) => line,
             Input::End | Input::Interrupted => {
                 link.logout().await;
                 return ExitCode::SUCCESS;

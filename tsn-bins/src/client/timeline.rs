@@ -97,7 +97,7 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
                         }
                         Err(bad) => console.say(&format!("Post not sent: {bad}")),
                     },
-                    Input::NotText => console.say("Post not sent: the line is not valid UTF-8 text"),
+                    Input::NotText(_) => console.say("Post not sent: the line is not valid UTF-8 text"),
                     Input::End => progress.input_open = false,
                     Input::Interrupted => break,
                 }

@@ -57,7 +57,7 @@ Cmd> Command failed with invalid username
 Cmd> Command failed with invalid username
 Cmd> Command failed with not a follower
 Cmd> Invalid Command
-Cmd> Invalid Command
+Cmd> Command failed with invalid username
 Cmd> Command completed successfully
 Cmd> Input username already exists, command failed
 Cmd> Command completed successfully

@@ -165,7 +165,7 @@ fn killing_the_master_loses_and_doubles_no_acknowledged_post() {
         u7.stdout()
     );
     u1.close_stdin();
-    u1.wait_exit();
+    assert!(u1.wait_exit().success(), "u1 leaves cleanly: {u1:?}");
     let mut again = deployment.client(4);
     again.send("LIST");
     again.wait_for("Followers: 1\n");

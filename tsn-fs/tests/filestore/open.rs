@@ -75,16 +75,26 @@ fn one_replica_is_opened_once() {
 }
 
 #[test]
-fn a_folder_without_permission_is_refused() {
+fn a_folder_that_cannot_be_used_is_refused() {
     let data = tempfile::tempdir().expect("a temporary folder");
+    // Under a file: no one, root included, can make the folder.
+    let file = data.path().join("a-file");
+    fs::write(&file, "not a folder").expect("write");
+    let under_a_file = file.join("replica");
+    refused(&under_a_file, &under_a_file);
+    assert_eq!(
+        fs::read_to_string(&file).expect("read"),
+        "not a folder",
+        "the file is kept"
+    );
+
+    // Without permission: refused, unless the tests run with privileges that ignore
+    // permissions (root), which the folder under a file above covers.
     let locked = data.path().join("locked");
     fs::create_dir(&locked).expect("mkdir");
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).expect("chmod");
-    if fs::read_dir(&locked).is_ok() {
-        // Running with privileges that ignore permissions (root): nothing to check.
-        fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).expect("chmod");
-        return;
+    if fs::read_dir(&locked).is_err() {
+        refused(&locked, &locked.join("changes.log"));
     }
-    refused(&locked, &locked.join("changes.log"));
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).expect("chmod");
 }

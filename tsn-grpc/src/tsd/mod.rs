@@ -16,13 +16,14 @@
 //! * As slave, [`follower`] copies the master's log, entry for entry, so that a promoted
 //!   slave serves at once from its own store.
 //! * [`sns`] and [`timeline`] serve the course's `SNSService`; [`session`] TSN's
-//!   keep-alives.
+//!   keep-alives; [`request`] is what they all read from a request.
 
 mod follower;
 mod heartbeat;
 mod import;
 mod master;
 mod replication;
+mod request;
 mod server;
 mod session;
 mod sns;

@@ -8,8 +8,8 @@ use tsn_core::session::SessionToken;
 
 use crate::proto::tsn::session_server::Session;
 use crate::proto::tsn::{SessionReply, SessionRequest};
+use crate::tsd::request::parse_user;
 use crate::tsd::server::Server;
-use crate::tsd::sns::parse_user;
 
 #[tonic::async_trait]
 impl<S: Store> Session for Server<S> {

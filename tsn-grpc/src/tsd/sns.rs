@@ -6,7 +6,7 @@ use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 use tsn_core::Store;
 use tsn_core::change::Change;
-use tsn_core::command::{self, FollowRefused, Login, NotServed, UnfollowRefused};
+use tsn_core::command::{self, FollowRefused, Login, UnfollowRefused};
 use tsn_core::id::{Time, UserId};
 use tsn_core::session::{Admission, SessionToken};
 use tsn_core::state::State;
@@ -16,15 +16,10 @@ use crate::proto::csce438::sns_service_server::SnsService;
 use crate::proto::csce438::{ListReply, Message, Reply, Request as SnsRequest};
 use crate::replies as reply;
 use crate::tsd::ACKNOWLEDGES;
+use crate::tsd::request::{not_served, parse_user};
 use crate::tsd::server::Server;
 use crate::tsd::timeline::{self, TimelineStream};
 use crate::tsd::wall_clock;
-
-/// The user a request speaks for; `INVALID_ARGUMENT` if it is no user id.
-pub(crate) fn parse_user(text: &str, what: &str) -> Result<UserId, Status> {
-    text.parse::<UserId>()
-        .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
-}
 
 /// The one user a Follow or UnFollow names; `None` when it is no user id, which the
 /// course's server answers as an unknown user (a `Reply`, not an error status).
@@ -34,11 +29,6 @@ fn single_argument(request: &SnsRequest) -> Result<Option<UserId>, Status> {
         [] => Err(Status::invalid_argument("no user id given")),
         _ => Err(Status::invalid_argument("exactly one user id is expected")),
     }
-}
-
-/// `FAILED_PRECONDITION` for a user this server does not serve.
-pub(crate) fn not_served(refusal: NotServed) -> Status {
-    Status::failed_precondition(refusal.to_string())
 }
 
 fn reply(msg: impl Into<String>) -> Response<Reply> {

@@ -28,8 +28,8 @@ use crate::convert::timeline_message;
 use crate::error::to_status;
 use crate::proto::csce438::Message;
 use crate::tsd::master::Master;
+use crate::tsd::request::{not_served, parse_user};
 use crate::tsd::server::Server;
-use crate::tsd::sns::{not_served, parse_user};
 use crate::tsd::wall_clock;
 
 /// The response stream of a Timeline call.
