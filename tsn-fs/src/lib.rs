@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | `changes.log` | the change log: every entry of the replica, in position order |
 //! | `membership.json` | the replica's cluster and the number of clusters it was made for ([`recorded_membership`]) |
-//! | `replica.id` | the replica's identity, a random number made with the folder ([`folder_id`]): a server restarted on this folder is the same server; another folder claiming its place while it runs is a second copy |
+//! | `replica.id` | the replica's identity, a random number made with the folder ([`folder_id()`]): a server restarted on this folder is the same server; another folder claiming its place while it runs is a second copy |
 //! | `commit` | the commit marker: how far the log is committed, as the replica last knew it as master ([`COMMIT_FILE`], [`read_commit`]) |
 //! | `view.pos` | the view marker: the log position through which the course view is current ([`VIEW_POS_FILE`]; see [The course view](#the-course-view)) |
 //! | `all_users.txt` | every known user, one id a line, in the order they became known |
@@ -44,7 +44,7 @@
 //! Beside the replicas, the cluster's folder holds its **inbox**,
 //! `<data-dir>/cluster_<c>/inbox/` ([`inbox_dir`]), with one file `from_<x>.log` per other
 //! cluster `x` ([`inbox_file`]): what the cluster's synchronizer received from `x`; and the
-//! synchronizer's lock ([`InboxClaim`]) and identity (`synchronizer.id`, [`folder_id`]).
+//! synchronizer's lock ([`InboxClaim`]) and identity (`synchronizer.id`, [`folder_id()`]).
 //!
 //! # Who writes and who reads
 //!
