@@ -164,16 +164,7 @@ impl FileStore {
                 )));
             }
         }
-        // The view can be repaired from the marker only if it is not ahead of the log, and
-        // the log loses nothing now (what it loses, the view may show anywhere).
-        let current_through = recorded.filter(|&p| p <= entries && found.damage.is_none());
-        let mut pos = view::ViewPos::open(dir)
-            .map_err(|e| Error::storage(at("opening the course view marker in", dir), e))?;
-        if current_through.is_none() {
-            // Until the whole view is rebuilt, even if a crash comes first.
-            pos.record(view::UNKNOWN)
-                .map_err(|e| Error::storage(at("writing the course view marker in", dir), e))?;
-        }
+        let view = view::Opening::start(dir, recorded, entries, found.damage.is_none())?;
         let cut = match found.damage {
             Some(damage) => {
                 file.set_len(found.end)
@@ -191,35 +182,8 @@ impl FileStore {
         };
 
         let commit = Marker::open(dir, entries)?;
-        let view_files = match current_through {
-            Some(through) => {
-                let scope = view::Scope::Touched(&found.touched);
-                let written = view::update_view(dir, &found.layout, &found.state, scope);
-                if through < entries {
-                    tracing::info!(
-                        dir = %dir.display(),
-                        through,
-                        entries,
-                        touched = found.touched.len(),
-                        "the course view was behind the log; repaired what the later entries touch"
-                    );
-                }
-                written
-            }
-            _ => {
-                tracing::info!(
-                    dir = %dir.display(),
-                    marker = ?recorded,
-                    entries,
-                    cut = cut.is_some(),
-                    "rebuilding the whole course view"
-                );
-                view::update_view(dir, &found.layout, &found.state, view::Scope::Every)
-            }
-        }
-        .map_err(|e| Error::storage(at("writing the course view in", dir), e))?;
-        pos.record(entries)
-            .map_err(|e| Error::storage(at("writing the course view marker in", dir), e))?;
+        let (pos, view_files) =
+            view.finish(dir, &found.layout, &found.state, &found.touched, entries)?;
         let queue = Arc::new(Queue::new(Position(entries), pos));
 
         let recovery = Recovery {
