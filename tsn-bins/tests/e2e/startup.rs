@@ -3,7 +3,7 @@
 //! error and a non-zero exit, never a panic trace; `--help` explains every flag.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{Deployment, Proc, coordinator_at, runtime, unused_port, within};
 
@@ -75,15 +75,11 @@ fn bad_flags_end_every_program_with_one_line() {
         ("tsc", &["-k", &dead, "-u", "2147483648"], "2147483648"),
         ("tsc", &["-k", &dead, "-u"], "-u"),
     ];
-    let started = Instant::now();
+    // Each is refused before it reaches for anything: a program that tried its coordinator
+    // first would say something else about the dead port than the bad flag.
     for (program, args, mentions) in cases {
         fails_with_one_line(program, args, mentions, AT_ONCE);
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "bad flags are rejected at once, not after a wait: {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]
