@@ -24,7 +24,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::time::Instant;
 use tsn_core::change::{Change, Entry, LogPoint};
 use tsn_core::command::{self, Login, Posting};
-use tsn_core::coordinator::{self, Endpoint, RegistryConfig, ServerRef};
+use tsn_core::coordinator::{Endpoint, RegistryConfig, ServerRef};
 use tsn_core::failover::{self, Duty, Node};
 use tsn_core::id::{ClusterId, Epoch, Membership, ServerId, Time, UserId};
 use tsn_core::post::{PostId, PostText};
@@ -32,6 +32,7 @@ use tsn_core::state::{Delivery, State};
 use tsn_core::sync::{self, StorePeer};
 use tsn_core::timeline::{self, Timeline};
 use tsn_core::{Coordinator, Store, SyncPeer, store};
+use tsn_server::coordinator;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
 

@@ -12,12 +12,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tsn_core::coordinator::{Endpoint, Local, RegistryConfig, ServerRef};
+use tsn_core::coordinator::{Endpoint, RegistryConfig, ServerRef};
 use tsn_core::id::{ClusterId, FolderId, ServerId, UserId};
 use tsn_core::{Coordinator, Store};
 use tsn_grpc::client::{CallError, SnsClient, TimelineConn, TimelineEvent};
 use tsn_grpc::coordinator::CoordClient;
 use tsn_grpc::tsd;
+use tsn_server::coordinator::Local;
 
 pub(crate) type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
 

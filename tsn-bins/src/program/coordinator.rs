@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::cli::{self, Fatal};
 use clap::Parser;
-use tsn_core::coordinator::{Local, RegistryConfig};
+use tsn_core::coordinator::RegistryConfig;
+use tsn_server::coordinator::Local;
 
 /// The coordinator's flags.
 #[derive(Parser, Debug)]

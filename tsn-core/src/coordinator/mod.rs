@@ -3,13 +3,12 @@
 //! Servers report to the coordinator with [`Coordinator::heartbeat`] at a fixed interval and
 //! are told their [`Role`] in reply; clients ask it which server serves a user; the
 //! synchronizers register with it and learn of each other from it. The decisions are made
-//! by [`Registry`], a pure state machine that takes the time as an argument; [`Local`] puts
-//! it behind the trait in one process, and `tsn-grpc` serves that over the network.
+//! by [`Registry`], a pure state machine that takes the time as an argument; `tsn-server`'s
+//! `Local` puts it behind the trait in one process, with the system's clocks, and
+//! `tsn-grpc` serves that over the network. (The core reads no clock.)
 
-mod local;
 mod registry;
 
-pub use local::Local;
 pub use registry::{Registry, RegistryConfig, RoleChange};
 
 use std::fmt;

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tsn_core::coordinator::{Local, RoleChange};
+use tsn_core::coordinator::RoleChange;
 use tsn_core::{Error, Result};
+use tsn_server::coordinator::Local;
 
 use crate::proto::csce438::coord_service_server::CoordServiceServer;
 use crate::transport::{Health, serve_until, service_name, with_operator_services};

@@ -1,19 +1,20 @@
-//! [`Local`]: the coordinator in this process.
+//! [`Local`]: the coordinator in this process, deciding with the core's [`Registry`] and
+//! the system's clocks.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::coordinator::{
+use tsn_core::coordinator::{
     Assignment, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
 };
-use crate::error::{Error, Result};
-use crate::id::{Epoch, FolderId, UserId};
+use tsn_core::id::{Epoch, FolderId, UserId};
+use tsn_core::{Error, Result};
 
 /// How long a routing question waits for a master while the registry is listening: less
 /// than a client's call timeout, so that the client can retry.
-pub(crate) const LISTENING_HOLD: Duration = Duration::from_millis(1500);
+pub const LISTENING_HOLD: Duration = Duration::from_millis(1500);
 
 /// How often a held routing question looks again.
 const LISTENING_POLL: Duration = Duration::from_millis(20);
@@ -91,5 +92,76 @@ impl Coordinator for Local {
 
     async fn sync_servers(&self) -> Result<Vec<ServerRef>> {
         Ok(self.lock().sync_servers(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tsn_core::change::LogPoint;
+    use tsn_core::coordinator::{Endpoint, Role};
+    use tsn_core::id::{ClusterId, ServerId};
+
+    /// A failure timeout short enough that the registry's listening is over at once.
+    const TIMEOUT: Duration = Duration::from_millis(30);
+
+    fn report(server: u32) -> Report {
+        Report {
+            server: ServerRef {
+                cluster: ClusterId(1),
+                server: ServerId(server),
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 10_000 + server as u16,
+                },
+            },
+            incarnation: 1,
+            folder: FolderId(u64::from(server)),
+            role: None,
+            epoch: Epoch(0),
+            log: LogPoint::default(),
+            in_sync: Vec::new(),
+        }
+    }
+
+    fn local() -> Local {
+        Local::new(RegistryConfig {
+            clusters: 1,
+            failure_timeout: TIMEOUT,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_routing_question_asked_while_listening_waits_for_the_master() {
+        let coordinator = std::sync::Arc::new(local());
+        let user = UserId::new(1).expect("a user");
+        let asked = tokio::spawn({
+            let coordinator = std::sync::Arc::clone(&coordinator);
+            async move { coordinator.server_for(user).await }
+        });
+        // The server reports until the coordinator, done listening, names it master.
+        let mut role = Role::Slave;
+        for _ in 0..500 {
+            role = coordinator
+                .heartbeat(report(1))
+                .await
+                .expect("a heartbeat")
+                .role;
+            if role == Role::Master {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(role, Role::Master);
+        let routed = asked.await.expect("the question").expect("an answer");
+        assert_eq!(routed.map(|s| s.server), Some(ServerId(1)));
+    }
+
+    #[tokio::test]
+    async fn a_cluster_without_a_server_has_no_master_once_listening_is_over() {
+        let coordinator = local();
+        let user = UserId::new(1).expect("a user");
+        assert_eq!(coordinator.server_for(user).await.expect("an answer"), None);
+        assert!(coordinator.tick().is_empty(), "nothing to decide");
     }
 }
