@@ -4,7 +4,14 @@
 //!
 //! * [`coordinator::Local`]: the coordinator in this process, its [`Registry`] fed with the
 //!   monotonic clock.
+//! * [`master::Master`]: a cluster master's write path — decide, append, group commit,
+//!   replicate, commit point, publish.
+//! * [`import`]: a master's merge of another cluster's changes, through that write path.
+//! * [`clock`]: the wall clock, as the core's time.
 //!
 //! [`Registry`]: tsn_core::coordinator::Registry
 
+pub mod clock;
 pub mod coordinator;
+pub mod import;
+pub mod master;

@@ -9,9 +9,11 @@ use tsn_core::coordinator::Role;
 use tsn_core::failover::{self, Duty, Node};
 use tsn_core::{Coordinator, Error, Store};
 
-use crate::tsd::master::Master;
 use crate::tsd::server::Server;
-use crate::tsd::{follower, import};
+use tsn_server::import;
+use tsn_server::master::Master;
+
+use crate::tsd::follower;
 
 /// Reports to the coordinator every heartbeat interval (and at once when asked), and
 /// carries out the duties it assigns, until aborted.

@@ -5,13 +5,13 @@
 //!
 //! * [`heartbeat`] owns the server's [`Node`](tsn_core::failover::Node): it reports to the
 //!   coordinator every heartbeat interval and carries out role changes — starting a
-//!   [`master`] or a [`follower`], or stopping them.
-//! * As master, every client write goes through [`master::Master::append`]: decided on the
+//!   master (`tsn_server::master`) or a [`follower`], or stopping them.
+//! * As master, every client write goes through `tsn_server`'s `Master::append`: decided on the
 //!   current state, appended to the store at the next position, made durable by a
 //!   group-commit flusher, and replicated to the slaves by [`replication`]. A write is
 //!   acknowledged, and its timeline posts published, once it is committed: durable on the
 //!   master and on every in-sync slave.
-//! * As master, [`import`] merges the changes of the other clusters that the cluster's
+//! * As master, `tsn_server::import` merges the changes of the other clusters that the cluster's
 //!   synchronizer brings, through the same write path.
 //! * As slave, [`follower`] copies the master's log, entry for entry, so that a promoted
 //!   slave serves at once from its own store.
@@ -20,8 +20,6 @@
 
 mod follower;
 mod heartbeat;
-mod import;
-mod master;
 mod replication;
 mod request;
 mod server;
@@ -31,11 +29,11 @@ mod timeline;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tsn_core::coordinator::ServerRef;
-use tsn_core::id::{ClusterId, FolderId, Time};
+use tsn_core::id::{ClusterId, FolderId};
 use tsn_core::{Coordinator, Error, Result, Store, SyncPeer};
 
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
@@ -114,10 +112,4 @@ where
     })
 }
 
-/// The wall clock as a core time.
-pub fn wall_clock() -> Time {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Time::from_unix(since.as_secs(), since.subsec_nanos())
-}
+pub use tsn_server::clock::wall_clock;

@@ -20,8 +20,8 @@ use crate::proto::tsn::replication_server::Replication;
 use crate::proto::tsn::{
     self, Batch, Hello, MasterMessage, SlaveMessage, master_message, slave_message,
 };
-use crate::tsd::master::Master;
 use crate::tsd::server::Server;
+use tsn_server::master::Master;
 
 /// Numbers the slaves' connections, so that the end of a replaced one is told apart.
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);

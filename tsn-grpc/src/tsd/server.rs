@@ -11,7 +11,7 @@ use tsn_core::timeline::Hub;
 
 use crate::transport::Health;
 use crate::tsd::Config;
-use crate::tsd::master::Master;
+use tsn_server::master::Master;
 
 /// How many posts a timeline watcher may fall behind before it is cut off.
 const WATCHER_BACKLOG: usize = 4096;

@@ -41,7 +41,7 @@ impl<S: Store> Server<S> {
         &self,
         user: UserId,
         logging_in: bool,
-    ) -> Result<std::sync::Arc<crate::tsd::master::Master<S>>, Status> {
+    ) -> Result<std::sync::Arc<tsn_server::master::Master<S>>, Status> {
         let master = self.master()?;
         self.store
             .read(|state| command::check_served(state, user, logging_in))

@@ -27,10 +27,10 @@ use tsn_core::timeline::Subscription;
 use crate::convert::timeline_message;
 use crate::error::to_status;
 use crate::proto::csce438::Message;
-use crate::tsd::master::Master;
 use crate::tsd::request::{not_served, parse_user};
 use crate::tsd::server::Server;
 use crate::tsd::wall_clock;
+use tsn_server::master::Master;
 
 /// The response stream of a Timeline call.
 pub(crate) type TimelineStream = Pin<Box<dyn Stream<Item = Result<Message, Status>> + Send>>;

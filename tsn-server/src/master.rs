@@ -12,7 +12,7 @@ use tsn_core::state::{Delivery, State};
 use tsn_core::timeline::Hub;
 use tsn_core::{Error, Result, Store, Timeline};
 
-use crate::tsd::wall_clock;
+use crate::clock::wall_clock;
 
 /// How long the flusher waits before retrying after a failed disk sync.
 const FLUSH_RETRY: Duration = Duration::from_millis(100);
@@ -26,7 +26,7 @@ struct Book {
 /// The master role of one epoch. Writes are appended at once and acknowledged when
 /// committed ([`Master::committed`]); once stopped (deposed, or the server shuts down) it
 /// appends nothing and every waiter fails with [`Error::NotMaster`].
-pub(crate) struct Master<S> {
+pub struct Master<S> {
     epoch: Epoch,
     store: Arc<S>,
     hub: Hub,
@@ -43,7 +43,7 @@ pub(crate) struct Master<S> {
 impl<S: Store> Master<S> {
     /// Takes the master role of `epoch`: records the election in the log and starts the
     /// flusher. The role serves at once; commits wait for the election entry's durability.
-    pub(crate) fn start(
+    pub fn start(
         store: Arc<S>,
         hub: Hub,
         epoch: Epoch,
@@ -78,22 +78,22 @@ impl<S: Store> Master<S> {
     }
 
     /// The epoch this role belongs to.
-    pub(crate) fn epoch(&self) -> Epoch {
+    pub fn epoch(&self) -> Epoch {
         self.epoch
     }
 
     /// The store.
-    pub(crate) fn store(&self) -> &Arc<S> {
+    pub fn store(&self) -> &Arc<S> {
         &self.store
     }
 
     /// Ends the role: no more appends, waiters fail.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         self.stopped.send_replace(true);
     }
 
     /// Whether the role has ended.
-    pub(crate) fn is_stopped(&self) -> bool {
+    pub fn is_stopped(&self) -> bool {
         *self.stopped.borrow()
     }
 
@@ -105,16 +105,13 @@ impl<S: Store> Master<S> {
     /// write, or `None` to write nothing. Returns the position to wait for with
     /// [`Master::committed`]: the new entry's, or with nothing written the log's end (so
     /// that a repeated request is answered once the original is committed).
-    pub(crate) fn append(&self, decide: impl FnOnce(&State) -> Option<Change>) -> Result<Position> {
+    pub fn append(&self, decide: impl FnOnce(&State) -> Option<Change>) -> Result<Position> {
         self.append_all(|state| decide(state).into_iter().collect())
     }
 
     /// Like [`Master::append`] for any number of changes, appended together at consecutive
     /// positions; returns the last one's (or the log's end if there are none).
-    pub(crate) fn append_all(
-        &self,
-        decide: impl FnOnce(&State) -> Vec<Change>,
-    ) -> Result<Position> {
+    pub fn append_all(&self, decide: impl FnOnce(&State) -> Vec<Change>) -> Result<Position> {
         let _serial = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_stopped() {
             return Err(self.not_master());
@@ -150,7 +147,7 @@ impl<S: Store> Master<S> {
     }
 
     /// Waits until `position` is committed; fails if the role ends first.
-    pub(crate) async fn committed(&self, position: Position) -> Result<()> {
+    pub async fn committed(&self, position: Position) -> Result<()> {
         let mut commit = self.commit.subscribe();
         tokio::select! {
             result = commit.wait_for(|&c| c >= position) => result.map(|_| ()).map_err(|_| self.not_master()),
@@ -159,23 +156,23 @@ impl<S: Store> Master<S> {
     }
 
     /// A receiver of the commit position.
-    pub(crate) fn commit_watch(&self) -> watch::Receiver<Position> {
+    pub fn commit_watch(&self) -> watch::Receiver<Position> {
         self.commit.subscribe()
     }
 
     /// A receiver of the log's end.
-    pub(crate) fn appended_watch(&self) -> watch::Receiver<Position> {
+    pub fn appended_watch(&self) -> watch::Receiver<Position> {
         self.appended.subscribe()
     }
 
     /// Completes when the role has ended.
-    pub(crate) async fn ended(&self) {
+    pub async fn ended(&self) {
         let mut stopped = self.stopped.subscribe();
         let _ = stopped.wait_for(|&s| s).await;
     }
 
     /// The committed position now.
-    pub(crate) fn commit_position(&self) -> Position {
+    pub fn commit_position(&self) -> Position {
         *self.commit.borrow()
     }
 
@@ -184,7 +181,7 @@ impl<S: Store> Master<S> {
     ///
     /// The book stays locked until the new commit position is announced and its posts are
     /// published, so that concurrent updates announce and publish in commit order.
-    pub(crate) fn update<T>(&self, change: impl FnOnce(&mut Replication) -> T) -> T {
+    pub fn update<T>(&self, change: impl FnOnce(&mut Replication) -> T) -> T {
         let mut book = self.lock_book();
         let before = book.replication.report();
         let changed = change(&mut book.replication);
@@ -233,7 +230,7 @@ impl<S: Store> Master<S> {
     }
 
     /// The in-sync set to report, and whether a removal awaits confirmation.
-    pub(crate) fn in_sync_report(&self, now: Instant) -> (Vec<ServerId>, bool) {
+    pub fn in_sync_report(&self, now: Instant) -> (Vec<ServerId>, bool) {
         let mut book = self.lock_book();
         book.replication.tick(now);
         (book.replication.report(), book.replication.has_leaving())
@@ -263,5 +260,169 @@ impl<S: Store> Master<S> {
                 () = self.ended() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tsn_core::id::{ClusterId, FolderId, Membership, Time, UserId};
+    use tsn_core::store::Memory;
+
+    const SLAVE: ServerId = ServerId(2);
+    const LAG: Duration = Duration::from_secs(60);
+
+    fn user(n: u32) -> UserId {
+        UserId::new(n).expect("a user")
+    }
+
+    /// The master of epoch 1 of a one-cluster deployment, its log holding users 1 and 2,
+    /// 2 following 1, all committed; and the hub its posts are published to.
+    async fn a_master() -> (Arc<Master<Memory>>, Hub) {
+        let store = Arc::new(Memory::new(Membership {
+            cluster: ClusterId(1),
+            clusters: 1,
+        }));
+        let hub = Hub::new(16);
+        let master = Master::start(
+            store,
+            hub.clone(),
+            Epoch(1),
+            ServerId(1),
+            LAG,
+            Arc::new(Notify::new()),
+        )
+        .expect("the master role");
+        let setup = master
+            .append_all(|_| {
+                vec![
+                    Change::UserJoined {
+                        user: user(1),
+                        time: Time(1),
+                    },
+                    Change::UserJoined {
+                        user: user(2),
+                        time: Time(2),
+                    },
+                    Change::Followed {
+                        follower: user(2),
+                        followee: user(1),
+                        time: Time(3),
+                    },
+                ]
+            })
+            .expect("the setup");
+        master.committed(setup).await.expect("committed alone");
+        (master, hub)
+    }
+
+    /// Connects the slave, holding everything so far, so that it is in sync.
+    fn slave_in_sync(master: &Master<Memory>) {
+        let holds = master.store().read(|s| s.last().position);
+        master
+            .update(|r| r.connected(SLAVE, FolderId(2), 1, holds, Instant::now()))
+            .expect("the slave connects");
+        assert_eq!(master.in_sync_report(Instant::now()).0, [SLAVE]);
+    }
+
+    fn post_of_1(master: &Master<Memory>) -> Position {
+        master
+            .append(|state| {
+                Some(Change::Posted(tsn_core::post::Post {
+                    id: tsn_core::post::PostId { origin: 9, seq: 1 },
+                    author: user(1),
+                    time: state.next_time(Time(10)),
+                    text: tsn_core::post::PostText::new("hello").expect("a post"),
+                }))
+            })
+            .expect("the post")
+    }
+
+    /// Lets every task that can run, run (the flusher included).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_is_answered_only_once_durable_on_the_in_sync_slave_and_published_then() {
+        let (master, hub) = a_master().await;
+        let mut follower = hub.subscribe(user(2));
+        slave_in_sync(&master);
+        let post = post_of_1(&master);
+        let waiting = tokio::spawn({
+            let master = Arc::clone(&master);
+            async move { master.committed(post).await }
+        });
+        settle().await;
+        assert!(master.store().durable() >= post, "durable on the master");
+        assert!(
+            !waiting.is_finished(),
+            "not answered before the slave has it"
+        );
+        assert!(
+            follower.items.try_recv().is_err(),
+            "nothing is pushed to a follower before the commit"
+        );
+        master.update(|r| r.acked(SLAVE, post, Instant::now()));
+        waiting.await.expect("the waiter").expect("committed");
+        let pushed = follower.items.try_recv().expect("pushed once committed");
+        assert_eq!(pushed.post.author, user(1));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_master_fails_its_waiters_and_appends_nothing() {
+        let (master, _hub) = a_master().await;
+        slave_in_sync(&master);
+        let post = post_of_1(&master);
+        let waiting = tokio::spawn({
+            let master = Arc::clone(&master);
+            async move { master.committed(post).await }
+        });
+        settle().await;
+        master.stop();
+        let answer = waiting.await.expect("the waiter");
+        assert!(matches!(answer, Err(Error::NotMaster(_))), "{answer:?}");
+        let after = master.append(|_| {
+            Some(Change::UserJoined {
+                user: user(3),
+                time: Time(20),
+            })
+        });
+        assert!(matches!(after, Err(Error::NotMaster(_))), "{after:?}");
+        assert_eq!(master.store().read(|s| s.last().position), post);
+    }
+
+    #[tokio::test]
+    async fn a_lost_slave_stops_holding_commits_only_once_the_coordinator_confirms() {
+        let (master, _hub) = a_master().await;
+        slave_in_sync(&master);
+        master.update(|r| r.disconnected(SLAVE, 1));
+        let post = post_of_1(&master);
+        let waiting = tokio::spawn({
+            let master = Arc::clone(&master);
+            async move { master.committed(post).await }
+        });
+        settle().await;
+        assert!(!waiting.is_finished(), "the slave may still be promoted");
+        let (report, leaving) = master.in_sync_report(Instant::now());
+        assert!(report.is_empty() && leaving);
+        master.update(|r| r.confirmed(&report));
+        waiting
+            .await
+            .expect("the waiter")
+            .expect("committed without the slave");
+    }
+
+    #[tokio::test]
+    async fn a_decision_that_writes_nothing_answers_once_the_log_so_far_is_committed() {
+        let (master, _hub) = a_master().await;
+        slave_in_sync(&master);
+        let post = post_of_1(&master);
+        let repeat = master.append(|_| None).expect("nothing to write");
+        assert_eq!(repeat, post, "waits for the original");
+        master.update(|r| r.acked(SLAVE, post, Instant::now()));
+        master.committed(repeat).await.expect("committed");
     }
 }

@@ -7,7 +7,7 @@ use tsn_core::id::{ClusterId, Position};
 use tsn_core::sync::{LogId, merge, starts_again};
 use tsn_core::{Store, SyncPeer};
 
-use crate::tsd::master::Master;
+use crate::master::Master;
 
 /// How many changes one merge takes at most.
 const IMPORT_BATCH: usize = 1024;
@@ -18,11 +18,7 @@ const RETRY: (Duration, Duration) = (Duration::from_millis(20), Duration::from_m
 /// write path — committed, replicated and published like the master's own writes — until
 /// the role ends. The merge records its cursor in the log, so the next master resumes
 /// there.
-pub(crate) async fn run<S: Store>(
-    master: Arc<Master<S>>,
-    from: ClusterId,
-    peer: Arc<dyn SyncPeer>,
-) {
+pub async fn run<S: Store>(master: Arc<Master<S>>, from: ClusterId, peer: Arc<dyn SyncPeer>) {
     // What was read but merged nothing (and so moved no cursor in the log), and in which
     // log of `from`.
     let (mut read, mut read_log) = (Position(0), LogId::UNKNOWN);
