@@ -64,3 +64,178 @@ pub async fn run<S: Store>(master: Arc<Master<S>>, from: ClusterId, peer: Arc<dy
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use async_trait::async_trait;
+    use tokio::sync::Notify;
+    use tsn_core::change::{Change, Entry};
+    use tsn_core::id::{Epoch, Membership, ServerId, Time, UserId};
+    use tsn_core::store::Memory;
+    use tsn_core::sync::{Changes, UserRecord};
+    use tsn_core::timeline::Hub;
+
+    use super::*;
+
+    const TWO: ClusterId = ClusterId(2);
+
+    /// Cluster 2, answering from a script: each question takes the next answer; once the
+    /// script is done it has nothing new (after a short wait, as a peer may). Records the
+    /// cursors asked.
+    struct Scripted {
+        answers: Mutex<Vec<Changes>>,
+        asked: Mutex<Vec<u64>>,
+    }
+
+    #[async_trait]
+    impl SyncPeer for Scripted {
+        async fn users(&self) -> tsn_core::Result<Vec<UserRecord>> {
+            Ok(Vec::new())
+        }
+
+        async fn changes_after(&self, cursor: Position, _max: usize) -> tsn_core::Result<Changes> {
+            self.asked.lock().unwrap().push(cursor.0);
+            let next = {
+                let mut answers = self.answers.lock().unwrap();
+                (!answers.is_empty()).then(|| answers.remove(0))
+            };
+            match next {
+                Some(answer) => Ok(answer),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Err(tsn_core::Error::Unavailable {
+                        what: "cluster 2".into(),
+                        reason: "nothing new".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn entry(position: u64, epoch: u64, change: Change) -> Entry {
+        Entry {
+            position: Position(position),
+            epoch: Epoch(epoch),
+            change,
+        }
+    }
+
+    fn user(n: u32) -> UserId {
+        UserId::new(n).expect("a user")
+    }
+
+    /// Imports from `peer` into the master of cluster 1 of 2 until `done` holds of its
+    /// state (or 10 s pass), and returns the cursors asked.
+    async fn import_until(
+        peer: Arc<Scripted>,
+        done: impl Fn(&tsn_core::state::State) -> bool,
+    ) -> Vec<u64> {
+        let store = Arc::new(Memory::new(Membership {
+            cluster: ClusterId(1),
+            clusters: 2,
+        }));
+        let master = Master::start(
+            store,
+            Hub::new(16),
+            Epoch(1),
+            ServerId(1),
+            Duration::from_secs(60),
+            Arc::new(Notify::new()),
+        )
+        .expect("the master role");
+        let importing = tokio::spawn(run(
+            Arc::clone(&master),
+            TWO,
+            peer.clone() as Arc<dyn SyncPeer>,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !master.store().read(&done) {
+            assert!(
+                Instant::now() < deadline,
+                "the import did not get there; asked {:?}",
+                peer.asked.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        master.stop();
+        importing.await.expect("the import ends with the role");
+        let asked = peer.asked.lock().unwrap().clone();
+        asked
+    }
+
+    #[tokio::test]
+    async fn a_new_log_of_the_other_cluster_is_imported_from_its_start_even_before_any_mark() {
+        let old = LogId(1);
+        let new = LogId(7);
+        // The old log's answer merges nothing (a follow between two users of cluster 2),
+        // so no cursor is recorded; then cluster 2 answers from a new, shorter log.
+        let follows = Change::Followed {
+            follower: user(2),
+            followee: user(4),
+            time: Time(1),
+        };
+        let peer = Arc::new(Scripted {
+            answers: Mutex::new(vec![
+                Changes {
+                    entries: vec![entry(5, 1, follows)],
+                    through: Position(5),
+                    log: old,
+                },
+                Changes {
+                    entries: vec![],
+                    through: Position(5),
+                    log: new,
+                },
+                Changes {
+                    entries: vec![entry(
+                        1,
+                        7,
+                        Change::UserJoined {
+                            user: user(6),
+                            time: Time(2),
+                        },
+                    )],
+                    through: Position(1),
+                    log: new,
+                },
+            ]),
+            asked: Mutex::new(Vec::new()),
+        });
+        let asked = import_until(peer, |s| s.has_user(user(6))).await;
+        assert_eq!(
+            asked[..3],
+            [0, 5, 0],
+            "asked again from the new log's start"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_twice_is_merged_once() {
+        let joined = Change::UserJoined {
+            user: user(2),
+            time: Time(1),
+        };
+        let batch = Changes {
+            entries: vec![entry(1, 1, joined.clone())],
+            through: Position(1),
+            log: LogId(1),
+        };
+        let peer = Arc::new(Scripted {
+            answers: Mutex::new(vec![batch.clone(), batch]),
+            asked: Mutex::new(Vec::new()),
+        });
+        let store_entries = Arc::new(Mutex::new(0));
+        let counted = Arc::clone(&store_entries);
+        import_until(Arc::clone(&peer), move |s| {
+            *counted.lock().unwrap() = s.last().position.0;
+            // A third question: the second answer is dealt with.
+            s.has_user(user(2)) && peer.asked.lock().unwrap().len() >= 3
+        })
+        .await;
+        // The election, the user, the import mark: the second answer wrote nothing.
+        assert_eq!(*store_entries.lock().unwrap(), 3);
+    }
+}
