@@ -27,10 +27,6 @@ use tokio::task::JoinHandle;
 use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
 use tsn_core::id::{ClusterId, FolderId, Membership};
-use tsn_grpc::proto::csce438::synch_service_server::SynchServiceServer;
-use tsn_grpc::proto::tsn::feed_server::FeedServer as FeedService;
-use tsn_grpc::sync::FeedServer;
-use tsn_grpc::transport::{Health, serve_until, service_name, with_operator_services};
 
 use crate::cli::Fatal;
 
@@ -75,24 +71,7 @@ pub async fn run<C: Coordinator + 'static>(
         async move { local.follow(cluster_dir, poll).await }
     });
     let peers = tokio::spawn(keep_peers(config.clone(), Arc::clone(&local), coordinator));
-    let feed = FeedServer::new(Arc::clone(&local));
-    let router = tonic::transport::Server::builder()
-        .add_service(FeedService::new(FeedServer::new(Arc::clone(&local))))
-        .add_service(SynchServiceServer::new(feed));
-    let services = [
-        service_name::<FeedService<FeedServer<LocalCluster>>>(),
-        service_name::<SynchServiceServer<FeedServer<LocalCluster>>>(),
-    ];
-    let health = Health::new();
-    health.set(&services, true).await;
-    let served = match with_operator_services(router, &services, &health).await {
-        Ok(router) => serve_until(router, listener, shutdown).await,
-        Err(error) => {
-            follower.abort();
-            peers.abort();
-            return Err(Fatal::new("the synchronizer cannot start", error));
-        }
-    };
+    let served = tsn_grpc::sync::serve(Arc::clone(&local), listener, shutdown).await;
     follower.abort();
     peers.abort();
     served.map_err(|e| Fatal::new("the synchronizer stopped", e))

@@ -1,7 +1,8 @@
 //! Synchronization between clusters over gRPC: [`FeedServer`] serves a cluster's changes
 //! (TSN's `Feed`) and its users (the course's `SynchService`) from any
-//! [`tsn_core::SyncPeer`] standing for the local cluster; [`FeedClient`] is a
-//! [`tsn_core::SyncPeer`] that reads another cluster's synchronizer.
+//! [`tsn_core::SyncPeer`] standing for the local cluster, and [`serve`] runs both with the
+//! operators' services; [`FeedClient`] is a [`tsn_core::SyncPeer`] that reads another
+//! cluster's synchronizer.
 
 mod client;
 mod server;
@@ -9,7 +10,16 @@ mod server;
 pub use client::FeedClient;
 pub use server::FeedServer;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tsn_core::{Error, Result, SyncPeer};
+
+use crate::proto::csce438::synch_service_server::SynchServiceServer;
+use crate::proto::tsn::feed_server::FeedServer as FeedService;
+use crate::transport::{Health, serve_until, service_name, with_operator_services};
 
 /// How many entries a feed batch carries at most.
 pub const FEED_BATCH: usize = 1024;
@@ -20,3 +30,28 @@ pub const CURSOR_ONLY_EVERY: u64 = tsn_core::sync::IMPORT_LAG;
 
 /// How long `FeedClient::changes_after` waits for news before answering with nothing.
 pub const LONG_POLL: Duration = Duration::from_secs(1);
+
+/// Serves a synchronizer's `Feed` and `SynchService` from `local` (its own cluster), with
+/// the operators' services, on `listener` until `shutdown` completes.
+pub async fn serve<P: SyncPeer + 'static>(
+    local: Arc<P>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let router = tonic::transport::Server::builder()
+        .add_service(FeedService::new(FeedServer::new(Arc::clone(&local))))
+        .add_service(SynchServiceServer::new(FeedServer::new(local)));
+    let services = [
+        service_name::<FeedService<FeedServer<P>>>(),
+        service_name::<SynchServiceServer<FeedServer<P>>>(),
+    ];
+    let health = Health::new();
+    health.set(&services, true).await;
+    let router = with_operator_services(router, &services, &health).await?;
+    serve_until(router, listener, shutdown)
+        .await
+        .map_err(|e| Error::Unavailable {
+            what: "the synchronizer's listener".into(),
+            reason: e.to_string(),
+        })
+}
