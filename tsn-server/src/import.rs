@@ -162,8 +162,7 @@ mod tests {
         }
         master.stop();
         importing.await.expect("the import ends with the role");
-        let asked = peer.asked.lock().unwrap().clone();
-        asked
+        peer.asked.lock().unwrap().clone()
     }
 
     #[tokio::test]
