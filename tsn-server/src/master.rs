@@ -425,4 +425,78 @@ mod tests {
         master.update(|r| r.acked(SLAVE, post, Instant::now()));
         master.committed(repeat).await.expect("committed");
     }
+
+    #[tokio::test]
+    async fn changes_decided_together_take_consecutive_positions_and_commit_alone() {
+        let (master, _hub) = a_master().await;
+        let before = master.store().read(|s| s.last().position);
+        let last = master
+            .append_all(|_| {
+                (3..=5)
+                    .map(|n| Change::UserJoined {
+                        user: user(n),
+                        time: Time(20 + u64::from(n)),
+                    })
+                    .collect()
+            })
+            .expect("three users");
+        assert_eq!(last, Position(before.0 + 3));
+        master
+            .committed(last)
+            .await
+            .expect("no slave: durable is committed");
+        assert!(master.commit_position() >= last);
+    }
+
+    #[tokio::test]
+    async fn posts_are_published_in_commit_order() {
+        let (master, hub) = a_master().await;
+        let mut follower = hub.subscribe(user(2));
+        slave_in_sync(&master);
+        let first = post_of_1(&master);
+        let second = master
+            .append(|state| {
+                Some(Change::Posted(tsn_core::post::Post {
+                    id: tsn_core::post::PostId { origin: 9, seq: 2 },
+                    author: user(1),
+                    time: state.next_time(Time(11)),
+                    text: tsn_core::post::PostText::new("again").expect("a post"),
+                }))
+            })
+            .expect("the second post");
+        settle().await;
+        assert!(follower.items.try_recv().is_err(), "neither is committed");
+        master.update(|r| r.acked(SLAVE, second, Instant::now()));
+        master.committed(second).await.expect("both committed");
+        let texts: Vec<String> = std::iter::from_fn(|| follower.items.try_recv().ok())
+            .map(|item| item.post.text.as_str().to_owned())
+            .collect();
+        assert_eq!(texts, ["hello", "again"], "{first:?} then {second:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slave_far_behind_does_not_hold_commits_while_it_catches_up() {
+        let (master, _hub) = a_master().await;
+        // A log longer than a slave may lag behind and still join the in-sync set.
+        let long = master
+            .append_all(|_| {
+                (10..5_010)
+                    .map(|n| Change::UserJoined {
+                        user: user(n),
+                        time: Time(100 + u64::from(n)),
+                    })
+                    .collect()
+            })
+            .expect("many users");
+        master.committed(long).await.expect("committed alone");
+        master
+            .update(|r| r.connected(SLAVE, FolderId(2), 1, Position(0), Instant::now()))
+            .expect("a new slave connects, holding nothing");
+        assert!(master.in_sync_report(Instant::now()).0.is_empty());
+        let post = post_of_1(&master);
+        master
+            .committed(post)
+            .await
+            .expect("committed without the slave that catches up");
+    }
 }
