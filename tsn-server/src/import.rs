@@ -161,7 +161,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         master.stop();
-        importing.await.expect("the import ends with the role");
+        tokio::time::timeout(Duration::from_secs(10), importing)
+            .await
+            .expect("the import ends with the role")
+            .expect("the import task");
         peer.asked.lock().unwrap().clone()
     }
 

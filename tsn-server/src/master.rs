@@ -312,7 +312,9 @@ mod tests {
                 ]
             })
             .expect("the setup");
-        master.committed(setup).await.expect("committed alone");
+        within(master.committed(setup))
+            .await
+            .expect("committed alone");
         (master, hub)
     }
 
@@ -338,6 +340,13 @@ mod tests {
             .expect("the post")
     }
 
+    /// Awaits `future`, failing the test rather than hanging if it does not come.
+    async fn within<F: std::future::Future>(future: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .expect("it should have come by now")
+    }
+
     /// Lets every task that can run, run (the flusher included).
     async fn settle() {
         for _ in 0..20 {
@@ -353,7 +362,7 @@ mod tests {
         let post = post_of_1(&master);
         let waiting = tokio::spawn({
             let master = Arc::clone(&master);
-            async move { master.committed(post).await }
+            async move { within(master.committed(post)).await }
         });
         settle().await;
         assert!(master.store().durable() >= post, "durable on the master");
@@ -366,7 +375,10 @@ mod tests {
             "nothing is pushed to a follower before the commit"
         );
         master.update(|r| r.acked(SLAVE, post, Instant::now()));
-        waiting.await.expect("the waiter").expect("committed");
+        within(waiting)
+            .await
+            .expect("the waiter")
+            .expect("committed");
         let pushed = follower.items.try_recv().expect("pushed once committed");
         assert_eq!(pushed.post.author, user(1));
     }
@@ -378,11 +390,11 @@ mod tests {
         let post = post_of_1(&master);
         let waiting = tokio::spawn({
             let master = Arc::clone(&master);
-            async move { master.committed(post).await }
+            async move { within(master.committed(post)).await }
         });
         settle().await;
         master.stop();
-        let answer = waiting.await.expect("the waiter");
+        let answer = within(waiting).await.expect("the waiter");
         assert!(matches!(answer, Err(Error::NotMaster(_))), "{answer:?}");
         let after = master.append(|_| {
             Some(Change::UserJoined {
@@ -402,7 +414,7 @@ mod tests {
         let post = post_of_1(&master);
         let waiting = tokio::spawn({
             let master = Arc::clone(&master);
-            async move { master.committed(post).await }
+            async move { within(master.committed(post)).await }
         });
         settle().await;
         assert!(!waiting.is_finished(), "the slave may still be promoted");
@@ -423,7 +435,7 @@ mod tests {
         let repeat = master.append(|_| None).expect("nothing to write");
         assert_eq!(repeat, post, "waits for the original");
         master.update(|r| r.acked(SLAVE, post, Instant::now()));
-        master.committed(repeat).await.expect("committed");
+        within(master.committed(repeat)).await.expect("committed");
     }
 
     #[tokio::test]
@@ -467,7 +479,9 @@ mod tests {
         settle().await;
         assert!(follower.items.try_recv().is_err(), "neither is committed");
         master.update(|r| r.acked(SLAVE, second, Instant::now()));
-        master.committed(second).await.expect("both committed");
+        within(master.committed(second))
+            .await
+            .expect("both committed");
         let texts: Vec<String> = std::iter::from_fn(|| follower.items.try_recv().ok())
             .map(|item| item.post.text.as_str().to_owned())
             .collect();
@@ -488,14 +502,15 @@ mod tests {
                     .collect()
             })
             .expect("many users");
-        master.committed(long).await.expect("committed alone");
+        within(master.committed(long))
+            .await
+            .expect("committed alone");
         master
             .update(|r| r.connected(SLAVE, FolderId(2), 1, Position(0), Instant::now()))
             .expect("a new slave connects, holding nothing");
         assert!(master.in_sync_report(Instant::now()).0.is_empty());
         let post = post_of_1(&master);
-        master
-            .committed(post)
+        within(master.committed(post))
             .await
             .expect("committed without the slave that catches up");
     }
