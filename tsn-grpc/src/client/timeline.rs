@@ -116,6 +116,24 @@ impl TimelineConn {
         self.poster.clone()
     }
 
+    /// Ends this client's side of the stream (its posts) and waits, at most `limit`, until
+    /// the server has ended its side: then every post sent before has reached it. For a
+    /// server that sends no acknowledgements, this is how a client knows its last posts
+    /// left. Events that come meanwhile are dropped. (A [`Poster`] still held elsewhere
+    /// keeps the client's side open; the wait then lasts `limit`.)
+    pub async fn finish(self, limit: std::time::Duration) {
+        let TimelineConn {
+            poster,
+            mut inbound,
+            ..
+        } = self;
+        drop(poster);
+        let _ = tokio::time::timeout(limit, async {
+            while let Ok(Some(_)) = inbound.message().await {}
+        })
+        .await;
+    }
+
     /// The next event; `Ok(None)` when the server ended the stream.
     pub async fn next(&mut self) -> Result<Option<TimelineEvent>, CallError> {
         let Some(message) = self.inbound.message().await? else {
