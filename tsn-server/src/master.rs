@@ -327,17 +327,31 @@ mod tests {
         assert_eq!(master.in_sync_report(Instant::now()).0, [SLAVE]);
     }
 
-    fn post_of_1(master: &Master<Memory>) -> Position {
+    /// Appends user 1's post `seq` with `text`; returns its position.
+    fn post_by_1(master: &Master<Memory>, seq: u64, text: &str) -> Position {
         master
             .append(|state| {
                 Some(Change::Posted(tsn_core::post::Post {
-                    id: tsn_core::post::PostId { origin: 9, seq: 1 },
+                    id: tsn_core::post::PostId { origin: 9, seq },
                     author: user(1),
                     time: state.next_time(Time(10)),
-                    text: tsn_core::post::PostText::new("hello").expect("a post"),
+                    text: tsn_core::post::PostText::new(text).expect("a post"),
                 }))
             })
             .expect("the post")
+    }
+
+    fn post_of_1(master: &Master<Memory>) -> Position {
+        post_by_1(master, 1, "hello")
+    }
+
+    /// Waits, in a task of its own, until `position` is committed.
+    fn waiting_for_commit(
+        master: &Arc<Master<Memory>>,
+        position: Position,
+    ) -> tokio::task::JoinHandle<Result<()>> {
+        let master = Arc::clone(master);
+        tokio::spawn(async move { within(master.committed(position)).await })
     }
 
     /// Awaits `future`, failing the test rather than hanging if it does not come.
@@ -360,10 +374,7 @@ mod tests {
         let mut follower = hub.subscribe(user(2));
         slave_in_sync(&master);
         let post = post_of_1(&master);
-        let waiting = tokio::spawn({
-            let master = Arc::clone(&master);
-            async move { within(master.committed(post)).await }
-        });
+        let waiting = waiting_for_commit(&master, post);
         settle().await;
         assert!(master.store().durable() >= post, "durable on the master");
         assert!(
@@ -388,10 +399,7 @@ mod tests {
         let (master, _hub) = a_master().await;
         slave_in_sync(&master);
         let post = post_of_1(&master);
-        let waiting = tokio::spawn({
-            let master = Arc::clone(&master);
-            async move { within(master.committed(post)).await }
-        });
+        let waiting = waiting_for_commit(&master, post);
         settle().await;
         master.stop();
         let answer = within(waiting).await.expect("the waiter");
@@ -412,10 +420,7 @@ mod tests {
         slave_in_sync(&master);
         master.update(|r| r.disconnected(SLAVE, 1));
         let post = post_of_1(&master);
-        let waiting = tokio::spawn({
-            let master = Arc::clone(&master);
-            async move { within(master.committed(post)).await }
-        });
+        let waiting = waiting_for_commit(&master, post);
         settle().await;
         assert!(!waiting.is_finished(), "the slave may still be promoted");
         let (report, leaving) = master.in_sync_report(Instant::now());
@@ -466,16 +471,7 @@ mod tests {
         let mut follower = hub.subscribe(user(2));
         slave_in_sync(&master);
         let first = post_of_1(&master);
-        let second = master
-            .append(|state| {
-                Some(Change::Posted(tsn_core::post::Post {
-                    id: tsn_core::post::PostId { origin: 9, seq: 2 },
-                    author: user(1),
-                    time: state.next_time(Time(11)),
-                    text: tsn_core::post::PostText::new("again").expect("a post"),
-                }))
-            })
-            .expect("the second post");
+        let second = post_by_1(&master, 2, "again");
         settle().await;
         assert!(follower.items.try_recv().is_err(), "neither is committed");
         master.update(|r| r.acked(SLAVE, second, Instant::now()));

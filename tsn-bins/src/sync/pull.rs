@@ -177,20 +177,31 @@ mod tests {
         }
     }
 
-    /// The log of cluster 2 in these tests, until it starts a new one.
-    const FIRST_LOG: LogId = LogId(1);
+    /// A peer's answer, as a script gives it.
+    type Answer = fn() -> tsn_core::Result<Changes>;
 
-    #[tokio::test]
-    async fn each_stretch_is_copied_once_and_the_next_question_follows_it() {
+    /// A peer that expects the questions of `script`, in order, each after its cursor, and
+    /// gives their answers.
+    fn scripted(script: Vec<(u64, Answer)>) -> MockSyncPeer {
         let mut peer = MockSyncPeer::new();
         let mut order = Sequence::new();
-        let mut expect = |cursor: u64, answer: fn() -> tsn_core::Result<Changes>| {
+        for (cursor, answer) in script {
             peer.expect_changes_after()
                 .with(eq(Position(cursor)), always())
                 .times(1)
                 .in_sequence(&mut order)
                 .returning(move |_, _| answer());
-        };
+        }
+        peer
+    }
+
+    /// The log of cluster 2 in these tests, until it starts a new one.
+    const FIRST_LOG: LogId = LogId(1);
+
+    #[tokio::test]
+    async fn each_stretch_is_copied_once_and_the_next_question_follows_it() {
+        let mut script: Vec<(u64, Answer)> = Vec::new();
+        let mut expect = |cursor: u64, answer: Answer| script.push((cursor, answer));
         expect(0, || Ok(joins(1, 3)));
         expect(3, || {
             Ok(Changes {
@@ -214,6 +225,7 @@ mod tests {
             })
         });
 
+        let peer = scripted(script);
         let dir = tempfile::tempdir().expect("a folder");
         let from = ClusterId(2);
         let mut writer = InboxWriter::open(dir.path(), from).expect("an inbox");
@@ -240,15 +252,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_log_of_the_peer_is_copied_from_its_start_into_a_fresh_inbox_file() {
-        let mut peer = MockSyncPeer::new();
-        let mut order = Sequence::new();
-        let mut expect = |cursor: u64, answer: fn() -> tsn_core::Result<Changes>| {
-            peer.expect_changes_after()
-                .with(eq(Position(cursor)), always())
-                .times(1)
-                .in_sequence(&mut order)
-                .returning(move |_, _| answer());
-        };
+        let mut script: Vec<(u64, Answer)> = Vec::new();
+        let mut expect = |cursor: u64, answer: Answer| script.push((cursor, answer));
         const NEW_LOG: LogId = LogId(5);
         expect(0, || Ok(joins(1, 6)));
         // Cluster 2 lost its data: the answer after 6 comes from a log of 2 entries.
@@ -271,6 +276,7 @@ mod tests {
                 reason: "gone".into(),
             })
         });
+        let peer = scripted(script);
         let dir = tempfile::tempdir().expect("a folder");
         let from = ClusterId(2);
         let mut writer = InboxWriter::open(dir.path(), from).expect("an inbox");

@@ -15,13 +15,7 @@ use crate::support::{Deployment, runtime, timeline_lines, within};
 /// in sync, and a post of user 1, whom user 2 follows, acknowledged by both.
 fn cluster_in_sync() -> Deployment {
     let mut deployment = Deployment::start(1);
-    deployment.start_master(1);
-    deployment
-        .start_server(1, 2)
-        .wait_for_log_count("serving as slave", 1);
-    deployment
-        .coordinator
-        .wait_for_log_count("servers=[1, 2]", 1);
+    deployment.start_master_and_in_sync_slave(1);
     let mut u1 = deployment.logged_in_client(1);
     let mut u2 = deployment.logged_in_client(2);
     u2.command("FOLLOW 1", "Command completed successfully");
@@ -51,23 +45,10 @@ fn slave_takes_over(deployment: &mut Deployment) {
 fn a_second_tsd_with_a_live_servers_id_is_refused_and_the_cluster_still_fails_over() {
     let mut deployment = cluster_in_sync();
     let elsewhere = tempfile::tempdir().expect("a temporary folder");
-    let coordinator = deployment.coordinator_port.to_string();
-    for server in ["2", "1"] {
-        let args = [
-            "-c",
-            "1",
-            "-s",
-            server,
-            "-k",
-            &coordinator,
-            "-p",
-            "0",
-            "--data-dir",
-            &elsewhere.path().display().to_string(),
-        ];
+    for server in [2, 1] {
         fails_with_one_line(
             "tsd",
-            &args,
+            &deployment.tsd_flags(1, server, elsewhere.path()),
             &format!("server {server} of cluster 1 already runs at 127.0.0.1:"),
             AT_ONCE,
         );
@@ -132,20 +113,9 @@ fn a_second_synchronizer_for_a_cluster_is_refused_while_the_first_runs() {
     let mut deployment = Deployment::start(2);
     deployment.start_clusters();
     let elsewhere = tempfile::tempdir().expect("a temporary folder");
-    let coordinator = deployment.coordinator_port.to_string();
-    let args = [
-        "-n",
-        "1",
-        "-j",
-        &coordinator,
-        "-p",
-        "0",
-        "--data-dir",
-        &elsewhere.path().display().to_string(),
-    ];
     fails_with_one_line(
         "synchronizer",
-        &args,
+        &deployment.synchronizer_flags(1, elsewhere.path()),
         "the synchronizer of cluster 1 already runs at 127.0.0.1:",
         AT_ONCE,
     );

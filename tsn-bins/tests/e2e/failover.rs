@@ -253,13 +253,7 @@ async fn wait_acknowledged(stream: &mut TimelineConn, seq: u64) {
 #[test]
 fn a_master_stopped_past_the_failure_timeout_acknowledges_nothing_once_resumed_and_steps_down() {
     let mut deployment = Deployment::start_with(3, FAST);
-    let old_port = deployment.start_master(1);
-    deployment
-        .start_server(1, 2)
-        .wait_for_log_count("serving as slave", 1);
-    deployment
-        .coordinator
-        .wait_for_log_count("servers=[1, 2]", 1);
+    let old_port = deployment.start_master_and_in_sync_slave(1);
     let runtime = runtime();
     let (_u7, mut u7_stream) = runtime.block_on(user_7_at(old_port));
     let mut u4 = deployment.logged_in_client(4);
@@ -381,13 +375,7 @@ fn a_master_stopped_past_the_failure_timeout_acknowledges_nothing_once_resumed_a
 #[test]
 fn a_master_stopped_with_sigterm_exits_and_its_slave_takes_over() {
     let mut deployment = Deployment::start_with(3, FAST);
-    deployment.start_master(1);
-    deployment
-        .start_server(1, 2)
-        .wait_for_log_count("serving as slave", 1);
-    deployment
-        .coordinator
-        .wait_for_log_count("servers=[1, 2]", 1);
+    deployment.start_master_and_in_sync_slave(1);
     let mut u1 = deployment.logged_in_client(1);
     u1.enter_timeline();
     terminate(deployment.server(1, 1));
@@ -404,13 +392,7 @@ fn a_master_stopped_with_sigterm_exits_and_its_slave_takes_over() {
 #[test]
 fn a_master_killed_and_started_again_at_once_loses_and_doubles_nothing() {
     let mut deployment = Deployment::start_with(3, FAST);
-    deployment.start_master(1);
-    deployment
-        .start_server(1, 2)
-        .wait_for_log_count("serving as slave", 1);
-    deployment
-        .coordinator
-        .wait_for_log_count("servers=[1, 2]", 1);
+    deployment.start_master_and_in_sync_slave(1);
     let mut u4 = deployment.logged_in_client(4);
     let mut u1 = deployment.logged_in_client(1);
     u1.command("FOLLOW 4", "Command completed successfully");

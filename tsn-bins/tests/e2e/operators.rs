@@ -148,21 +148,7 @@ fn debug_logs_show_tsns_decisions_and_no_http2_frames() {
     let mut deployment = Deployment::start(1);
     deployment.start_master(1);
     let data = tempfile::tempdir().expect("a folder");
-    let args: Vec<String> = [
-        "-c",
-        "1",
-        "-s",
-        "2",
-        "-k",
-        &deployment.coordinator_port.to_string(),
-        "-p",
-        "0",
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let args = deployment.tsd_flags(1, 2, data.path());
     let slave = Proc::start_logging("tsd", &args, "debug");
     slave.wait_for_log_count("serving as slave", 1);
     slave.wait_for_log_count("the coordinator answered", 2);

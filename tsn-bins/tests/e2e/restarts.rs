@@ -7,7 +7,9 @@
 use std::fs::OpenOptions;
 
 use crate::startup::{AT_ONCE, fails_with_one_line};
-use crate::support::{Deployment, Proc, Timers, eventually, greeting, timeline_lines, tricky_post};
+use crate::support::{
+    Deployment, Timers, eventually, greeting, start_claiming, timeline_lines, tricky_post,
+};
 
 #[test]
 fn clients_carry_on_when_the_coordinator_is_killed_and_started_again() {
@@ -251,13 +253,7 @@ fn record_starts(bytes: &[u8]) -> Vec<usize> {
 #[test]
 fn a_slave_whose_log_has_a_flipped_byte_refuses_to_start_and_recovers_from_its_master() {
     let mut deployment = Deployment::start(1);
-    deployment.start_master(1);
-    deployment
-        .start_server(1, 2)
-        .wait_for_log_count("serving as slave", 1);
-    deployment
-        .coordinator
-        .wait_for_log_count("servers=[1, 2]", 1);
+    deployment.start_master_and_in_sync_slave(1);
     let mut u1 = deployment.logged_in_client(1);
     let mut u2 = deployment.logged_in_client(2);
     u2.command("FOLLOW 1", "Command completed successfully");
@@ -286,20 +282,7 @@ fn a_slave_whose_log_has_a_flipped_byte_refuses_to_start_and_recovers_from_its_m
     bytes[starts[6] + 8 + 3] ^= 0x20; // in the payload of position 7, a post
     std::fs::write(&log, &bytes).expect("damage the log");
 
-    let coordinator = deployment.coordinator_port.to_string();
-    let data_dir = deployment.data_dir().display().to_string();
-    let args = [
-        "-c",
-        "1",
-        "-s",
-        "2",
-        "-k",
-        &coordinator,
-        "-p",
-        "0",
-        "--data-dir",
-        &data_dir,
-    ];
+    let args = deployment.tsd_flags(1, 2, deployment.data_dir());
     fails_with_one_line(
         "tsd",
         &args,
@@ -319,16 +302,7 @@ fn a_slave_whose_log_has_a_flipped_byte_refuses_to_start_and_recovers_from_its_m
     // log from its master (once the coordinator has let go of the old process).
     let kept = tempfile::tempdir().expect("a folder");
     std::fs::rename(&replica, kept.path().join("2")).expect("move the replica away");
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let _slave = eventually("the slave to start on an empty folder", || {
-        let mut tsd = Proc::start("tsd", &args);
-        if tsd.wait_for_or_exit("listening on") {
-            Some(tsd)
-        } else {
-            assert!(tsd.stderr().contains("already runs"), "{tsd:?}");
-            None
-        }
-    });
+    let _slave = start_claiming("tsd", &args);
     deployment
         .coordinator
         .wait_for_log_count("servers=[1, 2]", 2);

@@ -10,8 +10,13 @@ use crate::support::{Deployment, Proc, coordinator_at, runtime, unused_port, wit
 /// Runs `program args` to its end and checks that it failed the way SPEC.md asks: a
 /// non-zero exit and exactly one line on standard error that mentions `mentions`, nothing
 /// that looks like a panic.
-pub(crate) fn fails_with_one_line(program: &str, args: &[&str], mentions: &str, limit: Duration) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+pub(crate) fn fails_with_one_line(
+    program: &str,
+    args: &[impl AsRef<str>],
+    mentions: &str,
+    limit: Duration,
+) {
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     let mut proc = Proc::start(program, &args);
     let status = proc.wait_exit_within(limit);
     let (stdout, stderr) = (proc.stdout(), proc.stderr());
@@ -140,22 +145,9 @@ fn tsd_ends_with_one_line_when_its_data_dir_is_unusable() {
 fn tsd_ends_with_one_line_when_its_replica_is_open_in_another_tsd() {
     let mut deployment = Deployment::start(3);
     deployment.start_master(1);
-    let coordinator = deployment.coordinator_port.to_string();
-    let data_dir = deployment.data_dir().display().to_string();
     fails_with_one_line(
         "tsd",
-        &[
-            "-c",
-            "1",
-            "-s",
-            "1",
-            "-k",
-            &coordinator,
-            "-p",
-            "0",
-            "--data-dir",
-            &data_dir,
-        ],
+        &deployment.tsd_flags(1, 1, deployment.data_dir()),
         "cluster_1",
         AT_ONCE,
     );
@@ -201,20 +193,9 @@ fn synchronizer_ends_with_one_line_on_a_data_dir_that_is_missing_or_a_file() {
 fn a_second_synchronizer_of_a_cluster_on_its_data_dir_ends_with_one_line() {
     let mut deployment = Deployment::start(3);
     deployment.start_synchronizer(1);
-    let coordinator = deployment.coordinator_port.to_string();
-    let data_dir = deployment.data_dir().display().to_string();
     fails_with_one_line(
         "synchronizer",
-        &[
-            "-n",
-            "1",
-            "-j",
-            &coordinator,
-            "-p",
-            "0",
-            "--data-dir",
-            &data_dir,
-        ],
+        &deployment.synchronizer_flags(1, deployment.data_dir()),
         "another synchronizer of this cluster runs on this data folder",
         AT_ONCE,
     );

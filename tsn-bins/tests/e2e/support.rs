@@ -367,7 +367,7 @@ fn announced_port(proc: &Proc) -> u16 {
 /// folder is new is refused while the coordinator still counts the process it replaces (on
 /// an old folder, killed a moment ago) as live: it is started again until the coordinator
 /// lets it in.
-fn start_claiming(program: &str, args: &[String]) -> Proc {
+pub(crate) fn start_claiming(program: &str, args: &[String]) -> Proc {
     eventually(&format!("{program} to start"), || {
         let mut proc = Proc::start(program, args);
         if proc.wait_for_or_exit("listening on") {
@@ -432,18 +432,8 @@ impl Deployment {
     /// Like [`Deployment::start_synchronizer`], with `extra` flags.
     pub(crate) fn start_synchronizer_with(&mut self, cluster: u32, extra: &[&str]) -> &mut Proc {
         self.stop_synchronizer(cluster);
-        let mut args: Vec<String> = vec![
-            "-n".into(),
-            cluster.to_string(),
-            "-j".into(),
-            self.coordinator_port.to_string(),
-            "-p".into(),
-            "0".into(),
-            "--data-dir".into(),
-            self.dir.path().display().to_string(),
-            "--register-interval".into(),
-            self.timers.heartbeat.into(),
-        ];
+        let mut args = self.synchronizer_flags(cluster, self.dir.path());
+        args.extend(["--register-interval".into(), self.timers.heartbeat.into()]);
         args.extend(extra.iter().map(|a| a.to_string()));
         let proc = start_claiming("synchronizer", &args);
         self.synchronizers.push((cluster, proc));
@@ -490,6 +480,18 @@ impl Deployment {
         self.master_port(cluster).expect("the cluster has a master")
     }
 
+    /// Starts server 1 of `cluster` as its master and server 2 as its slave, and waits
+    /// until the coordinator has confirmed the slave in sync (so that it may be promoted);
+    /// returns the master's port.
+    pub(crate) fn start_master_and_in_sync_slave(&mut self, cluster: u32) -> u16 {
+        let port = self.start_master(cluster);
+        self.start_server(cluster, 2)
+            .wait_for_log_count("serving as slave", 1);
+        self.coordinator
+            .wait_for_log_count(&format!("cluster={cluster} servers=[1, 2]"), 1);
+        port
+    }
+
     /// Kills the coordinator and starts it again on the same port.
     pub(crate) fn restart_coordinator(&mut self) {
         self.coordinator.kill();
@@ -497,25 +499,52 @@ impl Deployment {
         self.coordinator = coordinator;
     }
 
+    /// The flags of `tsd -c cluster -s server` for this deployment's coordinator, on a free
+    /// port, with the data folder `data_dir` (the default timers).
+    pub(crate) fn tsd_flags(&self, cluster: u32, server: u32, data_dir: &Path) -> Vec<String> {
+        [
+            "-c",
+            &cluster.to_string(),
+            "-s",
+            &server.to_string(),
+            "-k",
+            &self.coordinator_port.to_string(),
+            "-p",
+            "0",
+            "--data-dir",
+            &data_dir.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// The flags of `synchronizer -n cluster` for this deployment's coordinator, on a free
+    /// port, with the data folder `data_dir` (the default timers).
+    pub(crate) fn synchronizer_flags(&self, cluster: u32, data_dir: &Path) -> Vec<String> {
+        [
+            "-n",
+            &cluster.to_string(),
+            "-j",
+            &self.coordinator_port.to_string(),
+            "-p",
+            "0",
+            "--data-dir",
+            &data_dir.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// Starts `tsd -c cluster -s server` on a free port and waits until it listens.
     pub(crate) fn start_server(&mut self, cluster: u32, server: u32) -> &mut Proc {
         self.stop_server(cluster, server);
-        let args = vec![
-            "-c".into(),
-            cluster.to_string(),
-            "-s".into(),
-            server.to_string(),
-            "-k".into(),
-            self.coordinator_port.to_string(),
-            "-p".into(),
-            "0".into(),
-            "--data-dir".into(),
-            self.dir.path().display().to_string(),
+        let mut args = self.tsd_flags(cluster, server, self.dir.path());
+        args.extend([
             "--heartbeat-interval".into(),
             self.timers.heartbeat.into(),
             "--replication-timeout".into(),
             self.timers.failure_timeout.into(),
-        ];
+        ]);
         let proc = start_claiming("tsd", &args);
         eventually(
             &format!(
