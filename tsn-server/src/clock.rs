@@ -1,6 +1,6 @@
-//! The wall clock, as the core's [`Time`]: the one place the runtime reads it.
+//! The runtime's clocks: the one place it reads them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tsn_core::id::Time;
 
@@ -10,4 +10,10 @@ pub fn wall_clock() -> Time {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     Time::from_unix(since.as_secs(), since.subsec_nanos())
+}
+
+/// The monotonic clock now, as the core's decisions take it. Read through tokio's clock, so
+/// that a test that pauses tokio's time pauses it too.
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

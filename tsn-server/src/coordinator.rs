@@ -2,7 +2,7 @@
 //! the system's clocks.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -11,6 +11,8 @@ use tsn_core::coordinator::{
 };
 use tsn_core::id::{Epoch, FolderId, UserId};
 use tsn_core::{Error, Result};
+
+use crate::clock;
 
 /// How long a routing question waits for a master while the registry is listening: less
 /// than a client's call timeout, so that the client can retry.
@@ -35,14 +37,14 @@ impl Local {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
         Local {
-            registry: Mutex::new(Registry::new(config, Instant::now(), Epoch(millis))),
+            registry: Mutex::new(Registry::new(config, clock::now(), Epoch(millis))),
         }
     }
 
     /// Checks for failed masters now and returns the role changes since the last call.
     pub fn tick(&self) -> Vec<RoleChange> {
         let mut registry = self.lock();
-        registry.tick(Instant::now());
+        registry.tick(clock::now());
         registry.take_changes()
     }
 
@@ -56,16 +58,16 @@ impl Local {
 #[async_trait]
 impl Coordinator for Local {
     async fn heartbeat(&self, report: Report) -> Result<Assignment> {
-        self.lock().heartbeat(&report, Instant::now())
+        self.lock().heartbeat(&report, clock::now())
     }
 
     /// While the registry is still listening (it has just started), a cluster without a
     /// known master may only not have reported yet: the call waits for its master, up to
     /// [`LISTENING_HOLD`], and then fails as [`Error::Unavailable`] (worth retrying).
     async fn server_for(&self, user: UserId) -> Result<Option<ServerRef>> {
-        let give_up = Instant::now() + LISTENING_HOLD;
+        let give_up = clock::now() + LISTENING_HOLD;
         loop {
-            let now = Instant::now();
+            let now = clock::now();
             let (master, listening) = {
                 let mut registry = self.lock();
                 (registry.server_for(user, now), registry.is_listening(now))
@@ -87,11 +89,11 @@ impl Coordinator for Local {
     }
 
     async fn register_sync(&self, sync: ServerRef, folder: FolderId) -> Result<u32> {
-        self.lock().register_sync(sync, folder, Instant::now())
+        self.lock().register_sync(sync, folder, clock::now())
     }
 
     async fn sync_servers(&self) -> Result<Vec<ServerRef>> {
-        Ok(self.lock().sync_servers(Instant::now()))
+        Ok(self.lock().sync_servers(clock::now()))
     }
 }
 

@@ -2,12 +2,14 @@
 //! clocks, sleeping on its timers — written against the core's traits only (no transport,
 //! no files). `tsn-grpc` serves them over the network; `tsn-bins` configures and runs them.
 //!
-//! * [`coordinator::Local`]: the coordinator in this process, its [`Registry`] fed with the
-//!   monotonic clock.
+//! * [`tsd::Tsd`]: a cluster's server — its role kept in step with the coordinator
+//!   ([`tsd::roles`]), replication between master and slaves ([`tsd::replication`]).
 //! * [`master::Master`]: a cluster master's write path — decide, append, group commit,
 //!   replicate, commit point, publish.
 //! * [`import`]: a master's merge of another cluster's changes, through that write path.
-//! * [`clock`]: the wall clock, as the core's time.
+//! * [`coordinator::Local`]: the coordinator in this process, its [`Registry`] fed with the
+//!   monotonic clock.
+//! * [`clock`]: the clocks, the one place the runtime reads them.
 //!
 //! [`Registry`]: tsn_core::coordinator::Registry
 
@@ -15,3 +17,4 @@ pub mod clock;
 pub mod coordinator;
 pub mod import;
 pub mod master;
+pub mod tsd;

@@ -12,7 +12,7 @@ use tsn_core::state::{Delivery, State};
 use tsn_core::timeline::Hub;
 use tsn_core::{Error, Result, Store, Timeline};
 
-use crate::clock::wall_clock;
+use crate::clock::{self, wall_clock};
 
 /// How long the flusher waits before retrying after a failed disk sync.
 const FLUSH_RETRY: Duration = Duration::from_millis(100);
@@ -135,7 +135,7 @@ impl<S: Store> Master<S> {
         let deliveries = self.store.append(&entries)?;
         {
             let mut book = self.lock_book();
-            book.replication.appended(end, Instant::now());
+            book.replication.appended(end, clock::now());
             for (entry, delivered) in entries.iter().zip(deliveries) {
                 if !delivered.is_empty() {
                     book.unpublished.push_back((entry.position, delivered));

@@ -1,40 +1,32 @@
 //! `tsd`, a server of one cluster, as a library: [`serve`] runs one on a listener until a
 //! shutdown future completes.
 //!
-//! # How it works
+//! The server itself — its role, the write path, replication, imports — is the runtime's
+//! [`Tsd`](tsn_server::tsd::Tsd); this module serves it over gRPC:
 //!
-//! * [`heartbeat`] owns the server's [`Node`](tsn_core::failover::Node): it reports to the
-//!   coordinator every heartbeat interval and carries out role changes — starting a
-//!   master (`tsn_server::master`) or a [`follower`], or stopping them.
-//! * As master, every client write goes through `tsn_server`'s `Master::append`: decided on the
-//!   current state, appended to the store at the next position, made durable by a
-//!   group-commit flusher, and replicated to the slaves by [`replication`]. A write is
-//!   acknowledged, and its timeline posts published, once it is committed: durable on the
-//!   master and on every in-sync slave.
-//! * As master, `tsn_server::import` merges the changes of the other clusters that the cluster's
-//!   synchronizer brings, through the same write path.
-//! * As slave, [`follower`] copies the master's log, entry for entry, so that a promoted
-//!   slave serves at once from its own store.
-//! * [`sns`] and [`timeline`] serve the course's `SNSService`; [`session`] TSN's
-//!   keep-alives; [`request`] is what they all read from a request.
+//! * [`sns`] and [`timeline`] serve the course's `SNSService` from the master's write path
+//!   ([`Master`](tsn_server::master::Master)); [`session`] TSN's keep-alives; [`request`] is
+//!   what they all read from a request.
+//! * [`replication`] carries the runtime's replication stream between master and slaves.
+//! * The health service says the master's services are served only while it is master.
 
-mod follower;
-mod heartbeat;
 mod replication;
 mod request;
-mod server;
 mod session;
 mod sns;
 mod timeline;
 
+pub use replication::GrpcUpstream;
+pub use tsn_server::clock::wall_clock;
+pub use tsn_server::tsd::Config;
+
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tsn_core::coordinator::ServerRef;
-use tsn_core::id::{ClusterId, FolderId};
-use tsn_core::{Coordinator, Error, Result, Store, SyncPeer};
+use tsn_core::{Coordinator, Error, Result, Store};
+use tsn_server::tsd::Tsd;
+use tsn_server::tsd::roles::keep_role;
 
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
 use crate::proto::tsn::replication_server::ReplicationServer;
@@ -45,29 +37,6 @@ use crate::transport::{Health, serve_until, service_name, with_operator_services
 /// (TSN's extension; a server of the course's design sends no acknowledgements, and a
 /// client must then neither wait for them nor send a post again).
 pub const ACKNOWLEDGES: &str = "tsn-acknowledges";
-
-/// How a tsd runs.
-#[derive(Clone)]
-pub struct Config {
-    /// This server: its cluster, id, and the address it announces.
-    pub me: ServerRef,
-    /// A random number picked when the process started (see
-    /// [`Report::incarnation`](tsn_core::coordinator::Report::incarnation)).
-    pub incarnation: u64,
-    /// The identity of the data folder its replica lives in (see
-    /// [`Report::folder`](tsn_core::coordinator::Report::folder)).
-    pub folder: FolderId,
-    /// How often it reports to the coordinator.
-    pub heartbeat_interval: Duration,
-    /// How long a client's session lives without a keep-alive.
-    pub session_timeout: Duration,
-    /// How long an in-sync slave may make no progress before the master stops waiting for
-    /// it (after the coordinator confirms).
-    pub replication_timeout: Duration,
-    /// Where to read the changes of each other cluster from (the cluster's synchronizer
-    /// leaves them there); merged while this server is master.
-    pub imports: Vec<(ClusterId, Arc<dyn SyncPeer>)>,
-}
 
 /// Runs a tsd on `listener` until `shutdown` completes, with `store` as its replica of the
 /// cluster and `coordinator` deciding its role.
@@ -84,32 +53,53 @@ where
 {
     // Every service of a tsd is its master's: a slave refuses their calls.
     let services = vec![
-        service_name::<SnsServiceServer<server::Server<S>>>(),
-        service_name::<SessionServer<server::Server<S>>>(),
-        service_name::<ReplicationServer<server::Server<S>>>(),
+        service_name::<SnsServiceServer<Tsd<S>>>(),
+        service_name::<SessionServer<Tsd<S>>>(),
+        service_name::<ReplicationServer<Tsd<S>>>(),
     ];
     let health = Health::new();
     health.set(&services, false).await;
-    let server = server::Server::new(config, store, health.clone(), services.clone());
-    let keeper = tokio::spawn(heartbeat::run(Arc::clone(&server), coordinator));
+    let tsd = Tsd::new(config, store, Arc::new(GrpcUpstream));
+    let reporter = tokio::spawn(report_health(
+        tsd.serving(),
+        health.clone(),
+        services.clone(),
+    ));
+    let keeper = tokio::spawn(keep_role(Arc::clone(&tsd), coordinator));
     let router = tonic::transport::Server::builder()
-        .add_service(SnsServiceServer::from_arc(Arc::clone(&server)))
-        .add_service(SessionServer::from_arc(Arc::clone(&server)))
-        .add_service(ReplicationServer::from_arc(Arc::clone(&server)));
+        .add_service(SnsServiceServer::from_arc(Arc::clone(&tsd)))
+        .add_service(SessionServer::from_arc(Arc::clone(&tsd)))
+        .add_service(ReplicationServer::from_arc(Arc::clone(&tsd)));
     let router = match with_operator_services(router, &services, &health).await {
         Ok(router) => router,
         Err(error) => {
             keeper.abort();
+            reporter.abort();
             return Err(error);
         }
     };
     let result = serve_until(router, listener, shutdown).await;
     keeper.abort();
-    server.stop_serving();
+    reporter.abort();
+    tsd.stop_serving();
     result.map_err(|e| Error::Unavailable {
         what: "the tsd's listener".into(),
         reason: e.to_string(),
     })
 }
 
-pub use tsn_server::clock::wall_clock;
+/// Tells the health service, as the server's role changes, whether `services` (the
+/// master's) are served.
+async fn report_health(
+    mut serving: tokio::sync::watch::Receiver<bool>,
+    health: Health,
+    services: Vec<&'static str>,
+) {
+    loop {
+        let now = *serving.borrow_and_update();
+        health.set(&services, now).await;
+        if serving.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,195 +1,90 @@
-//! The master's side of replication: the `Replication` service a slave connects to.
+//! Replication over gRPC: the `Replication` service a slave connects to, and
+//! [`GrpcUpstream`], by which a slave reaches its master. The conversation itself is the
+//! runtime's ([`tsn_server::tsd::replication`]).
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
-use futures::Stream;
+use async_trait::async_trait;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tsn_core::Store;
-use tsn_core::change::LogPoint;
-use tsn_core::failover::{Agreement, reconcile};
-use tsn_core::id::{Epoch, FolderId, Position, ServerId};
+use tsn_core::coordinator::ServerRef;
+use tsn_core::{Result, Store};
+use tsn_server::tsd::Tsd;
+use tsn_server::tsd::replication::{Incoming, MasterMessage, SlaveMessage, Upstream};
 
-use crate::error::to_status;
+use crate::error::{from_status, to_status};
+use crate::proto::tsn;
+use crate::proto::tsn::replication_client::ReplicationClient;
 use crate::proto::tsn::replication_server::Replication;
-use crate::proto::tsn::{
-    self, Batch, Hello, MasterMessage, SlaveMessage, master_message, slave_message,
-};
-use crate::tsd::server::Server;
-use tsn_server::master::Master;
+use crate::transport::stream_channel;
 
-/// Numbers the slaves' connections, so that the end of a replaced one is told apart.
-static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
+/// One direction of a replication stream as gRPC carries it: proto messages `P`, read as
+/// the runtime's `T`.
+struct FromWire<P> {
+    stream: Streaming<P>,
+    /// Whom the messages come from, for errors.
+    what: String,
+}
 
-/// How many entries one batch carries at most.
-const BATCH_ENTRIES: usize = 1024;
-
-type Outbound = mpsc::Sender<Result<MasterMessage, Status>>;
+#[async_trait]
+impl<P, T> Incoming<T> for FromWire<P>
+where
+    P: Send + 'static,
+    T: TryFrom<P, Error = tsn_core::Error>,
+{
+    async fn next(&mut self) -> Result<Option<T>> {
+        match self.stream.message().await {
+            Ok(Some(message)) => T::try_from(message).map(Some),
+            Ok(None) => Ok(None),
+            Err(status) => Err(from_status(&self.what, status)),
+        }
+    }
+}
 
 #[tonic::async_trait]
-impl<S: Store> Replication for Server<S> {
-    type ReplicateStream = Pin<Box<dyn Stream<Item = Result<MasterMessage, Status>> + Send>>;
+impl<S: Store> Replication for Tsd<S> {
+    type ReplicateStream = Pin<Box<dyn Stream<Item = Result<tsn::MasterMessage, Status>> + Send>>;
 
     async fn replicate(
         &self,
-        request: Request<Streaming<SlaveMessage>>,
+        request: Request<Streaming<tsn::SlaveMessage>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
-        let master = self.master()?;
-        let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(4);
-        let server = self.arc();
-        tokio::spawn(async move {
-            let outcome = serve_slave(&server, &master, inbound, &tx).await;
-            if let Err(status) = outcome {
-                tracing::debug!("replication stream ended: {}", status.message());
-                let _ = tx.send(Err(status)).await;
-            }
+        let inbound = FromWire {
+            stream: request.into_inner(),
+            what: "the slave".into(),
+        };
+        let answers = Tsd::replicate(self, inbound).map_err(to_status)?;
+        let answers = ReceiverStream::new(answers).map(|answer| {
+            answer
+                .map(|message| tsn::MasterMessage::from(&message))
+                .map_err(to_status)
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(answers)))
     }
 }
 
-/// The slave's Hello, or a protocol error.
-async fn next_hello(inbound: &mut Streaming<SlaveMessage>) -> Result<Option<Hello>, Status> {
-    match inbound.next().await {
-        None => Ok(None),
-        Some(Err(status)) => Err(status),
-        Some(Ok(SlaveMessage {
-            kind: Some(slave_message::Kind::Hello(hello)),
-        })) => Ok(Some(hello)),
-        Some(Ok(_)) => Err(Status::invalid_argument(
-            "a replication stream starts with a Hello",
-        )),
-    }
-}
+/// Reaches a slave's master over gRPC.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcUpstream;
 
-/// Serves one slave: agree on where its log parts from ours, then stream entries and take
-/// acknowledgements until either side goes away.
-async fn serve_slave<S: Store>(
-    server: &Server<S>,
-    master: &Arc<Master<S>>,
-    mut inbound: Streaming<SlaveMessage>,
-    outbound: &Outbound,
-) -> Result<(), Status> {
-    let (slave, folder, cursor) = loop {
-        let Some(hello) = next_hello(&mut inbound).await? else {
-            return Ok(());
-        };
-        if Epoch(hello.epoch) > master.epoch() {
-            server.saw_epoch(Epoch(hello.epoch));
-            return Err(Status::failed_precondition(format!(
-                "this master's epoch {} is older than the slave's {}",
-                master.epoch(),
-                hello.epoch
-            )));
-        }
-        let slave = u32::try_from(hello.server_id)
-            .map(ServerId)
-            .map_err(|_| Status::invalid_argument("a negative server id"))?;
-        // A second copy is refused before anything is agreed with it.
-        let folder = FolderId(hello.folder_id);
-        if let Err(refused) = master.update(|r| r.admits(slave, folder)) {
-            tracing::warn!("{refused}");
-            return Err(to_status(refused));
-        }
-        let last = LogPoint {
-            epoch: Epoch(hello.log_epoch),
-            position: Position(hello.log_position),
-        };
-        match master.store().read(|state| reconcile(state.epochs(), last)) {
-            Agreement::Continue { after } => break (slave, folder, after),
-            Agreement::Truncate { keep } => {
-                let message = master_message::Kind::TruncateAfter(keep.0);
-                if outbound
-                    .send(Ok(MasterMessage {
-                        kind: Some(message),
-                    }))
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
-                }
-            }
-        }
-    };
-    let connection = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    if let Err(refused) =
-        master.update(|r| r.connected(slave, folder, connection, cursor, Instant::now()))
-    {
-        tracing::warn!("{refused}");
-        return Err(to_status(refused));
+#[async_trait]
+impl Upstream for GrpcUpstream {
+    async fn open(
+        &self,
+        master: &ServerRef,
+        outgoing: mpsc::Receiver<SlaveMessage>,
+    ) -> Result<Box<dyn Incoming<MasterMessage>>> {
+        let what = format!("the master at {}", master.endpoint);
+        let mut client = ReplicationClient::new(stream_channel(&master.endpoint)?);
+        let outgoing =
+            ReceiverStream::new(outgoing).map(|message| tsn::SlaveMessage::from(&message));
+        let stream = client
+            .replicate(outgoing)
+            .await
+            .map_err(|s| from_status(&what, s))?
+            .into_inner();
+        Ok(Box::new(FromWire { stream, what }))
     }
-    tracing::info!(%slave, from = %cursor, "slave connected");
-    let result = tokio::select! {
-        sent = send_entries(master, cursor, outbound) => sent,
-        taken = take_acks(master, slave, &mut inbound) => taken,
-    };
-    master.update(|r| r.disconnected(slave, connection));
-    tracing::info!(%slave, "slave disconnected");
-    result
-}
-
-/// Streams the log after `cursor` as it grows, until the role ends or the slave leaves.
-async fn send_entries<S: Store>(
-    master: &Arc<Master<S>>,
-    mut cursor: Position,
-    outbound: &Outbound,
-) -> Result<(), Status> {
-    let mut appended = master.appended_watch();
-    loop {
-        let end = *appended.borrow_and_update();
-        if cursor < end {
-            let entries = master
-                .store()
-                .entries_after(cursor, BATCH_ENTRIES)
-                .await
-                .map_err(to_status)?;
-            let Some(last) = entries.last() else {
-                return Err(Status::internal("the log ended before its end position"));
-            };
-            cursor = last.position;
-            let batch = Batch {
-                epoch: master.epoch().0,
-                entries: entries.iter().map(tsn::Entry::from).collect(),
-                commit: master.commit_position().0,
-            };
-            let message = MasterMessage {
-                kind: Some(master_message::Kind::Batch(batch)),
-            };
-            if outbound.send(Ok(message)).await.is_err() {
-                return Ok(());
-            }
-            continue;
-        }
-        tokio::select! {
-            changed = appended.changed() => if changed.is_err() { return Ok(()) },
-            () = master.ended() => return Err(Status::unavailable("this server is no longer the master")),
-        }
-    }
-}
-
-/// Records the slave's acknowledgements until it leaves.
-async fn take_acks<S: Store>(
-    master: &Arc<Master<S>>,
-    slave: ServerId,
-    inbound: &mut Streaming<SlaveMessage>,
-) -> Result<(), Status> {
-    while let Some(message) = inbound.next().await {
-        match message?.kind {
-            Some(slave_message::Kind::Ack(ack)) => {
-                master.update(|r| r.acked(slave, Position(ack.durable), Instant::now()));
-            }
-            _ => {
-                return Err(Status::invalid_argument(
-                    "after agreeing, a slave sends only acknowledgements",
-                ));
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The course's `SNSService`: Login, List, Follow, UnFollow (and Timeline, in
 //! [`timeline`](crate::tsd::timeline)).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tonic::{Request, Response, Status, Streaming};
@@ -17,9 +18,10 @@ use crate::proto::csce438::{ListReply, Message, Reply, Request as SnsRequest};
 use crate::replies as reply;
 use crate::tsd::ACKNOWLEDGES;
 use crate::tsd::request::{not_served, parse_user};
-use crate::tsd::server::Server;
 use crate::tsd::timeline::{self, TimelineStream};
 use crate::tsd::wall_clock;
+use tsn_server::master::Master;
+use tsn_server::tsd::Tsd;
 
 /// The one user a Follow or UnFollow names; `None` when it is no user id, which the
 /// course's server answers as an unknown user (a `Reply`, not an error status).
@@ -35,54 +37,52 @@ fn reply(msg: impl Into<String>) -> Response<Reply> {
     Response::new(Reply { msg: msg.into() })
 }
 
-impl<S: Store> Server<S> {
-    /// Checks that this server is master and serves `user` (logged in unless `logging_in`).
-    fn serving(
-        &self,
-        user: UserId,
-        logging_in: bool,
-    ) -> Result<std::sync::Arc<tsn_server::master::Master<S>>, Status> {
-        let master = self.master()?;
-        self.store
-            .read(|state| command::check_served(state, user, logging_in))
-            .map_err(not_served)?;
-        Ok(master)
-    }
+/// Checks that `tsd` is master and serves `user` (logged in unless `logging_in`).
+fn serving<S: Store>(
+    tsd: &Tsd<S>,
+    user: UserId,
+    logging_in: bool,
+) -> Result<Arc<Master<S>>, Status> {
+    let master = tsd.master().map_err(to_status)?;
+    tsd.store()
+        .read(|state| command::check_served(state, user, logging_in))
+        .map_err(not_served)?;
+    Ok(master)
+}
 
-    /// A Follow or UnFollow: `decide` (a [`command`] function) judges the request on the
-    /// current state; a change is appended and committed. Returns the refusal, if any:
-    /// `unknown` for a target that is no user id.
-    async fn relate<R>(
-        &self,
-        request: SnsRequest,
-        decide: impl FnOnce(&State, UserId, UserId, Time) -> Result<Change, R>,
-        unknown: R,
-    ) -> Result<Option<R>, Status> {
-        let user = parse_user(&request.username, "username")?;
-        let target = single_argument(&request)?;
-        let master = self.serving(user, false)?;
-        let Some(target) = target else {
-            return Ok(Some(unknown));
-        };
-        let mut refused = None;
-        let position = master
-            .append(|state| {
-                decide(state, user, target, wall_clock())
-                    .map_err(|r| refused = Some(r))
-                    .ok()
-            })
-            .map_err(to_status)?;
-        master.committed(position).await.map_err(to_status)?;
-        Ok(refused)
-    }
+/// A Follow or UnFollow: `decide` (a [`command`] function) judges the request on the
+/// current state; a change is appended and committed. Returns the refusal, if any:
+/// `unknown` for a target that is no user id.
+async fn relate<S: Store, R>(
+    tsd: &Tsd<S>,
+    request: SnsRequest,
+    decide: impl FnOnce(&State, UserId, UserId, Time) -> Result<Change, R>,
+    unknown: R,
+) -> Result<Option<R>, Status> {
+    let user = parse_user(&request.username, "username")?;
+    let target = single_argument(&request)?;
+    let master = serving(tsd, user, false)?;
+    let Some(target) = target else {
+        return Ok(Some(unknown));
+    };
+    let mut refused = None;
+    let position = master
+        .append(|state| {
+            decide(state, user, target, wall_clock())
+                .map_err(|r| refused = Some(r))
+                .ok()
+        })
+        .map_err(to_status)?;
+    master.committed(position).await.map_err(to_status)?;
+    Ok(refused)
 }
 
 #[tonic::async_trait]
-impl<S: Store> SnsService for Server<S> {
+impl<S: Store> SnsService for Tsd<S> {
     async fn login(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
         let request = request.into_inner();
         let user = parse_user(&request.username, "username")?;
-        let master = self.serving(user, true)?;
+        let master = serving(self, user, true)?;
         let token = (!request.session.is_empty()).then(|| SessionToken(request.session.clone()));
         if self.sessions().login(user, token.as_ref(), Instant::now()) == Admission::Refused {
             return Ok(reply(reply::ALREADY_JOINED));
@@ -107,11 +107,11 @@ impl<S: Store> SnsService for Server<S> {
 
     async fn list(&self, request: Request<SnsRequest>) -> Result<Response<ListReply>, Status> {
         let user = parse_user(&request.get_ref().username, "username")?;
-        let master = self.serving(user, false)?;
+        let master = serving(self, user, false)?;
         // Answer from committed data only: nothing a failover could take back.
-        let end = self.store.read(|state| state.last().position);
+        let end = self.store().read(|state| state.last().position);
         master.committed(end).await.map_err(to_status)?;
-        let (all_users, followers) = self.store.read(|state| {
+        let (all_users, followers) = self.store().read(|state| {
             (
                 state.users().map(|u| u.to_string()).collect(),
                 state.followers(user).map(|u| u.to_string()).collect(),
@@ -124,13 +124,13 @@ impl<S: Store> SnsService for Server<S> {
     }
 
     async fn follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
-        let refused = self
-            .relate(
-                request.into_inner(),
-                command::follow,
-                FollowRefused::UnknownUser,
-            )
-            .await?;
+        let refused = relate(
+            self,
+            request.into_inner(),
+            command::follow,
+            FollowRefused::UnknownUser,
+        )
+        .await?;
         Ok(reply(match refused {
             None => reply::FOLLOW_DONE,
             Some(FollowRefused::UnknownUser) => reply::FOLLOW_UNKNOWN,
@@ -139,13 +139,13 @@ impl<S: Store> SnsService for Server<S> {
     }
 
     async fn un_follow(&self, request: Request<SnsRequest>) -> Result<Response<Reply>, Status> {
-        let refused = self
-            .relate(
-                request.into_inner(),
-                command::unfollow,
-                UnfollowRefused::UnknownUser,
-            )
-            .await?;
+        let refused = relate(
+            self,
+            request.into_inner(),
+            command::unfollow,
+            UnfollowRefused::UnknownUser,
+        )
+        .await?;
         Ok(reply(match refused {
             None => reply::UNFOLLOW_DONE,
             Some(UnfollowRefused::UnknownUser) => reply::UNFOLLOW_UNKNOWN,

@@ -28,9 +28,9 @@ use crate::convert::timeline_message;
 use crate::error::to_status;
 use crate::proto::csce438::Message;
 use crate::tsd::request::{not_served, parse_user};
-use crate::tsd::server::Server;
 use crate::tsd::wall_clock;
 use tsn_server::master::Master;
+use tsn_server::tsd::Tsd;
 
 /// The response stream of a Timeline call.
 pub(crate) type TimelineStream = Pin<Box<dyn Stream<Item = Result<Message, Status>> + Send>>;
@@ -61,10 +61,10 @@ struct PendingAck {
 /// Opens a Timeline stream; says whether it acknowledges the client's posts (it does when
 /// the first message carries a session).
 pub(crate) async fn open<S: Store>(
-    server: &Server<S>,
+    server: &Tsd<S>,
     mut inbound: Streaming<Message>,
 ) -> Result<(TimelineStream, bool), Status> {
-    let master = server.master()?;
+    let master = server.master().map_err(to_status)?;
     let first = match tokio::time::timeout(FIRST_MESSAGE, inbound.message()).await {
         Err(_) => {
             return Err(Status::deadline_exceeded(
@@ -81,16 +81,16 @@ pub(crate) async fn open<S: Store>(
     };
     let user = parse_user(&first.username, "username")?;
     server
-        .store
+        .store()
         .read(|state| command::check_served(state, user, false))
         .map_err(not_served)?;
     let acks_wanted = !first.session.is_empty();
 
     // Watch before reading the view, so that nothing committed in between is missed; what
     // both bring is told apart by its index.
-    let subscription = server.hub.subscribe(user);
+    let subscription = server.hub().subscribe(user);
     let commit = master.commit_position();
-    let (view, settled) = server.store.read(|state| {
+    let (view, settled) = server.store().read(|state| {
         let view = match first.resume_after {
             Some(after) => state.timeline_after(user, after, commit),
             None => state.timeline_newest(user, VIEW, commit),

@@ -13,6 +13,8 @@ use tsn_core::sync::{LogId, UserRecord};
 
 use crate::proto::{csce438, tsn};
 
+mod replication;
+
 /// A protobuf timestamp for a core time.
 pub fn timestamp(time: Time) -> Timestamp {
     Timestamp {

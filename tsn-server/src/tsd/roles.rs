@@ -1,7 +1,6 @@
-//! The heartbeat task: keeps the server's role in step with the coordinator.
+//! The role task: keeps a server's role in step with the coordinator.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -9,33 +8,35 @@ use tsn_core::coordinator::Role;
 use tsn_core::failover::{self, Duty, Node};
 use tsn_core::{Coordinator, Error, Store};
 
-use crate::tsd::server::Server;
-use tsn_server::import;
-use tsn_server::master::Master;
+use crate::clock;
+use crate::import;
+use crate::master::Master;
+use crate::tsd::Tsd;
+use crate::tsd::replication;
 
-use crate::tsd::follower;
-
-/// Reports to the coordinator every heartbeat interval (and at once when asked), and
-/// carries out the duties it assigns, until aborted.
-pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordinator: Arc<C>) {
+/// Reports to the coordinator every heartbeat interval (and at once when asked, or when a
+/// peer mentions a newer epoch), and carries out the duties it assigns, until aborted.
+/// One runs per [`Tsd`].
+pub async fn keep_role<S: Store, C: Coordinator>(tsd: Arc<Tsd<S>>, coordinator: Arc<C>) {
+    let config = tsd.config();
     let mut node = Node::new(
-        server.config.me.clone(),
-        server.config.incarnation,
-        server.store.read(|s| s.last().epoch),
+        config.me.clone(),
+        config.incarnation,
+        tsd.store().read(|s| s.last().epoch),
     )
-    .on_folder(server.config.folder);
-    let mut epochs_seen = server.take_epochs_seen();
-    let mut interval = tokio::time::interval(server.config.heartbeat_interval);
+    .on_folder(config.folder);
+    let mut epochs_seen = tsd.take_epochs_seen();
+    let mut interval = tokio::time::interval(config.heartbeat_interval);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut duties = Duties {
-        server: Arc::clone(&server),
+        tsd: Arc::clone(&tsd),
         follower: None,
     };
     let mut reachable = true;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = server.report_now.notified() => {}
+            _ = tsd.report_now.notified() => {}
             Some(epoch) = epochs_seen.recv() => {
                 if let Some(duty) = node.saw_epoch(epoch) {
                     duties.take_up(duty, &mut node).await;
@@ -43,10 +44,10 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
                 continue;
             }
         }
-        let now = Instant::now();
-        server.sessions().expire(now);
-        let log = server.store.read(|s| s.last());
-        let in_sync = server
+        let now = clock::now();
+        tsd.sessions().expire(now);
+        let log = tsd.store().read(|s| s.last());
+        let in_sync = tsd
             .master()
             .map(|m| m.in_sync_report(now).0)
             .unwrap_or_default();
@@ -60,7 +61,7 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
                 if let Some(duty) = change {
                     duties.take_up(duty, &mut node).await;
                 }
-                if let Ok(master) = server.master()
+                if let Ok(master) = tsd.master()
                     && assignment.role == Role::Master
                     && assignment.epoch == master.epoch()
                     && assignment.in_sync_confirmed
@@ -89,7 +90,7 @@ pub(crate) async fn run<S: Store, C: Coordinator>(server: Arc<Server<S>>, coordi
 
 /// The running parts of the current duty.
 struct Duties<S: Store> {
-    server: Arc<Server<S>>,
+    tsd: Arc<Tsd<S>>,
     follower: Option<JoinHandle<()>>,
 }
 
@@ -102,49 +103,44 @@ impl<S: Store> Duties<S> {
             // Let it finish dying: it must not append once the master role starts.
             let _ = follower.await;
         }
-        let server = &self.server;
-        let me = &server.config.me;
+        let tsd = &self.tsd;
+        let me = &tsd.config().me;
         match duty {
             Duty::Waiting => {
                 tracing::info!(cluster = %me.cluster, server = %me.server, "waiting for the cluster to have a master");
-                server.set_master(None);
-                server.report_health(false).await;
+                tsd.set_master(None);
             }
             Duty::Master { epoch } => {
-                server.set_master(None);
+                tsd.set_master(None);
                 let started = Master::start(
-                    Arc::clone(&server.store),
-                    server.hub.clone(),
+                    Arc::clone(tsd.store()),
+                    tsd.hub().clone(),
                     epoch,
                     me.server,
-                    server.config.replication_timeout,
-                    Arc::clone(&server.report_now),
+                    tsd.config().replication_timeout,
+                    Arc::clone(&tsd.report_now),
                 );
                 match started {
                     Ok(master) => {
                         tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, "serving as master");
-                        for (from, peer) in &server.config.imports {
+                        for (from, peer) in &tsd.config().imports {
                             tokio::spawn(import::run(Arc::clone(&master), *from, Arc::clone(peer)));
                         }
-                        server.set_master(Some(master));
-                        server.report_health(true).await;
+                        tsd.set_master(Some(master));
                     }
                     Err(error) => {
                         tracing::error!(%error, "cannot take up the master role");
-                        server.report_health(false).await;
                         node.give_up();
                     }
                 }
             }
             Duty::Slave { epoch, master } => {
                 tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, master = %master.endpoint, "serving as slave");
-                server.set_master(None);
-                server.report_health(false).await;
-                self.follower = Some(tokio::spawn(follower::follow(
-                    Arc::clone(server),
-                    master,
-                    epoch,
-                )));
+                tsd.set_master(None);
+                let tsd = Arc::clone(tsd);
+                self.follower = Some(tokio::spawn(async move {
+                    replication::follow(&tsd, master, epoch).await
+                }));
             }
         }
     }
