@@ -61,7 +61,7 @@
 //! | `<s>/view.pos` | the store's view writer | the store, at open | never synced |
 //! | `inbox/from_<x>.log` | the synchronizer ([`InboxWriter`], which locks it) | the master ([`InboxPeer`]): it merges and appends to its log | never synced: a buffer |
 //!
-//! * **Out.** The synchronizer reads its master's commit marker, then the log with a
+//! * **Out.** The synchronizer ([`ClusterFiles`]) reads its master's commit marker, then the log with a
 //!   [`LogTail`], and exports only entries up to the marker: entries no failover can take
 //!   back. The marker is written after the entries it names are durable on the master, so
 //!   it is never ahead of the log, even after a crash of the machine; it can be behind (or
@@ -75,7 +75,7 @@
 //!   path: committed, replicated, durable. Nothing of the inbox needs to survive a crash:
 //!   the synchronizer fetches again from the cursor in the cluster's log, and merging twice
 //!   changes nothing. Once the file is over [`INBOX_COMPACT_LIMIT`] and everything in it is
-//!   merged, the synchronizer starts it afresh ([`InboxWriter::compact`]).
+//!   merged, the synchronizer starts it afresh ([`Handover::compact`](tsn_core::sync::Handover::compact)).
 //! * **Waiting.** Both sides wait for the other's writes with a [`DirWatch`] (inotify, with
 //!   polling as the fallback): the master on the inbox folder, the synchronizer on its
 //!   master's folder (`commit` and `changes.log`).
@@ -216,6 +216,7 @@
 //!   the end of the file; the changes it held reach this cluster only if the synchronizer
 //!   fetches them again.
 
+mod cluster_files;
 mod commit;
 mod folder_id;
 mod inbox;
@@ -230,6 +231,7 @@ mod throttle;
 mod view;
 mod watch;
 
+pub use cluster_files::ClusterFiles;
 pub use commit::{COMMIT_FILE, read_commit};
 pub use folder_id::{REPLICA_ID_FILE, SYNCHRONIZER_ID_FILE, folder_id};
 pub use inbox::{

@@ -9,7 +9,7 @@
 //!   [`tsn_core::Coordinator`] that calls a remote coordinator.
 //! * [`client`] — what a client program needs: calls to a cluster's master in core terms.
 //! * [`replies`] — the course's reply texts.
-//! * [`sync`] — the change feed between synchronizers and the course's `SynchService`.
+//! * [`feed`] — the change feed between synchronizers and the course's `SynchService`.
 //! * [`tsd`] — a cluster server: the client service, sessions, replication between master
 //!   and slaves, and the heartbeat loop that keeps its role.
 //! * [`error`] — core errors to gRPC statuses and back; [`transport`] — channels to peers.
@@ -18,9 +18,9 @@ pub mod client;
 pub mod convert;
 pub mod coordinator;
 pub mod error;
+pub mod feed;
 pub mod proto;
 pub mod replies;
-pub mod sync;
 pub mod transport;
 pub mod tsd;
 

@@ -3,16 +3,20 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
-use tsn_core::Coordinator;
 use tsn_core::coordinator::{Endpoint, ServerRef};
-use tsn_core::id::{ClusterId, FolderId};
+use tsn_core::id::{ClusterId, FolderId, Membership};
+use tsn_core::sync::Handover;
+use tsn_core::{Coordinator, SyncPeer};
+use tsn_fs::{ClusterFiles, InboxWriter};
+use tsn_grpc::feed::FeedClient;
+use tsn_server::synchronizer::{self, Links, follow_peers};
 
 use crate::cli::{self, Fatal};
 use crate::program::server::{self, COORDINATOR_AT_START, ServerFlags};
-use crate::sync;
 
 /// The synchronizer's flags.
 #[derive(Parser, Debug)]
@@ -86,23 +90,50 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         "synchronizer cluster {} listening on {}",
         me.cluster, me.endpoint
     );
-    let config = sync::Config {
+    let config = synchronizer::Config {
         me,
         folder,
-        data_dir: flags.data_dir,
         register_interval: flags.register_interval,
-        poll_interval: flags.poll_interval,
         round_interval: flags.round_interval,
-        inbox_compact_limit: flags.inbox_compact_limit,
     };
-    sync::run(
-        config,
+    let membership = Membership {
+        cluster: config.me.cluster,
         clusters,
-        coordinator,
-        listener,
-        cli::shutdown_signal(),
-    )
-    .await
+    };
+    let local = Arc::new(ClusterFiles::new(membership));
+    let follower = tokio::spawn({
+        let local = Arc::clone(&local);
+        let cluster_dir = tsn_fs::cluster_dir(&flags.data_dir, membership.cluster);
+        async move { local.follow(cluster_dir, flags.poll_interval).await }
+    });
+    let links = files_and_feeds(&local, inbox, flags.inbox_compact_limit, membership.cluster);
+    let peers = tokio::spawn(follow_peers(config, links, coordinator));
+    let served = tsn_grpc::feed::serve(local, listener, cli::shutdown_signal()).await;
+    follower.abort();
+    peers.abort();
+    served.map_err(|e| Fatal::new("the synchronizer stopped", e))
+}
+
+/// What the synchronizer of cluster `me` reaches: its cluster through the data folder
+/// (what is merged, from `local`; the inbox files in `inbox`, started afresh past
+/// `compact_limit` bytes), the other synchronizers through their feeds.
+fn files_and_feeds(
+    local: &Arc<ClusterFiles>,
+    inbox: PathBuf,
+    compact_limit: u64,
+    me: ClusterId,
+) -> Links {
+    let local = Arc::clone(local);
+    Links {
+        merged: Arc::new(move |from| {
+            local.read(|s| (s.imported_log(from), s.imported_through(from)))
+        }),
+        handover: Arc::new(move |from| {
+            let writer = InboxWriter::open(&inbox, from)?.with_compact_limit(compact_limit);
+            Ok(Box::new(writer) as Box<dyn Handover>)
+        }),
+        feed: Arc::new(move |peer| Ok(Arc::new(FeedClient::new(peer, me)?) as Arc<dyn SyncPeer>)),
+    }
 }
 
 /// Refuses, in one line, a data folder that does not exist or is not a folder: the

@@ -144,3 +144,26 @@ pub trait SyncPeer: Send + Sync {
     /// Up to about `max` changes of the peer's cluster after `cursor`.
     async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes>;
 }
+
+/// Where a synchronizer hands what it copies from one other cluster to its own cluster's
+/// master, which merges it from there (with `tsn-fs`, a file of the cluster's inbox).
+///
+/// The contract:
+/// * It holds batches of one log of the other cluster, in order: [`Handover::written`]
+///   names that log and the last `through` handed over, and survives a restart.
+/// * A batch from another log starts it afresh (the other cluster started a new log).
+/// * What the cluster has merged it may drop ([`Handover::compact`]), but only what the
+///   cluster's **committed** log records as merged: the next master resumes there.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+pub trait Handover: Send {
+    /// The other cluster's log the handed-over batches are from ([`LogId::UNKNOWN`] while
+    /// there are none), and the last position handed over (0 while there are none).
+    fn written(&self) -> (LogId, Position);
+
+    /// Drops everything handed over if the cluster has merged it all (`merged`, in the log
+    /// [`Handover::written`] names) and keeping it is worth dropping; says whether it did.
+    fn compact(&mut self, merged: Position) -> Result<bool>;
+
+    /// Hands `changes` over, after what was handed over before.
+    fn append(&mut self, changes: &Changes) -> Result<()>;
+}

@@ -35,7 +35,7 @@ const WAIT: Duration = Duration::from_secs(1);
 /// * A cursor lower than the last answer's `through` (a new master role in the same
 ///   process, an answer that was lost) makes it read the file again from its start.
 /// * A file that does not exist yet is empty. A file replaced by another (the writer's
-///   [`compact`](crate::InboxWriter::compact)) is read to its end, then the new one from
+///   [`compact`](tsn_core::sync::Handover::compact)) is read to its end, then the new one from
 ///   its start; a file cut below what was read is read again from its start.
 /// * A record cut short at the end is not there yet. Damage anywhere else (which the
 ///   writer, cutting a torn tail before it appends, never leaves: only a damaged disk or a

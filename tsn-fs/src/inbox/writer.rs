@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use tsn_core::change::Entry;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{Changes, LogId};
+use tsn_core::sync::{Changes, Handover, LogId};
 use tsn_core::{Error, Result};
 
 use super::{Batch, BatchRef, file_name};
 use crate::log::{At, EncodeError, Record, Scanner, encode_value};
 
-/// The size past which [`InboxWriter::compact`] starts the file afresh: 4 MiB.
+/// The size past which [`Handover::compact`](tsn_core::sync::Handover::compact) starts the file afresh: 4 MiB.
 pub const INBOX_COMPACT_LIMIT: u64 = 4 << 20;
 
 /// Appends the batches a synchronizer receives from one other cluster to that cluster's
@@ -113,27 +113,57 @@ impl InboxWriter {
         self.from
     }
 
-    /// The highest `through` of the batches in the file (written by this writer or found at
-    /// open): 0 for an empty file.
-    pub fn written_through(&self) -> Position {
-        self.written_through
+    /// Replaces the file by an empty one: written under a temporary name and renamed over
+    /// it, so that a reader sees a new file (a new inode) and reads it from its start.
+    fn start_afresh(&mut self) -> Result<()> {
+        let temporary = self.dir.join(format!(".{}.tmp", file_name(self.from)));
+        let fresh = || -> std::io::Result<File> {
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .truncate(false)
+                .open(&temporary)?;
+            file.set_len(0)?;
+            lock(&file, WRITER_HOLDER)?;
+            std::fs::rename(&temporary, &self.path)?;
+            Ok(file)
+        };
+        match fresh() {
+            Ok(file) => {
+                self.file = file;
+                self.len = 0;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                Err(Error::storage(
+                    format!("compacting the inbox file {}", self.path.display()),
+                    e,
+                ))
+            }
+        }
     }
+}
 
+/// The inbox file as the synchronizer's [`Handover`] to the cluster's master.
+impl Handover for InboxWriter {
     /// The log of the other cluster that the file's batches are from (unknown for an empty
-    /// file).
-    pub fn log(&self) -> LogId {
-        self.log
+    /// file), and the highest `through` of the batches in the file (written by this writer
+    /// or found at open): 0 for an empty file.
+    fn written(&self) -> (LogId, Position) {
+        (self.log, self.written_through)
     }
 
     /// Appends `changes` as one record (several if it is over the record limit) with one
     /// write; not synced. A batch with no entries whose `through` is not past
-    /// [`written_through`](InboxWriter::written_through) says nothing and is not written.
+    /// [`written`](Handover::written) says nothing and is not written.
     /// A failed write is cut off again, so the file stays whole.
     ///
     /// A file holds batches of one log of the other cluster: a batch of another log (the
     /// other cluster started a new one, see [`tsn_core::sync`]) starts the file afresh, as
-    /// [`InboxWriter::compact`] does, first.
-    pub fn append(&mut self, changes: &Changes) -> Result<()> {
+    /// [`Handover::compact`] does, first.
+    fn append(&mut self, changes: &Changes) -> Result<()> {
         if changes.log.differs_from(self.log) {
             self.start_afresh()?;
             self.written_through = Position(0);
@@ -167,45 +197,14 @@ impl InboxWriter {
 
     /// Starts the file afresh when it is over the compaction limit and everything in it is
     /// merged (`merged`, the cursor the cluster's log records, is at least
-    /// [`written_through`](InboxWriter::written_through)). Returns whether it did.
-    pub fn compact(&mut self, merged: Position) -> Result<bool> {
+    /// [`written`](Handover::written)). Returns whether it did.
+    fn compact(&mut self, merged: Position) -> Result<bool> {
         if self.len <= self.compact_limit || merged < self.written_through {
             return Ok(false);
         }
         self.start_afresh()?;
+        tracing::info!(inbox = %self.path.display(), through = %self.written_through, "compacted the inbox: the cluster has merged all it held");
         Ok(true)
-    }
-
-    /// Replaces the file by an empty one: written under a temporary name and renamed over
-    /// it, so that a reader sees a new file (a new inode) and reads it from its start.
-    fn start_afresh(&mut self) -> Result<()> {
-        let temporary = self.dir.join(format!(".{}.tmp", file_name(self.from)));
-        let fresh = || -> std::io::Result<File> {
-            let file = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .truncate(false)
-                .open(&temporary)?;
-            file.set_len(0)?;
-            lock(&file, WRITER_HOLDER)?;
-            std::fs::rename(&temporary, &self.path)?;
-            Ok(file)
-        };
-        match fresh() {
-            Ok(file) => {
-                self.file = file;
-                self.len = 0;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&temporary);
-                Err(Error::storage(
-                    format!("compacting the inbox file {}", self.path.display()),
-                    e,
-                ))
-            }
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tsn_core::change::{Change, Entry};
 use tsn_core::id::{ClusterId, Epoch, Position, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
-use tsn_core::sync::{Changes, LogId};
+use tsn_core::sync::{Changes, Handover, LogId};
 use tsn_core::{Error, SyncPeer};
 use tsn_fs::{InboxPeer, InboxWriter, inbox_dir, inbox_file};
 
@@ -73,7 +73,7 @@ async fn batches_round_trip_and_the_cursor_skips() {
     let inbox = inbox_dir(data.path(), ClusterId(1));
     let mut writer = InboxWriter::open(&inbox, TWO).expect("open the writer");
     assert_eq!(writer.path(), inbox.join("from_2.log"));
-    assert_eq!(writer.written_through(), Position(0));
+    assert_eq!(writer.written().1, Position(0));
     writer.append(&batch(&[1, 2, 3], 3)).expect("append");
     writer.append(&batch(&[5], 6)).expect("append");
     // Nothing of cluster 2 from 7 to 9: the batch has no entries.
@@ -81,7 +81,7 @@ async fn batches_round_trip_and_the_cursor_skips() {
     writer
         .append(&batch(&[], 9))
         .expect("an empty batch that says nothing");
-    assert_eq!(writer.written_through(), Position(9));
+    assert_eq!(writer.written().1, Position(9));
 
     let peer = InboxPeer::new(&inbox, TWO, POLL);
     assert_eq!(answer(&peer, 0, 100).await, (vec![1, 2, 3, 5], 9));
@@ -117,18 +117,12 @@ async fn a_new_log_of_the_other_cluster_starts_the_file_afresh_and_is_read_from_
         ..batch(&[1, 2], 2)
     };
     writer.append(&fresh).expect("append");
-    assert_eq!(
-        (writer.log(), writer.written_through()),
-        (new_log, Position(2))
-    );
+    assert_eq!(writer.written(), (new_log, Position(2)));
     let reopened = InboxWriter::open(&inbox, TWO);
     assert!(reopened.is_err(), "the writer holds the file");
     drop(writer);
     let writer = InboxWriter::open(&inbox, TWO).expect("open again");
-    assert_eq!(
-        (writer.log(), writer.written_through()),
-        (new_log, Position(2))
-    );
+    assert_eq!(writer.written(), (new_log, Position(2)));
 
     // The master, its cursor at 9 in the old log, is told of the new log ...
     let told = peer.changes_after(Position(9), 100).await.expect("read");
@@ -228,7 +222,7 @@ async fn compaction_starts_a_new_file_that_readers_go_on_with() {
     let old = fs::metadata(writer.path()).expect("the file").len();
     assert!(writer.compact(Position(5)).expect("compact"));
     assert_eq!(fs::metadata(writer.path()).expect("the file").len(), 0);
-    assert_eq!(writer.written_through(), Position(5));
+    assert_eq!(writer.written().1, Position(5));
     writer.append(&batch(&[6, 7], 7)).expect("append");
     assert!(old > 200);
     assert_eq!(answer(&peer, 4, 100).await, (vec![5, 6, 7], 7));
@@ -262,7 +256,7 @@ async fn a_second_writer_is_refused_and_a_torn_tail_is_cut_at_open() {
 
     let mut writer = InboxWriter::open(&inbox, TWO).expect("reopen the writer");
     assert_eq!(fs::metadata(&path).expect("the file").len(), whole);
-    assert_eq!(writer.written_through(), Position(2));
+    assert_eq!(writer.written().1, Position(2));
     writer.append(&batch(&[3], 3)).expect("append");
     assert_eq!(answer(&peer, 2, 100).await, (vec![3], 3));
 }

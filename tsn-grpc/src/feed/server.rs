@@ -13,11 +13,11 @@ use tsn_core::sync::LogId;
 
 use crate::convert::course_user;
 use crate::error::to_status;
+use crate::feed::{CURSOR_ONLY_EVERY, FEED_BATCH};
 use crate::proto::csce438::synch_service_server::SynchService;
 use crate::proto::csce438::{AllData, Id};
 use crate::proto::tsn::feed_server::Feed;
 use crate::proto::tsn::{self, FeedBatch, FeedRequest};
-use crate::sync::{CURSOR_ONLY_EVERY, FEED_BATCH};
 
 /// Serves the local cluster, as `local` reads it, to other clusters' synchronizers: TSN's
 /// `Feed` and the course's `SynchService`.

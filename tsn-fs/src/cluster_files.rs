@@ -1,17 +1,17 @@
-//! [`LocalCluster`]: the synchronizer's view of its own cluster, read from the files of the
-//! cluster's master.
+//! [`ClusterFiles`]: a cluster's committed data as its master's files show it — the
+//! synchronizer's view of its own cluster when it shares the cluster's data folder.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::{COMMIT_FILE, DirWatch, LOG_FILE, Located, LogReader, LogTail, read_commit};
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tsn_core::id::{Membership, Position};
 use tsn_core::state::State;
 use tsn_core::sync::{Changes, LogId, SyncPeer, UserRecord, origin, user_records};
 use tsn_core::{Error, Result};
-use tsn_fs::{COMMIT_FILE, DirWatch, LOG_FILE, Located, LogReader, LogTail, read_commit};
 
 /// How many entries of the log are read (and held) at a time.
 const READ_CHUNK: usize = 4096;
@@ -29,7 +29,7 @@ const LONG_POLL: Duration = Duration::from_secs(1);
 /// nothing outside the tsd may act on it (serve it, or count an import it records as done).
 /// Everything it holds is therefore committed, and stays true on every later master.
 #[derive(Debug)]
-pub struct LocalCluster {
+pub struct ClusterFiles {
     membership: Membership,
     inner: Mutex<Inner>,
     /// The last position read, for waiting on news; what it says is `inner.state`'s.
@@ -51,10 +51,10 @@ struct Inner {
     reader: Option<Arc<LogReader>>,
 }
 
-impl LocalCluster {
+impl ClusterFiles {
     /// Nothing read yet, for a replica of `membership.cluster`.
     pub fn new(membership: Membership) -> Self {
-        LocalCluster {
+        ClusterFiles {
             membership,
             inner: Mutex::new(Inner {
                 state: State::new(membership),
@@ -205,7 +205,7 @@ fn best_replica(cluster_dir: &Path) -> Option<PathBuf> {
 }
 
 #[async_trait]
-impl SyncPeer for LocalCluster {
+impl SyncPeer for ClusterFiles {
     async fn users(&self) -> Result<Vec<UserRecord>> {
         Ok(self.read(user_records))
     }

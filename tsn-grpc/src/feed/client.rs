@@ -12,11 +12,11 @@ use tsn_core::{Error, Result};
 
 use crate::convert::user_record;
 use crate::error::from_status;
+use crate::feed::LONG_POLL;
 use crate::proto::csce438::Id;
 use crate::proto::csce438::synch_service_client::SynchServiceClient;
 use crate::proto::tsn::feed_client::FeedClient as FeedStub;
 use crate::proto::tsn::{FeedBatch, FeedRequest};
-use crate::sync::LONG_POLL;
 use crate::transport::{call_channel, stream_channel};
 
 /// Reads the feed of the synchronizer at an address, keeping one stream open while the

@@ -1,46 +1,29 @@
-//! Pulling another cluster's changes into this cluster's inbox.
+//! Pulling another cluster's changes into this cluster's handover.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::LogId;
+use tsn_core::sync::{Handover, LogId};
 use tsn_core::{Result, SyncPeer};
-use tsn_fs::InboxWriter;
-use tsn_grpc::sync::{FEED_BATCH, FeedClient};
 
-use crate::sync::local::LocalCluster;
+use super::Links;
+
+/// How many changes one read asks for at most.
+const PULL_BATCH: usize = 1024;
 
 /// The first and the longest pause after a failed read.
 const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(1000));
 
-/// This cluster's inbox, as the synchronizer writes it.
-#[derive(Clone, Debug)]
-pub struct Inbox {
-    /// Its folder (`<data-dir>/cluster_<c>/inbox`).
-    pub dir: PathBuf,
-    /// The size past which a file is started afresh once the cluster has merged it all.
-    pub compact_limit: u64,
-}
-
-/// Copies the changes of cluster `from`, read from its synchronizer at `peer`, into this
-/// cluster's inbox, until aborted. It resumes after what the inbox already holds or the
-/// cluster has already merged (committed), whichever is further. With a `round` above zero
-/// it asks at most once per round, as the course's synchronizers do.
-pub async fn pull(
-    local: Arc<LocalCluster>,
-    me: ClusterId,
-    from: ClusterId,
-    peer: Endpoint,
-    inbox: Inbox,
-    round: Duration,
-) {
+/// Copies the changes of cluster `from`, read from its synchronizer at `peer`, into the
+/// handover to this cluster's master, until aborted. It resumes after what the handover
+/// already holds or the cluster has already merged (committed), whichever is further. With
+/// a `round` above zero it asks at most once per round, as the course's synchronizers do.
+pub async fn pull(links: Links, from: ClusterId, peer: Endpoint, round: Duration) {
     let mut pause = RETRY.0;
     loop {
         let mut answered = false;
-        let copied = pull_from(&local, me, from, &peer, &inbox, round, &mut answered).await;
+        let copied = pull_from(&links, from, &peer, round, &mut answered).await;
         if answered {
             // The peer answered this time: a failure now starts a new run of them.
             pause = RETRY.0;
@@ -50,7 +33,7 @@ pub async fn pull(
             // The first failure of a run of them is a warning: the cluster receives nothing
             // from `from` until it is over. The retries that follow say the same.
             Err(error) if pause == RETRY.0 => {
-                tracing::warn!(%from, %peer, %error, "cannot copy the changes of another cluster into the inbox; retrying");
+                tracing::warn!(%from, %peer, %error, "cannot copy the changes of another cluster for the master; retrying");
             }
             Err(error) => {
                 tracing::debug!(%from, %peer, %error, "pulling changes failed again; retrying");
@@ -62,49 +45,46 @@ pub async fn pull(
 }
 
 async fn pull_from(
-    local: &LocalCluster,
-    me: ClusterId,
+    links: &Links,
     from: ClusterId,
     peer: &Endpoint,
-    inbox: &Inbox,
     round: Duration,
     answered: &mut bool,
 ) -> Result<()> {
-    let client = FeedClient::new(peer, me)?;
-    let mut writer = InboxWriter::open(&inbox.dir, from)?.with_compact_limit(inbox.compact_limit);
+    let client = (links.feed)(peer)?;
+    let mut handover = (links.handover)(from)?;
     copy_changes(
-        &client,
-        &mut writer,
-        || local.read(|s| (s.imported_log(from), s.imported_through(from))),
+        &*client,
+        &mut *handover,
+        || (links.merged)(from),
         round,
         answered,
     )
     .await
 }
 
-/// Copies `peer`'s changes into `writer`, each stretch once, starting after what the inbox
-/// holds or the cluster has merged, and compacting the inbox, before each append, once the
+/// Copies `peer`'s changes into `handover`, each stretch once, starting after what it
+/// holds or the cluster has merged, and compacting it, before each append, once the
 /// cluster has merged all it holds. Returns only when the peer fails.
 ///
 /// `merged` must be the import cursor (with its log) of a **committed** entry of the
-/// cluster's log (as [`LocalCluster`] reads it): the next master, after any failover,
-/// resumes its import there, so what the inbox held up to it is no longer needed. A cursor
-/// read from an entry that a failover may still cut would discard (or never fetch) batches
-/// the next master needs. Sets `answered` once the peer has answered.
+/// cluster's log (see [`Links::merged`]): the next master, after any failover, resumes its
+/// import there, so what the handover held up to it is no longer needed. A cursor read
+/// from an entry that a failover may still cut would discard (or never fetch) batches the
+/// next master needs. Sets `answered` once the peer has answered.
 ///
 /// When the peer answers from another log than the cursor's (its cluster lost its data and
-/// started a new one), the copy starts again from 0 in that log; the inbox file is started
-/// afresh with its first batch ([`InboxWriter::append`]).
+/// started a new one), the copy starts again from 0 in that log; the handover starts
+/// afresh with its first batch.
 async fn copy_changes(
     peer: &dyn SyncPeer,
-    writer: &mut InboxWriter,
+    handover: &mut dyn Handover,
     merged: impl Fn() -> (LogId, Position),
     round: Duration,
     answered: &mut bool,
 ) -> Result<()> {
     let (merged_log, merged_at) = merged();
-    let mut log = writer.log();
-    let mut cursor = writer.written_through();
+    let (mut log, mut cursor) = handover.written();
     if log.is_unknown() {
         log = merged_log;
     }
@@ -119,7 +99,7 @@ async fn copy_changes(
         _ => Position(0),
     };
     loop {
-        let changes = peer.changes_after(cursor, FEED_BATCH).await?;
+        let changes = peer.changes_after(cursor, PULL_BATCH).await?;
         *answered = true;
         if changes.log.differs_from(log) {
             tracing::info!(
@@ -133,10 +113,8 @@ async fn copy_changes(
             log = changes.log;
         }
         if changes.through > cursor {
-            if writer.compact(merged_of(log))? {
-                tracing::info!(inbox = %writer.path().display(), through = %writer.written_through(), "compacted the inbox: the cluster has merged all it held");
-            }
-            writer.append(&changes)?;
+            handover.compact(merged_of(log))?;
+            handover.append(&changes)?;
             cursor = changes.through;
         }
         if !round.is_zero() {
@@ -148,6 +126,8 @@ async fn copy_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use mockall::Sequence;
     use mockall::predicate::{always, eq};
     use tsn_core::Error;
@@ -156,7 +136,7 @@ mod tests {
     use tsn_core::id::{Epoch, Membership, ServerId, Time, UserId};
     use tsn_core::sync::merge;
     use tsn_core::sync::{Changes, MockSyncPeer};
-    use tsn_fs::InboxPeer;
+    use tsn_fs::{ClusterFiles, InboxPeer, InboxWriter};
 
     /// Cluster 2's users 2, 5, 8 ... joining at positions `first..=last`.
     fn joins(first: u64, last: u64) -> Changes {
@@ -238,7 +218,7 @@ mod tests {
         )
         .await;
         assert!(ended.is_err(), "it returns when the peer fails");
-        assert_eq!(writer.written_through(), Position(9));
+        assert_eq!(writer.written().1, Position(9));
 
         let inbox = InboxPeer::new(dir.path(), from, Duration::from_millis(10));
         let read = inbox
@@ -283,10 +263,7 @@ mod tests {
         let merged = || (FIRST_LOG, Position(0));
         let ended = copy_changes(&peer, &mut writer, merged, Duration::ZERO, &mut false).await;
         assert!(ended.is_err(), "it returns when the peer fails");
-        assert_eq!(
-            (writer.log(), writer.written_through()),
-            (NEW_LOG, Position(2))
-        );
+        assert_eq!(writer.written(), (NEW_LOG, Position(2)));
         let inbox = InboxPeer::new(dir.path(), from, Duration::from_millis(10));
         let read = inbox.changes_after(Position(0), 100).await.expect("read");
         let positions: Vec<u64> = read.entries.iter().map(|e| e.position.0).collect();
@@ -339,7 +316,7 @@ mod tests {
         tempfile::TempDir,
         tsn_fs::FileStore,
         tsn_fs::FileStore,
-        Arc<LocalCluster>,
+        Arc<ClusterFiles>,
         tokio::task::JoinHandle<()>,
     ) {
         let data = tempfile::tempdir().expect("a folder");
@@ -387,7 +364,7 @@ mod tests {
         master.append(&entries).expect("append the import");
         master.flush().await.expect("durable on the master alone");
 
-        let local = Arc::new(LocalCluster::new(membership));
+        let local = Arc::new(ClusterFiles::new(membership));
         let cluster_dir = tsn_fs::cluster_dir(data.path(), membership.cluster);
         let follower = tokio::spawn({
             let local = Arc::clone(&local);
@@ -452,7 +429,7 @@ mod tests {
 
     /// Copies cluster 2's two batches, `joins(1, 3)` and `joins(4, 5)`, into `writer`, with
     /// `local`'s committed import cursor as what the cluster has merged.
-    async fn pull_both_batches(local: &LocalCluster, writer: &mut InboxWriter) {
+    async fn pull_both_batches(local: &ClusterFiles, writer: &mut InboxWriter) {
         let peer = Batches(vec![joins(1, 3), joins(4, 5)]);
         let from = ClusterId(2);
         let merged = || local.read(|s| (s.imported_log(from), s.imported_through(from)));

@@ -1,0 +1,124 @@
+//! The synchronizer's runtime: following the other clusters' synchronizers and handing
+//! what they bring to this cluster's master.
+//!
+//! A synchronizer serves its own cluster's committed changes (a transport does that from a
+//! [`SyncPeer`] standing for the cluster) and, here, [`follow_peers`]: it registers with
+//! the coordinator at a fixed interval (the registration is its heartbeat), learns the
+//! other clusters' synchronizers from it, and keeps one [`pull`] per other cluster, which
+//! copies that cluster's changes into a [`Handover`] to this cluster's master, each
+//! stretch once, resuming after what the handover holds or the cluster has merged.
+
+mod pull;
+
+pub use pull::pull;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tsn_core::coordinator::{Endpoint, ServerRef};
+use tsn_core::id::{ClusterId, FolderId, Position};
+use tsn_core::sync::{Handover, LogId};
+use tsn_core::{Coordinator, Result, SyncPeer};
+
+/// How a synchronizer runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This synchronizer: its cluster and the address it announces.
+    pub me: ServerRef,
+    /// The identity of its data folder (see [`Coordinator::register_sync`]).
+    pub folder: FolderId,
+    /// How often it registers with the coordinator and asks for the other synchronizers.
+    pub register_interval: Duration,
+    /// At least this long between two reads from one other cluster (0: read as changes
+    /// come; the course's synchronizers use 20 s rounds).
+    pub round_interval: Duration,
+}
+
+/// Reads this cluster's committed import cursor of a cluster (see [`Links::merged`]).
+pub type MergedOf = dyn Fn(ClusterId) -> (LogId, Position) + Send + Sync;
+/// Opens the handover of what comes from a cluster (see [`Links::handover`]).
+pub type OpenHandover = dyn Fn(ClusterId) -> Result<Box<dyn Handover>> + Send + Sync;
+/// Connects to a synchronizer (see [`Links::feed`]).
+pub type ConnectFeed = dyn Fn(&Endpoint) -> Result<Arc<dyn SyncPeer>> + Send + Sync;
+
+/// What a synchronizer reaches, beside the coordinator: given by whoever runs it.
+#[derive(Clone)]
+pub struct Links {
+    /// What this cluster has merged of another's changes: the import cursor (with its log)
+    /// of the cluster's **committed** log. The next master, after any failover, resumes
+    /// its import there, so a cursor a failover may still cut would lose batches.
+    pub merged: Arc<MergedOf>,
+    /// Opens the handover to this cluster's master of what comes from a cluster. At most
+    /// one is open per cluster at a time: the previous one is dropped first.
+    pub handover: Arc<OpenHandover>,
+    /// Connects to another cluster's synchronizer at an address.
+    pub feed: Arc<ConnectFeed>,
+}
+
+/// Registers with the coordinator at every interval and keeps one [`pull`] per other
+/// cluster's synchronizer, restarting it when that synchronizer's address changes, until
+/// aborted.
+pub async fn follow_peers<C: Coordinator>(config: Config, links: Links, coordinator: Arc<C>) {
+    let me = config.me.cluster;
+    let mut pulls = Pulls::default();
+    let mut interval = tokio::time::interval(config.register_interval);
+    let mut reachable = true;
+    loop {
+        interval.tick().await;
+        let answer = async {
+            coordinator
+                .register_sync(config.me.clone(), config.folder)
+                .await?;
+            coordinator.sync_servers().await
+        };
+        let others = match answer.await {
+            Ok(servers) => {
+                if !reachable {
+                    tracing::info!("the coordinator answers again");
+                    reachable = true;
+                }
+                servers
+            }
+            Err(error) => {
+                if reachable {
+                    tracing::warn!(%error, "the coordinator did not take this synchronizer's registration; carrying on with the synchronizers known");
+                    reachable = false;
+                }
+                continue;
+            }
+        };
+        for peer in others.into_iter().filter(|s| s.cluster != me) {
+            let current = pulls.0.get(&peer.cluster).map(|(endpoint, _)| endpoint);
+            if current == Some(&peer.endpoint) {
+                continue;
+            }
+            tracing::info!(cluster = %peer.cluster, at = %peer.endpoint, "following the synchronizer of another cluster");
+            if let Some((_, old)) = pulls.0.remove(&peer.cluster) {
+                // Ended before the next one opens the handover, which the old one holds.
+                old.abort();
+                let _ = old.await;
+            }
+            let task = tokio::spawn(pull(
+                links.clone(),
+                peer.cluster,
+                peer.endpoint.clone(),
+                config.round_interval,
+            ));
+            pulls.0.insert(peer.cluster, (peer.endpoint, task));
+        }
+    }
+}
+
+/// The running pulls, by cluster, with the address each reads from; ended when dropped.
+#[derive(Default)]
+struct Pulls(BTreeMap<ClusterId, (Endpoint, JoinHandle<()>)>);
+
+impl Drop for Pulls {
+    fn drop(&mut self) {
+        for (_, task) in self.0.values() {
+            task.abort();
+        }
+    }
+}
