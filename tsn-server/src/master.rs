@@ -444,6 +444,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_resent_post_id_is_stored_once_and_answered_when_the_first_commits() {
+        let (master, hub) = a_master().await;
+        let mut follower = hub.subscribe(user(2));
+        slave_in_sync(&master);
+        let id = tsn_core::post::PostId { origin: 7, seq: 1 };
+        let send = || {
+            master.append(|state| {
+                let text = tsn_core::post::PostText::new("once").expect("a post");
+                match tsn_core::command::post(state, user(1), id, text, Time(30)) {
+                    tsn_core::command::Posting::New(change) => Some(change),
+                    tsn_core::command::Posting::Duplicate => None,
+                }
+            })
+        };
+        let first = send().expect("the post");
+        // The client did not hear back (a failover, a lost answer) and sends it again.
+        let resent = send().expect("the resend");
+        assert_eq!(resent, first, "the resend waits for the first");
+        let waiting = waiting_for_commit(&master, resent);
+        settle().await;
+        assert!(!waiting.is_finished(), "not before the first commits");
+        master.update(|r| r.acked(SLAVE, first, Instant::now()));
+        within(waiting)
+            .await
+            .expect("the waiter")
+            .expect("answered once the first commits");
+        let posts = master
+            .store()
+            .read(|s| s.timeline_len_through(user(2), first));
+        assert_eq!(posts, 1, "one post on the follower's timeline");
+        assert!(follower.items.try_recv().is_ok(), "published");
+        assert!(follower.items.try_recv().is_err(), "once");
+    }
+
+    #[tokio::test]
     async fn changes_decided_together_take_consecutive_positions_and_commit_alone() {
         let (master, _hub) = a_master().await;
         let before = master.store().read(|s| s.last().position);

@@ -122,3 +122,143 @@ impl Drop for Pulls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use tsn_core::coordinator::MockCoordinator;
+    use tsn_core::sync::{Changes, MockHandover, UserRecord};
+    use tsn_core::{Error, Result};
+
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(200);
+
+    /// The synchronizer of cluster `cluster`, at a port of its own.
+    fn synchronizer(cluster: u32, port: u16) -> ServerRef {
+        ServerRef {
+            cluster: ClusterId(cluster),
+            server: tsn_core::id::ServerId(cluster),
+            endpoint: Endpoint {
+                host: "127.0.0.1".into(),
+                port,
+            },
+        }
+    }
+
+    /// A peer that never answers: a pull reading it stays on it.
+    struct Silent;
+
+    #[async_trait]
+    impl SyncPeer for Silent {
+        async fn users(&self) -> Result<Vec<UserRecord>> {
+            std::future::pending().await
+        }
+
+        async fn changes_after(&self, _: Position, _: usize) -> Result<Changes> {
+            std::future::pending().await
+        }
+    }
+
+    /// What the pulls did: the addresses they connected to, the clusters whose handover
+    /// they opened.
+    #[derive(Default)]
+    struct Seen {
+        connected: Mutex<Vec<u16>>,
+        opened: Mutex<Vec<u32>>,
+    }
+
+    fn links(seen: &Arc<Seen>) -> Links {
+        let (on_feed, on_handover) = (Arc::clone(seen), Arc::clone(seen));
+        Links {
+            merged: Arc::new(|_| (LogId::UNKNOWN, Position(0))),
+            handover: Arc::new(move |from| {
+                on_handover.opened.lock().expect("seen").push(from.0);
+                let mut handover = MockHandover::new();
+                handover
+                    .expect_written()
+                    .return_const((LogId::UNKNOWN, Position(0)));
+                Ok(Box::new(handover) as Box<dyn Handover>)
+            }),
+            feed: Arc::new(move |peer| {
+                on_feed.connected.lock().expect("seen").push(peer.port);
+                Ok(Arc::new(Silent) as Arc<dyn SyncPeer>)
+            }),
+        }
+    }
+
+    /// A coordinator that takes every registration and answers its `n`th question for
+    /// the synchronizers with `answer(n)`.
+    fn coordinator(answer: fn(usize) -> Result<Vec<ServerRef>>) -> Arc<MockCoordinator> {
+        let asked = AtomicUsize::new(0);
+        let mut coordinator = MockCoordinator::new();
+        coordinator.expect_register_sync().returning(|_, _| Ok(3));
+        coordinator
+            .expect_sync_servers()
+            .returning(move || answer(asked.fetch_add(1, Ordering::SeqCst)));
+        Arc::new(coordinator)
+    }
+
+    fn config() -> Config {
+        Config {
+            me: synchronizer(1, 9001),
+            folder: FolderId(1),
+            register_interval: INTERVAL,
+            round_interval: Duration::ZERO,
+        }
+    }
+
+    /// Runs `follow_peers` for `rounds` registration intervals, then stops it.
+    async fn run_for(rounds: u32, links: Links, coordinator: Arc<MockCoordinator>) {
+        let running = tokio::spawn(follow_peers(config(), links, coordinator));
+        tokio::time::sleep(INTERVAL * rounds).await;
+        running.abort();
+        let _ = running.await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_other_cluster_is_followed_once_and_again_when_its_synchronizer_moves() {
+        let seen = Arc::new(Seen::default());
+        let coordinator = coordinator(|asked| {
+            Ok(match asked {
+                0..=2 => vec![synchronizer(1, 9001), synchronizer(2, 9002)],
+                // Cluster 2's synchronizer restarted at another port; cluster 3's came.
+                _ => vec![
+                    synchronizer(1, 9001),
+                    synchronizer(2, 9102),
+                    synchronizer(3, 9003),
+                ],
+            })
+        });
+        run_for(10, links(&seen), coordinator).await;
+        let mut connected = seen.connected.lock().expect("seen").clone();
+        assert_eq!(connected.first(), Some(&9002), "cluster 2 first");
+        connected.sort_unstable();
+        assert_eq!(connected, [9002, 9003, 9102], "never itself, each once");
+        let mut opened = seen.opened.lock().expect("seen").clone();
+        opened.sort_unstable();
+        assert_eq!(opened, [2, 2, 3], "one handover per pull");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_coordinator_that_stops_answering_leaves_the_pulls_running() {
+        let seen = Arc::new(Seen::default());
+        let coordinator = coordinator(|asked| match asked {
+            0 => Ok(vec![synchronizer(2, 9002)]),
+            _ => Err(Error::Unavailable {
+                what: "the coordinator".into(),
+                reason: "gone".into(),
+            }),
+        });
+        run_for(10, links(&seen), coordinator).await;
+        assert_eq!(*seen.connected.lock().expect("seen"), [9002]);
+        assert_eq!(
+            *seen.opened.lock().expect("seen"),
+            [2],
+            "the pull carried on"
+        );
+    }
+}

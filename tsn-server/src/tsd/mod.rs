@@ -183,3 +183,6 @@ impl<S: Store> Tsd<S> {
         self.set_master(None);
     }
 }
+
+#[cfg(test)]
+mod tests;

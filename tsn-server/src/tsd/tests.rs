@@ -1,0 +1,503 @@
+//! A cluster's servers in one process: each [`Tsd`] on the in-memory store, replicating
+//! through [`Direct`] (no sockets), its role decided by a scripted [`MockCoordinator`] or a
+//! real [`Local`] coordinator, on tokio's paused clock.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tsn_core::change::{Change, Entry, LogPoint};
+use tsn_core::coordinator::{
+    Assignment, Coordinator, Endpoint, MockCoordinator, RegistryConfig, Role, ServerRef,
+};
+use tsn_core::id::{ClusterId, Epoch, FolderId, Membership, Position, ServerId, Time, UserId};
+use tsn_core::store::Memory;
+use tsn_core::{Error, Result, Store};
+
+use super::replication::{Hello, Incoming, MasterMessage, SlaveMessage, Upstream};
+use super::roles::keep_role;
+use super::{Config, Tsd};
+use crate::coordinator::Local;
+
+const HEARTBEAT: Duration = Duration::from_millis(50);
+
+fn server(id: u32) -> ServerRef {
+    ServerRef {
+        cluster: ClusterId(1),
+        server: ServerId(id),
+        endpoint: Endpoint {
+            host: "127.0.0.1".into(),
+            port: 10_000 + id as u16,
+        },
+    }
+}
+
+fn user(n: u32) -> UserId {
+    UserId::new(n).expect("a user")
+}
+
+/// Replication between servers of this process: a slave's stream goes straight to its
+/// master's [`Tsd::replicate`].
+#[derive(Default)]
+struct Direct {
+    servers: Mutex<Vec<Weak<Tsd<Memory>>>>,
+}
+
+/// A slave's messages, as the master reads them.
+struct Outgoing(mpsc::Receiver<SlaveMessage>);
+
+#[async_trait]
+impl Incoming<SlaveMessage> for Outgoing {
+    async fn next(&mut self) -> Result<Option<SlaveMessage>> {
+        Ok(self.0.recv().await)
+    }
+}
+
+#[async_trait]
+impl Upstream for Direct {
+    async fn open(
+        &self,
+        master: &ServerRef,
+        outgoing: mpsc::Receiver<SlaveMessage>,
+    ) -> Result<Box<dyn Incoming<MasterMessage>>> {
+        let found = self
+            .servers
+            .lock()
+            .expect("the servers")
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|tsd| tsd.config().me.server == master.server);
+        let tsd = found.ok_or_else(|| Error::Unavailable {
+            what: format!("server {}", master.server),
+            reason: "not running".into(),
+        })?;
+        Ok(Box::new(tsd.replicate(Outgoing(outgoing))?))
+    }
+}
+
+/// Server `id` of cluster 1 (of 1), its store empty, replicating through `direct`.
+fn a_tsd(id: u32, direct: &Arc<Direct>) -> Arc<Tsd<Memory>> {
+    let store = Arc::new(Memory::new(Membership {
+        cluster: ClusterId(1),
+        clusters: 1,
+    }));
+    a_tsd_on(id, store, direct)
+}
+
+fn a_tsd_on(id: u32, store: Arc<Memory>, direct: &Arc<Direct>) -> Arc<Tsd<Memory>> {
+    let config = Config {
+        me: server(id),
+        incarnation: u64::from(id),
+        folder: FolderId(u64::from(id)),
+        heartbeat_interval: HEARTBEAT,
+        session_timeout: Duration::from_secs(10),
+        replication_timeout: Duration::from_millis(500),
+        imports: Vec::new(),
+    };
+    let upstream: Arc<dyn Upstream> = direct.clone();
+    let tsd = Tsd::new(config, store, upstream);
+    direct
+        .servers
+        .lock()
+        .expect("the servers")
+        .push(Arc::downgrade(&tsd));
+    tsd
+}
+
+/// The coordinator's answer: `role` in `epoch`, with `master` the cluster's master.
+fn assignment(role: Role, epoch: u64, master: u32) -> Assignment {
+    Assignment {
+        role,
+        epoch: Epoch(epoch),
+        master: Some(server(master)),
+        clusters: 1,
+        in_sync_confirmed: true,
+    }
+}
+
+/// A coordinator that answers every heartbeat of server 1 with `answer`.
+fn always(answer: Assignment) -> Arc<MockCoordinator> {
+    let mut coordinator = MockCoordinator::new();
+    coordinator
+        .expect_heartbeat()
+        .returning(move |_| Ok(answer.clone()));
+    Arc::new(coordinator)
+}
+
+/// A coordinator that names server 1 master of epoch 1 in its first `heartbeats` answers,
+/// and then answers every heartbeat with `then()`.
+fn answers(heartbeats: usize, then: fn() -> Result<Assignment>) -> Arc<MockCoordinator> {
+    let asked = AtomicUsize::new(0);
+    let mut coordinator = MockCoordinator::new();
+    coordinator.expect_heartbeat().returning(move |_| {
+        if asked.fetch_add(1, Ordering::SeqCst) < heartbeats {
+            Ok(assignment(Role::Master, 1, 1))
+        } else {
+            then()
+        }
+    });
+    Arc::new(coordinator)
+}
+
+/// Runs the role task of `tsd` with `coordinator`; aborted when the guard drops.
+fn keep<C: Coordinator + 'static>(tsd: &Arc<Tsd<Memory>>, coordinator: Arc<C>) -> Running {
+    Running(tokio::spawn(keep_role(Arc::clone(tsd), coordinator)))
+}
+
+struct Running(tokio::task::JoinHandle<()>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Awaits `future`, failing the test rather than hanging if it does not come.
+async fn within<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .expect("it should have come by now")
+}
+
+/// Waits until `tsd` serves as master, then returns its master role.
+async fn master_of(tsd: &Tsd<Memory>) -> Arc<crate::master::Master<Memory>> {
+    let mut serving = tsd.serving();
+    within(serving.wait_for(|&s| s))
+        .await
+        .expect("the role task runs");
+    tsd.master().expect("serving as master")
+}
+
+/// Appends user `n`'s first login through `tsd`'s master role; returns its position.
+fn login(tsd: &Tsd<Memory>, n: u32) -> Position {
+    let master = tsd.master().expect("the master");
+    master
+        .append(|state| {
+            Some(Change::UserJoined {
+                user: user(n),
+                time: state.next_time(Time(1)),
+            })
+        })
+        .expect("appended")
+}
+
+/// Waits until `master` counts a slave in sync.
+async fn in_sync(master: &crate::master::Master<Memory>) {
+    within(async {
+        while master.in_sync_report(crate::clock::now()).0.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
+/// A slave's Hello to the master of `epoch`, its log ending at `last`.
+fn hello(server: u32, cluster: u32, epoch: u64, last: LogPoint) -> SlaveMessage {
+    SlaveMessage::Hello(Hello {
+        cluster: ClusterId(cluster),
+        server: ServerId(server),
+        epoch: Epoch(epoch),
+        last,
+        folder: FolderId(u64::from(server)),
+    })
+}
+
+/// Opens a replication stream into `tsd` as a slave would: returns the slave's sending end
+/// and the master's answers.
+fn stream_into(
+    tsd: &Tsd<Memory>,
+) -> (
+    mpsc::Sender<SlaveMessage>,
+    Result<mpsc::Receiver<Result<MasterMessage>>>,
+) {
+    let (tx, rx) = mpsc::channel(8);
+    (tx, tsd.replicate(Outgoing(rx)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_elects_a_master_whose_slave_holds_each_write_before_it_is_answered() {
+    let direct = Arc::new(Direct::default());
+    let coordinator = Arc::new(Local::new(RegistryConfig {
+        clusters: 1,
+        failure_timeout: Duration::from_millis(200),
+    }));
+    let (first, second) = (a_tsd(1, &direct), a_tsd(2, &direct));
+    let _roles = [
+        keep(&first, Arc::clone(&coordinator)),
+        keep(&second, Arc::clone(&coordinator)),
+    ];
+    // Whoever is elected, the other follows it.
+    let master_tsd = within(async {
+        loop {
+            for tsd in [&first, &second] {
+                if tsd.master().is_ok() {
+                    return Arc::clone(tsd);
+                }
+            }
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    })
+    .await;
+    let slave_tsd = if Arc::ptr_eq(&master_tsd, &first) {
+        &second
+    } else {
+        &first
+    };
+    let master = master_of(&master_tsd).await;
+    in_sync(&master).await;
+
+    let position = login(&master_tsd, 1);
+    within(master.committed(position)).await.expect("committed");
+    assert!(
+        slave_tsd.store().durable() >= position,
+        "an answered write is durable on the in-sync slave"
+    );
+    assert!(slave_tsd.store().read(|s| s.has_user(user(1))));
+    assert!(slave_tsd.master().is_err(), "one master");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slave_holding_entries_the_master_never_had_drops_them_and_copies_the_masters_log() {
+    let direct = Arc::new(Direct::default());
+    let master_tsd = a_tsd(1, &direct);
+    let _master_role = keep(&master_tsd, always(assignment(Role::Master, 5, 1)));
+    let master = master_of(&master_tsd).await;
+    let committed = login(&master_tsd, 1);
+    within(master.committed(committed)).await.expect("alone");
+
+    // The slave's log holds an entry of an epoch (3) the master's log never had.
+    let slave_store = Arc::new(Memory::new(Membership {
+        cluster: ClusterId(1),
+        clusters: 1,
+    }));
+    slave_store
+        .append(&[Entry {
+            position: Position(1),
+            epoch: Epoch(3),
+            change: Change::UserJoined {
+                user: user(7),
+                time: Time(1),
+            },
+        }])
+        .expect("the stray entry");
+    let slave_tsd = a_tsd_on(2, slave_store, &direct);
+    let _slave_role = keep(&slave_tsd, always(assignment(Role::Slave, 5, 1)));
+
+    within(async {
+        while slave_tsd.store().durable() < committed {
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    })
+    .await;
+    let (masters, slaves) = (
+        master_tsd.store().read(|s| s.users().collect::<Vec<_>>()),
+        slave_tsd.store().read(|s| s.users().collect::<Vec<_>>()),
+    );
+    assert_eq!(slaves, masters, "the slave's log is the master's");
+    assert!(!slaves.contains(&user(7)), "the stray entry is gone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hello_with_a_newer_epoch_deposes_the_master_and_fails_every_waiting_write() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let _role = keep(&tsd, always(assignment(Role::Master, 1, 1)));
+    let master = master_of(&tsd).await;
+    // Slave 2 is in sync and acknowledges nothing: writes wait for it.
+    let last = tsd.store().read(|s| s.last());
+    let (slave, answers) = stream_into(&tsd);
+    let _answers = answers.expect("the stream opens");
+    slave.send(hello(2, 1, 1, last)).await.expect("sent");
+    in_sync(&master).await;
+    let waiting = tokio::spawn({
+        let master = Arc::clone(&master);
+        let position = login(&tsd, 1);
+        async move { master.committed(position).await }
+    });
+
+    // Another slave says the cluster has moved on to epoch 9.
+    let (newer, answers) = stream_into(&tsd);
+    let mut answers = answers.expect("the stream opens");
+    newer.send(hello(3, 1, 9, last)).await.expect("sent");
+    let refused = within(answers.recv()).await.expect("an answer");
+    assert!(
+        matches!(refused, Err(Error::StaleEpoch { .. })),
+        "{refused:?}"
+    );
+
+    let failed = within(waiting).await.expect("the waiter");
+    assert!(
+        matches!(failed, Err(Error::NotMaster(_))),
+        "the waiting write fails: {failed:?}"
+    );
+    assert!(tsd.master().is_err(), "no longer master");
+    assert!(!*tsd.serving().borrow(), "its services say so");
+    assert!(
+        master.append(|_| None).is_err(),
+        "the deposed role appends nothing more"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_epoch_from_the_coordinator_deposes_the_master_and_fails_every_waiting_write() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let coordinator = answers(3, || Ok(assignment(Role::Slave, 2, 2)));
+    let _role = keep(&tsd, coordinator);
+    let master = master_of(&tsd).await;
+    let last = tsd.store().read(|s| s.last());
+    let (slave, answers) = stream_into(&tsd);
+    let _answers = answers.expect("the stream opens");
+    slave.send(hello(2, 1, 1, last)).await.expect("sent");
+    in_sync(&master).await;
+    let waiting = tokio::spawn({
+        let master = Arc::clone(&master);
+        let position = login(&tsd, 1);
+        async move { master.committed(position).await }
+    });
+
+    let failed = within(waiting).await.expect("the waiter");
+    assert!(matches!(failed, Err(Error::NotMaster(_))), "{failed:?}");
+    assert!(tsd.master().is_err(), "a slave now");
+    assert!(
+        tsd.store().read(|s| s.has_user(user(1))),
+        "appended, never acknowledged: the next master decides its fate"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hello_from_another_cluster_or_a_second_copy_of_a_slave_is_refused() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let _role = keep(&tsd, always(assignment(Role::Master, 1, 1)));
+    let master = master_of(&tsd).await;
+    let last = tsd.store().read(|s| s.last());
+
+    let (stranger, answers) = stream_into(&tsd);
+    let mut answers = answers.expect("the stream opens");
+    stranger.send(hello(2, 2, 1, last)).await.expect("sent");
+    let refused = within(answers.recv()).await.expect("an answer");
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+
+    let (slave, answers) = stream_into(&tsd);
+    let _answers = answers.expect("the stream opens");
+    slave.send(hello(2, 1, 1, last)).await.expect("sent");
+    in_sync(&master).await;
+    let (copy, answers) = stream_into(&tsd);
+    let mut answers = answers.expect("the stream opens");
+    let SlaveMessage::Hello(mut forged) = hello(2, 1, 1, last) else {
+        unreachable!("a hello")
+    };
+    forged.folder = FolderId(99);
+    copy.send(SlaveMessage::Hello(forged)).await.expect("sent");
+    let refused = within(answers.recv()).await.expect("an answer");
+    assert!(matches!(refused, Err(Error::Duplicate(_))), "{refused:?}");
+    assert_eq!(
+        master.in_sync_report(crate::clock::now()).0,
+        [ServerId(2)],
+        "the real slave keeps its place"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_does_not_start_with_a_hello_is_refused_and_a_slave_is_refused_service() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let (_slave, answers) = stream_into(&tsd);
+    assert!(
+        matches!(answers, Err(Error::NotMaster(_))),
+        "no master role yet"
+    );
+
+    let _role = keep(&tsd, always(assignment(Role::Master, 1, 1)));
+    master_of(&tsd).await;
+    let (slave, answers) = stream_into(&tsd);
+    let mut answers = answers.expect("the stream opens");
+    slave
+        .send(SlaveMessage::Ack {
+            durable: Position(1),
+        })
+        .await
+        .expect("sent");
+    let refused = within(answers.recv()).await.expect("an answer");
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_slave_holds_commits_until_the_coordinator_confirms_the_smaller_set() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let confirm = Arc::new(AtomicBool::new(true));
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let mut coordinator = MockCoordinator::new();
+    coordinator.expect_heartbeat().returning({
+        let (confirm, reported) = (Arc::clone(&confirm), Arc::clone(&reported));
+        move |report| {
+            reported
+                .lock()
+                .expect("the reports")
+                .push(report.in_sync.clone());
+            Ok(Assignment {
+                in_sync_confirmed: confirm.load(Ordering::SeqCst),
+                ..assignment(Role::Master, 1, 1)
+            })
+        }
+    });
+    let _role = keep(&tsd, Arc::new(coordinator));
+    let master = master_of(&tsd).await;
+    let last = tsd.store().read(|s| s.last());
+    let (slave, answers) = stream_into(&tsd);
+    let answers = answers.expect("the stream opens");
+    slave.send(hello(2, 1, 1, last)).await.expect("sent");
+    in_sync(&master).await;
+
+    // The coordinator stops confirming; the slave goes away without a word.
+    confirm.store(false, Ordering::SeqCst);
+    drop((slave, answers));
+    let position = login(&tsd, 1);
+    let waiting = tokio::spawn({
+        let master = Arc::clone(&master);
+        async move { master.committed(position).await }
+    });
+    within(async {
+        while !reported
+            .lock()
+            .expect("the reports")
+            .last()
+            .is_some_and(|set| set.is_empty())
+        {
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(HEARTBEAT * 10).await;
+    assert!(
+        !waiting.is_finished(),
+        "the smaller set is reported but not confirmed: the write waits"
+    );
+
+    confirm.store(true, Ordering::SeqCst);
+    within(waiting)
+        .await
+        .expect("the waiter")
+        .expect("committed once the smaller set is confirmed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_the_coordinator_counts_as_another_copy_steps_down() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let coordinator = answers(2, || {
+        Err(Error::Duplicate("another copy of server 1".into()))
+    });
+    let _role = keep(&tsd, coordinator);
+    master_of(&tsd).await;
+    let mut serving = tsd.serving();
+    within(serving.wait_for(|&s| !s))
+        .await
+        .expect("the role task runs");
+    assert!(tsd.master().is_err(), "it serves nothing as master");
+}
