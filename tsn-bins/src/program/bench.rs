@@ -29,7 +29,7 @@ use tsn_grpc::client::{SnsClient, TimelineEvent};
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::children::{self, Deployment, Screen, Timers, Topology, free_port};
+use crate::harness::{self, Deployment, Screen, Timers, Topology, free_port};
 
 /// The last line of the banner `tsc` prints once it has logged in.
 const BANNER_END: &str = "=====================================";
@@ -75,7 +75,7 @@ struct Flags {
 
 /// Runs `tsn-bench` with `args`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-bench", args, run))
+    harness::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-bench", args, run))
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
@@ -140,11 +140,11 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     })
     .map_err(|e| Fatal::new("bad coordinator address", e))?;
     // u1 (cluster 1) reads u4 (cluster 1) and u2 (cluster 2).
-    let mut near = Screen::open(port, 4).await?;
+    let mut near = deployment.screen(4)?;
     near.wait_for(BANNER_END).await?;
-    let mut far = Screen::open(port, 2).await?;
+    let mut far = deployment.screen(2)?;
     far.wait_for(BANNER_END).await?;
-    let mut reader = Screen::open(port, 1).await?;
+    let mut reader = deployment.screen(1)?;
     reader.wait_for(BANNER_END).await?;
     let lister = lister(&coordinator).await?;
     wait_listed(&lister, 2).await?;
@@ -162,10 +162,10 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     let mut new_user = Vec::new();
     for n in 0..flags.new_users {
         let user = 5 + 3 * n as u32;
-        let mut newcomer = Screen::open(port, user).await?;
+        let mut newcomer = deployment.screen(user)?;
         let logged_in = newcomer.wait_for(BANNER_END).await?;
         new_user.push(wait_listed(&lister, user).await? - logged_in);
-        newcomer.kill().await;
+        newcomer.kill();
     }
 
     let idle_bytes = idle_traffic(deployment).await?;
@@ -176,7 +176,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         failover.push(fail_over(deployment, &coordinator, &mut near, &mut reader, trial).await?);
     }
     for mut screen in [near, far, reader] {
-        screen.kill().await;
+        screen.kill();
     }
     Ok(Figures {
         same_cluster,
@@ -479,7 +479,7 @@ async fn fail_over(
 ) -> Result<Duration, Fatal> {
     let master = current_master(coordinator).await?;
     let killed_at = Instant::now();
-    deployment.kill(1, master).await;
+    deployment.kill(1, master);
     let mut n = 0;
     let shown = loop {
         n += 1;

@@ -2,7 +2,7 @@
 //! that no acknowledged post was lost, doubled or reordered, in the spirit of Jepsen's set
 //! checks.
 //!
-//! 1. It starts a deployment of real processes ([`children`]) on free loopback ports, with
+//! 1. It starts a deployment of real processes ([`harness`](crate::harness)) on free loopback ports, with
 //!    its data in a new folder: the coordinator and, per cluster, a master, a slave and a
 //!    synchronizer, with short timers (heartbeat 100 ms, failure timeout 500 ms).
 //! 2. Users 1 to 9, three per cluster, each run a real `tsc` ([`clients`]): each follows every
@@ -41,7 +41,7 @@ use tsn_core::coordinator::Endpoint;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::children::{self, Deployment, Timers, Topology, free_port};
+use crate::harness::{self, Deployment, Timers, Topology, free_port};
 use check::Findings;
 use clients::{Client, Posting};
 use inject::{Fault, Injector};
@@ -93,7 +93,7 @@ struct Flags {
 
 /// Runs `tsn-faults` with `args`, or, started as one of its children, that program.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-faults", args, run))
+    harness::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-faults", args, run))
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {

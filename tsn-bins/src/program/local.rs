@@ -19,7 +19,7 @@ use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
-use crate::program::children::{self, Deployment, Member, Timers, Topology, free_port};
+use crate::harness::{self, Deployment, Member, Timers, Topology, free_port};
 use crate::program::data_folder::{self, Claim};
 
 /// How often roles and children are checked.
@@ -55,7 +55,7 @@ struct Flags {
 
 /// Runs `tsn-local` with `args`, or, started as one of its children, that program.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    children::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-local", args, run))
+    harness::run_as(&args).unwrap_or_else(|| cli::run_program("tsn-local", args, run))
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {

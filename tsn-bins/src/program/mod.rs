@@ -2,7 +2,6 @@
 //! and `tsn-local` can run any of them as a child process of its own binary.
 
 pub mod bench;
-pub mod children;
 pub mod coordinator;
 pub mod data_folder;
 pub mod faults;

@@ -5,6 +5,7 @@
 //! is refused, kept, and a slave recovers from its master once its folder is moved away.
 
 use std::fs::OpenOptions;
+use std::time::Duration;
 
 use crate::startup::{AT_ONCE, fails_with_one_line};
 use crate::support::{
@@ -74,8 +75,8 @@ fn clients_carry_on_when_the_coordinator_is_killed_and_started_again() {
 fn a_new_client_connects_right_after_the_coordinator_restarted() {
     // Heartbeats every 2 s, as a slower deployment (the course's: 10 s) would have them.
     let slow = Timers {
-        heartbeat: "2s",
-        failure_timeout: "6s",
+        heartbeat_interval: Duration::from_secs(2),
+        failure_timeout: Duration::from_secs(6),
     };
     let mut deployment = Deployment::start_with(3, slow);
     let master_port = deployment.start_master(1);

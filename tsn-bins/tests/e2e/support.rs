@@ -4,109 +4,40 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
+use tsn_bins::harness::output::Sink;
+use tsn_bins::harness::topology::{coordinator_flags, synchronizer_flags, tsd_flags};
+use tsn_bins::harness::{Launcher, Process, Streams};
 use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::sns_service_client::SnsServiceClient;
 use tsn_grpc::proto::csce438::{Id, Message, Request};
 
-/// The timers a deployment runs with.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Timers {
-    /// The servers' heartbeat interval.
-    pub(crate) heartbeat: &'static str,
-    /// The coordinator's failure timeout, and the masters' replication timeout.
-    pub(crate) failure_timeout: &'static str,
-}
+pub(crate) use tsn_bins::harness::Timers;
 
 /// The timers of SPEC.md's defaults: steady on a loaded machine.
 pub(crate) const STEADY: Timers = Timers {
-    heartbeat: "200ms",
-    failure_timeout: "1s",
+    heartbeat_interval: Duration::from_millis(200),
+    failure_timeout: Duration::from_secs(1),
 };
 
 /// Short timers for tests that kill servers over and over.
 pub(crate) const FAST: Timers = Timers {
-    heartbeat: "100ms",
-    failure_timeout: "500ms",
+    heartbeat_interval: Duration::from_millis(100),
+    failure_timeout: Duration::from_millis(500),
 };
 /// How long any one expected thing may take before a test fails.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A running program whose output is collected as it comes.
-pub(crate) struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Output>,
-    stderr: Arc<Output>,
-}
-
-/// What a program printed on one of its outputs, and whether that output has ended.
-#[derive(Default)]
-struct Output {
-    text: Mutex<String>,
-    ended: AtomicBool,
-}
-
-fn collect(mut from: impl Read + Send + 'static) -> Arc<Output> {
-    let output = Arc::new(Output::default());
-    let sink = Arc::clone(&output);
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        let mut pending = Vec::new();
-        loop {
-            let n = from.read(&mut buffer).unwrap_or(0);
-            pending.extend_from_slice(&buffer[..n]);
-            decode(&mut pending, &mut sink.text.lock().unwrap(), n == 0);
-            if n == 0 {
-                break;
-            }
-        }
-        sink.ended.store(true, Ordering::SeqCst);
-    });
-    output
-}
-
-/// Moves the text of `pending` to `out`, keeping a character cut in two by a read for the
-/// next one (unless `at_end`); bytes that are no UTF-8 become U+FFFD.
-fn decode(pending: &mut Vec<u8>, out: &mut String, at_end: bool) {
-    loop {
-        let (valid, invalid) = match std::str::from_utf8(pending) {
-            Ok(text) => (text.len(), None),
-            Err(e) => (e.valid_up_to(), Some(e.error_len())),
-        };
-        out.push_str(std::str::from_utf8(&pending[..valid]).expect("checked above"));
-        match invalid {
-            None => {
-                pending.clear();
-                return;
-            }
-            Some(Some(bad)) => {
-                out.push(char::REPLACEMENT_CHARACTER);
-                pending.drain(..valid + bad);
-            }
-            Some(None) if at_end => {
-                out.push(char::REPLACEMENT_CHARACTER);
-                pending.clear();
-                return;
-            }
-            Some(None) => {
-                pending.drain(..valid);
-                return;
-            }
-        }
-    }
-}
+/// A running program of the workspace whose outputs are collected as they come; killed
+/// when dropped.
+pub(crate) struct Proc(Process);
 
 /// Polls `check` every 10 ms until it returns `Some`, or panics after `PATIENCE` with `what`.
 pub(crate) fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
@@ -137,34 +68,29 @@ impl Proc {
 
     /// Starts the workspace binary `program` with `args` and `RUST_LOG=rust_log`.
     pub(crate) fn start_logging(program: &str, args: &[String], rust_log: &str) -> Proc {
-        let path = binary(program);
-        let mut child = Command::new(&path)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", rust_log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
-        let stdout = collect(child.stdout.take().expect("piped"));
-        let stderr = collect(child.stderr.take().expect("piped"));
-        Proc {
-            name: format!("{program} {}", args.join(" ")),
-            stdin: child.stdin.take(),
-            child,
-            stdout,
-            stderr,
-        }
+        let streams = Streams {
+            stdout: Sink::memory(),
+            stderr: Sink::memory(),
+            env: vec![("RUST_LOG".into(), rust_log.into())],
+        };
+        Process::start(&Launcher::Binaries(binary), program, args, streams)
+            .map(Proc)
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(program).display()))
+    }
+
+    /// The program and its flags, for messages.
+    fn name(&self) -> &str {
+        self.0.name()
     }
 
     /// Everything printed on standard output so far.
     pub(crate) fn stdout(&self) -> String {
-        self.stdout.text.lock().unwrap().clone()
+        self.0.stdout().text()
     }
 
     /// Everything printed on standard error so far.
     pub(crate) fn stderr(&self) -> String {
-        self.stderr.text.lock().unwrap().clone()
+        self.0.stderr().text()
     }
 
     /// Waits until standard output contains `text`.
@@ -172,7 +98,7 @@ impl Proc {
         eventually(
             &format!(
                 "'{text}' from {}; it printed:\n{}\n--- stderr:\n{}",
-                self.name,
+                self.name(),
                 self.stdout(),
                 self.stderr()
             ),
@@ -185,7 +111,7 @@ impl Proc {
         eventually(
             &format!(
                 "{count} x '{text}' in the log of {}; it logged:\n{}",
-                self.name,
+                self.name(),
                 self.stderr()
             ),
             || (self.stderr().matches(text).count() >= count).then_some(()),
@@ -197,7 +123,7 @@ impl Proc {
         eventually(
             &format!(
                 "{count} x '{text}' from {}; it printed:\n{}",
-                self.name,
+                self.name(),
                 self.stdout()
             ),
             || (self.stdout().matches(text).count() >= count).then_some(()),
@@ -206,24 +132,17 @@ impl Proc {
 
     /// Types a line on standard input.
     pub(crate) fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("standard input is open");
-        stdin
-            .write_all(line.as_bytes())
-            .expect("write to the client");
-        stdin.write_all(b"\n").expect("write to the client");
-        stdin.flush().expect("flush to the client");
+        self.send_bytes(format!("{line}\n").as_bytes());
     }
 
     /// Writes raw bytes on standard input.
     pub(crate) fn send_bytes(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("standard input is open");
-        stdin.write_all(bytes).expect("write to the client");
-        stdin.flush().expect("flush to the client");
+        self.0.send(bytes).expect("write to the client");
     }
 
     /// Closes standard input (end of input).
     pub(crate) fn close_stdin(&mut self) {
-        self.stdin = None;
+        self.0.close_input();
     }
 
     /// Types `line` and waits until standard output shows `answer` once more than before.
@@ -246,7 +165,7 @@ impl Proc {
         assert!(
             status.success(),
             "{} exits 0 at the end of input: {status}; it printed:\n{}",
-            self.name,
+            self.name(),
             self.stdout()
         );
     }
@@ -262,11 +181,11 @@ impl Proc {
             limit,
             &format!(
                 "{} to exit; it printed:\n{}\n--- stderr:\n{}",
-                self.name,
+                self.name(),
                 self.stdout(),
                 self.stderr()
             ),
-            || self.child.try_wait().expect("query the child"),
+            || self.0.try_wait(),
         );
         self.wait_output_end();
         status
@@ -274,31 +193,29 @@ impl Proc {
 
     /// Waits until both outputs of an exited process are read to their end.
     fn wait_output_end(&self) {
-        eventually(&format!("the end of {}'s output", self.name), || {
-            (self.stdout.ended.load(Ordering::SeqCst) && self.stderr.ended.load(Ordering::SeqCst))
-                .then_some(())
+        eventually(&format!("the end of {}'s output", self.name()), || {
+            (self.0.stdout().has_ended() && self.0.stderr().has_ended()).then_some(())
         })
     }
 
     /// Whether the process is still running.
     pub(crate) fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("query the child").is_none()
+        self.0.try_wait().is_none()
     }
 
     /// Kills the process with SIGKILL, as `kill -9` does, and reaps it.
     pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// Waits until the process has printed `marker` (`true`) or has exited (`false`).
     pub(crate) fn wait_for_or_exit(&mut self, marker: &str) -> bool {
-        let what = format!("'{marker}' from {}, or its exit", self.name);
+        let what = format!("'{marker}' from {}, or its exit", self.name());
         eventually(&what, || {
             if self.stdout().contains(marker) {
                 Some(true)
@@ -315,20 +232,7 @@ impl Proc {
 
 impl std::fmt::Debug for Proc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} (pid {}); it printed:\n{}\n--- stderr:\n{}",
-            self.name,
-            self.pid(),
-            self.stdout(),
-            self.stderr()
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.fmt(f)
     }
 }
 
@@ -351,7 +255,7 @@ fn announced_port(proc: &Proc) -> u16 {
     eventually(
         &format!(
             "{} to announce its port; stderr:\n{}",
-            proc.name,
+            proc.name(),
             proc.stderr()
         ),
         || {
@@ -432,8 +336,13 @@ impl Deployment {
     /// Like [`Deployment::start_synchronizer`], with `extra` flags.
     pub(crate) fn start_synchronizer_with(&mut self, cluster: u32, extra: &[&str]) -> &mut Proc {
         self.stop_synchronizer(cluster);
-        let mut args = self.synchronizer_flags(cluster, self.dir.path());
-        args.extend(["--register-interval".into(), self.timers.heartbeat.into()]);
+        let mut args = synchronizer_flags(
+            cluster,
+            self.coordinator_port,
+            0,
+            self.dir.path(),
+            Some(&self.timers),
+        );
         args.extend(extra.iter().map(|a| a.to_string()));
         let proc = start_claiming("synchronizer", &args);
         self.synchronizers.push((cluster, proc));
@@ -502,49 +411,26 @@ impl Deployment {
     /// The flags of `tsd -c cluster -s server` for this deployment's coordinator, on a free
     /// port, with the data folder `data_dir` (the default timers).
     pub(crate) fn tsd_flags(&self, cluster: u32, server: u32, data_dir: &Path) -> Vec<String> {
-        [
-            "-c",
-            &cluster.to_string(),
-            "-s",
-            &server.to_string(),
-            "-k",
-            &self.coordinator_port.to_string(),
-            "-p",
-            "0",
-            "--data-dir",
-            &data_dir.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
+        tsd_flags(cluster, server, self.coordinator_port, 0, data_dir, None)
     }
 
     /// The flags of `synchronizer -n cluster` for this deployment's coordinator, on a free
     /// port, with the data folder `data_dir` (the default timers).
     pub(crate) fn synchronizer_flags(&self, cluster: u32, data_dir: &Path) -> Vec<String> {
-        [
-            "-n",
-            &cluster.to_string(),
-            "-j",
-            &self.coordinator_port.to_string(),
-            "-p",
-            "0",
-            "--data-dir",
-            &data_dir.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
+        synchronizer_flags(cluster, self.coordinator_port, 0, data_dir, None)
     }
 
     /// Starts `tsd -c cluster -s server` on a free port and waits until it listens.
     pub(crate) fn start_server(&mut self, cluster: u32, server: u32) -> &mut Proc {
         self.stop_server(cluster, server);
-        let mut args = self.tsd_flags(cluster, server, self.dir.path());
-        args.extend([
-            "--heartbeat-interval".into(),
-            self.timers.heartbeat.into(),
-            "--replication-timeout".into(),
-            self.timers.failure_timeout.into(),
-        ]);
+        let args = tsd_flags(
+            cluster,
+            server,
+            self.coordinator_port,
+            0,
+            self.dir.path(),
+            Some(&self.timers),
+        );
         let proc = start_claiming("tsd", &args);
         eventually(
             &format!(
@@ -666,15 +552,7 @@ pub(crate) fn unused_port() -> u16 {
 }
 
 fn start_coordinator(clusters: u32, port: u16, timers: Timers) -> (Proc, u16) {
-    let args = vec![
-        "-p".into(),
-        port.to_string(),
-        "--clusters".into(),
-        clusters.to_string(),
-        "--failure-timeout".into(),
-        timers.failure_timeout.into(),
-    ];
-    let proc = Proc::start("coordinator", &args);
+    let proc = Proc::start("coordinator", &coordinator_flags(port, clusters, &timers));
     let port = announced_port(&proc);
     (proc, port)
 }
@@ -948,17 +826,4 @@ impl CourseTimeline {
             ),
         }
     }
-}
-
-#[test]
-fn output_keeps_characters_cut_in_two_by_a_read() {
-    let bytes = "a🎉b".as_bytes();
-    let (mut pending, mut out) = (Vec::new(), String::new());
-    for chunk in bytes.chunks(2) {
-        pending.extend_from_slice(chunk);
-        decode(&mut pending, &mut out, false);
-    }
-    pending.extend_from_slice(b"\xffc\xf0\x9f");
-    decode(&mut pending, &mut out, true);
-    assert_eq!(out, "a🎉b\u{fffd}c\u{fffd}");
 }

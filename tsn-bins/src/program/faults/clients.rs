@@ -21,7 +21,7 @@ use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::Fatal;
 use crate::client::format;
-use crate::program::children::{Deployment, Screen};
+use crate::harness::{Deployment, Screen};
 use crate::program::faults::{CLUSTERS, PATIENCE};
 
 /// The users: three per cluster.

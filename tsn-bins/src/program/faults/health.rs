@@ -14,7 +14,7 @@ use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::Fatal;
-use crate::program::children::{COORDINATOR, Deployment, synchronizer_name, tsd_name};
+use crate::harness::{COORDINATOR, Deployment, synchronizer_name, tsd_name};
 
 /// How often the deployment is looked at while it recovers.
 const POLL: Duration = Duration::from_millis(20);

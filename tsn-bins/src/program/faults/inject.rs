@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::Fatal;
-use crate::program::children::{COORDINATOR, Deployment, Timers, synchronizer_name, tsd_name};
+use crate::harness::{COORDINATOR, Deployment, Timers, synchronizer_name, tsd_name};
 use crate::program::faults::{PATIENCE, health};
 
 /// A kind of fault.
@@ -170,7 +170,7 @@ impl<'a> Injector<'a> {
     /// sometimes before the coordinator notices, sometimes after), starts it again.
     async fn kill_and_restart(&mut self, name: &str, role: &str) -> Result<String, Fatal> {
         let down = self.random_up_to(3 * self.timers.failure_timeout);
-        self.deployment.kill_member(name).await?;
+        self.deployment.kill_member(name)?;
         tokio::time::sleep(down).await;
         self.deployment.restart_member(name).await?;
         Ok(format!(

@@ -1,0 +1,310 @@
+//! [`Deployment`]: a local deployment as child processes — the coordinator and, per
+//! cluster, its servers and its synchronizer — started, signalled, restarted and stopped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::launch::Launcher;
+use super::member::Member;
+use super::output::Sink;
+use super::process::{Process, Streams};
+use super::screen::Screen;
+use super::topology::{COORDINATOR, Topology, member_name, tsd_name};
+use crate::cli::Fatal;
+
+/// How long a child may take to start listening, and the servers to take up roles.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long children get to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a wait on the children looks.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A running local deployment. Each member's log (standard error) goes to
+/// `<logs>/<name>.log`; its ready line (standard output) gives its address; `serving as
+/// master|slave` in its log gives its role. Any member can be killed with SIGKILL and
+/// started again with its former flags (its log file goes on, so that what every run of it
+/// said stays in one place), or stopped with SIGSTOP and resumed with SIGCONT.
+#[derive(Debug)]
+pub struct Deployment {
+    launcher: Launcher,
+    logs: PathBuf,
+    topology: Topology,
+    /// The coordinator first, then the servers by cluster and id, then the synchronizers.
+    pub members: Vec<Member>,
+}
+
+impl Deployment {
+    /// Starts the coordinator, the servers and the synchronizers of `topology`, each this
+    /// executable run as that program ([`Launcher::ThisExecutable`]), and waits until every
+    /// server has a role. On failure every child started is stopped.
+    pub async fn start(topology: Topology) -> Result<Deployment, Fatal> {
+        topology.timers.check()?;
+        let launcher = Launcher::this_executable()?;
+        let logs = topology.data_dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| Fatal::new(format_args!("cannot create {}", logs.display()), e))?;
+        let mut deployment = Deployment {
+            launcher,
+            logs,
+            topology,
+            members: Vec::new(),
+        };
+        match deployment.start_all().await {
+            Ok(()) => Ok(deployment),
+            Err(fatal) => {
+                deployment.stop().await;
+                Err(fatal)
+            }
+        }
+    }
+
+    /// The deployment's shape.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    async fn start_all(&mut self) -> Result<(), Fatal> {
+        let args = self.topology.coordinator_args();
+        let coordinator = self.spawn(COORDINATOR, None, None, args, false).await?;
+        self.members.push(coordinator);
+        for cluster in 1..=self.topology.clusters {
+            for server in 1..=self.topology.servers {
+                let args = self.topology.tsd_args(cluster, server);
+                let tsd = self
+                    .spawn("tsd", Some(cluster), Some(server), args, false)
+                    .await?;
+                self.members.push(tsd);
+            }
+        }
+        let synchronized = if self.topology.synchronizers {
+            self.topology.clusters
+        } else {
+            0
+        };
+        for cluster in 1..=synchronized {
+            let args = self.topology.synchronizer_args(cluster);
+            let synchronizer = self
+                .spawn("synchronizer", Some(cluster), None, args, false)
+                .await?;
+            self.members.push(synchronizer);
+        }
+        self.wait_for_roles().await
+    }
+
+    async fn wait_for_roles(&self) -> Result<(), Fatal> {
+        let all_have_roles = async {
+            while self
+                .members
+                .iter()
+                .any(|m| m.server.is_some() && !m.exit_reported && m.role().is_none())
+            {
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        tokio::time::timeout(START_TIMEOUT, all_have_roles)
+            .await
+            .map_err(|_| {
+                Fatal("the servers did not all take up a role in time; see the logs".into())
+            })
+    }
+
+    /// What the member called `name` (`coordinator`, `tsd-1-2`) has logged so far, in all
+    /// its runs.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    /// What the member called `name` has logged since it was last started.
+    pub fn current_log(&self, name: &str) -> String {
+        let log = self.log(name);
+        let start = self.member(name).map_or(0, |m| m.log_start) as usize;
+        log.get(start..).unwrap_or_default().to_owned()
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.logs.join(format!("{name}.log"))
+    }
+
+    /// The folder of the members' logs.
+    pub fn logs(&self) -> &Path {
+        &self.logs
+    }
+
+    /// The member called `name`.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    fn member_mut(&mut self, name: &str) -> Result<&mut Member, Fatal> {
+        self.members
+            .iter_mut()
+            .find(|m| m.name == name)
+            .ok_or_else(|| Fatal(format!("there is no member {name} in the deployment")))
+    }
+
+    /// The tsd `server` of `cluster`.
+    pub fn server(&mut self, cluster: u32, server: u32) -> Option<&mut Member> {
+        self.member_mut(&tsd_name(cluster, server)).ok()
+    }
+
+    /// Kills the tsd with SIGKILL, as `kill -9` does.
+    pub fn kill(&mut self, cluster: u32, server: u32) {
+        let _ = self.kill_member(&tsd_name(cluster, server));
+    }
+
+    /// Starts a killed tsd again with its former flags, and waits until it has a role.
+    pub async fn restart(&mut self, cluster: u32, server: u32) -> Result<(), Fatal> {
+        self.restart_member(&tsd_name(cluster, server)).await
+    }
+
+    /// Kills the member called `name` with SIGKILL, as `kill -9` does, and reaps it.
+    pub fn kill_member(&mut self, name: &str) -> Result<(), Fatal> {
+        let member = self.member_mut(name)?;
+        member.process.kill();
+        member.exit_reported = true;
+        Ok(())
+    }
+
+    /// Starts the member called `name` again (after [`Deployment::kill_member`]) with its
+    /// former flags, its log going on in the same file. Waits until it listens, and a tsd
+    /// until it has a role. A server that listened on a free port gets a new one.
+    pub async fn restart_member(&mut self, name: &str) -> Result<(), Fatal> {
+        let member = self.member_mut(name)?;
+        let (program, cluster, server) = (member.program.clone(), member.cluster, member.server);
+        let args = member.args.clone();
+        let restarted = self.spawn(&program, cluster, server, args, true).await?;
+        *self.member_mut(name)? = restarted;
+        self.wait_for_roles().await
+    }
+
+    /// Stops the member called `name` with SIGSTOP: it keeps its sockets but does nothing,
+    /// as a process that hangs or a machine that stalls.
+    pub fn pause(&mut self, name: &str) -> Result<(), Fatal> {
+        self.member_mut(name)?.process.pause();
+        Ok(())
+    }
+
+    /// Lets a member stopped by [`Deployment::pause`] go on, with SIGCONT.
+    pub fn resume(&mut self, name: &str) -> Result<(), Fatal> {
+        self.member_mut(name)?.process.resume();
+        Ok(())
+    }
+
+    /// A `tsc` client of `user` connected to this deployment, its log (standard error) in
+    /// `<logs>/tsc-<user>.log`.
+    pub fn screen(&self, user: u32) -> Result<Screen, Fatal> {
+        let path = self.logs.join(format!("tsc-{user}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
+        Screen::open(
+            &self.launcher,
+            self.topology.coordinator_port,
+            user,
+            Some(log),
+        )
+    }
+
+    /// Stops every child: SIGTERM (and SIGCONT, for a paused one), then SIGKILL for those
+    /// still running after a while.
+    pub async fn stop(&mut self) {
+        for member in &mut self.members {
+            member.process.terminate();
+        }
+        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+        while tokio::time::Instant::now() < deadline
+            && self
+                .members
+                .iter_mut()
+                .any(|m| m.process.try_wait().is_none())
+        {
+            tokio::time::sleep(POLL).await;
+        }
+        for member in &mut self.members {
+            member.process.kill();
+        }
+    }
+
+    /// Starts `program` as a member and waits until it listens. Its log goes to
+    /// `<logs>/<name>.log`: a new file, or with `again` the former one, continued.
+    async fn spawn(
+        &self,
+        program: &str,
+        cluster: Option<u32>,
+        server: Option<u32>,
+        args: Vec<String>,
+        again: bool,
+    ) -> Result<Member, Fatal> {
+        let name = member_name(program, cluster, server);
+        let log_path = self.log_path(&name);
+        let log_start = match again {
+            true => std::fs::metadata(&log_path).map_or(0, |m| m.len()),
+            false => 0,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(again)
+            .truncate(!again)
+            .open(&log_path)
+            .map_err(|e| Fatal::new(format_args!("cannot write {}", log_path.display()), e))?;
+        let streams = Streams {
+            stdout: Sink::memory(),
+            stderr: Sink {
+                file: Some(log),
+                ..Sink::default()
+            },
+            env: Vec::new(),
+        };
+        let mut process = Process::start(&self.launcher, program, &args, streams)
+            .map_err(|e| Fatal::new(format_args!("cannot start {name}"), e))?;
+        match ready(&mut process).await {
+            Ok(address) => Ok(Member {
+                name,
+                program: program.to_owned(),
+                cluster,
+                server,
+                address,
+                args,
+                process,
+                exit_reported: false,
+                log_start,
+            }),
+            Err(why) => {
+                process.kill();
+                Err(Fatal(format!(
+                    "{name} did not start: {why}; {} (log: {})",
+                    process.stderr().last_line(),
+                    log_path.display()
+                )))
+            }
+        }
+    }
+}
+
+/// Waits until `process` prints its ready line (`... listening on <address> ...`); returns
+/// the address, or why it did not come.
+async fn ready(process: &mut Process) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let printed = process.stdout().text();
+        if let Some(rest) = printed.split("listening on ").nth(1)
+            && rest.contains(char::is_whitespace)
+        {
+            return Ok(rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned());
+        }
+        if process.try_wait().is_some() && process.stderr().has_ended() {
+            return Err("it stopped".into());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("it did not listen within {START_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,28 @@
+//! The process harness: TSN's programs as child processes, as `tsn-local`, `tsn-bench`,
+//! `tsn-faults` and the end-to-end tests start them.
+//!
+//! * [`topology`]: what a deployment is made of, its members' names and flags.
+//! * [`launch`]: how a program is started — this executable under the program's name
+//!   ([`run_as`]), or a built binary.
+//! * [`process`] and [`output`]: one started program, its outputs collected as they come,
+//!   and the signals a person sends it (SIGKILL, SIGSTOP, SIGCONT, SIGTERM).
+//! * [`Deployment`] and [`Member`]: a whole local deployment, member by member.
+//! * [`Screen`]: a `tsc` driven through pipes, line by line.
+//!
+//! On Linux the kernel sends a child SIGTERM when the thread that started it ends, and a
+//! [`Process`] is killed when dropped: no child outlives its harness.
+
+pub mod deployment;
+pub mod launch;
+pub mod member;
+pub mod output;
+pub mod process;
+pub mod screen;
+pub mod topology;
+
+pub use deployment::Deployment;
+pub use launch::{Launcher, run_as};
+pub use member::Member;
+pub use process::{Process, Streams};
+pub use screen::Screen;
+pub use topology::{COORDINATOR, Timers, Topology, free_port, synchronizer_name, tsd_name};
