@@ -7,9 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{ClusterId, Epoch, Position, ServerId, Time, UserId};
+use crate::id::{ClusterId, Epoch, LogId, Position, ServerId, Time, UserId};
 use crate::post::Post;
-use crate::sync::LogId;
 
 /// One thing that happened to a cluster's data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

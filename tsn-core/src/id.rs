@@ -211,6 +211,29 @@ impl Time {
     }
 }
 
+/// Which log of a cluster a position belongs to: the epoch of the log's first entry, which
+/// no later log of the cluster shares (epochs only grow; see [`State::log_id`](crate::state::State::log_id)). [`LogId::UNKNOWN`] (0): not said
+/// (a log with no entry yet, or data written before logs were named).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogId(pub u64);
+
+impl LogId {
+    /// Not said.
+    pub const UNKNOWN: LogId = LogId(0);
+
+    /// Whether `self` and `other` are known to be two different logs.
+    pub fn differs_from(self, other: LogId) -> bool {
+        self != LogId::UNKNOWN && other != LogId::UNKNOWN && self != other
+    }
+
+    /// Whether it is [`LogId::UNKNOWN`].
+    pub fn is_unknown(&self) -> bool {
+        *self == LogId::UNKNOWN
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

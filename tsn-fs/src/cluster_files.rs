@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tsn_core::id::{Membership, Position};
 use tsn_core::state::State;
-use tsn_core::sync::{Changes, LogId, SyncPeer, UserRecord, origin, user_records};
+use tsn_core::sync::{Changes, SyncPeer, UserRecord, origin, user_records};
 use tsn_core::{Error, Result};
 
 /// How many entries of the log are read (and held) at a time.
@@ -162,7 +162,7 @@ impl ClusterFiles {
         let (wanted, more, committed, reader, log) = {
             let inner = self.lock();
             let committed = inner.state.last().position;
-            let log = LogId::of(&inner.state);
+            let log = inner.state.log_id();
             let start = inner.own.partition_point(|&(p, _)| p <= cursor);
             let wanted: Vec<(Position, u64)> = inner.own[start..]
                 .iter()

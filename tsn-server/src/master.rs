@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tsn_core::change::{Change, Entry};
-use tsn_core::failover::Replication;
+use tsn_core::failover::InSyncSet;
 use tsn_core::id::{Epoch, Position, ServerId};
 use tsn_core::state::{Delivery, State};
 use tsn_core::timeline::Hub;
@@ -17,9 +17,10 @@ use crate::clock::{self, wall_clock};
 /// How long the flusher waits before retrying after a failed disk sync.
 const FLUSH_RETRY: Duration = Duration::from_millis(100);
 
-/// Replication bookkeeping and the deliveries that wait for their entry to commit.
+/// The in-sync set with the commit position, and the deliveries that wait for their entry
+/// to commit.
 struct Book {
-    replication: Replication,
+    in_sync: InSyncSet,
     unpublished: VecDeque<(Position, Vec<Delivery>)>,
 }
 
@@ -59,7 +60,7 @@ impl<S: Store> Master<S> {
             hub,
             write_lock: Mutex::new(()),
             book: Mutex::new(Book {
-                replication: Replication::new(durable, replication_timeout),
+                in_sync: InSyncSet::new(durable, replication_timeout),
                 unpublished: VecDeque::new(),
             }),
             appended: watch::Sender::new(last),
@@ -135,7 +136,7 @@ impl<S: Store> Master<S> {
         let deliveries = self.store.append(&entries)?;
         {
             let mut book = self.lock_book();
-            book.replication.appended(end, clock::now());
+            book.in_sync.appended(end, clock::now());
             for (entry, delivered) in entries.iter().zip(deliveries) {
                 if !delivered.is_empty() {
                     book.unpublished.push_back((entry.position, delivered));
@@ -176,22 +177,22 @@ impl<S: Store> Master<S> {
         *self.commit.borrow()
     }
 
-    /// Changes the replication bookkeeping, then commits and publishes what it allows;
+    /// Changes the in-sync set, then commits and publishes what it allows;
     /// returns what `change` returned.
     ///
     /// The book stays locked until the new commit position is announced and its posts are
     /// published, so that concurrent updates announce and publish in commit order.
-    pub fn update<T>(&self, change: impl FnOnce(&mut Replication) -> T) -> T {
+    pub fn update<T>(&self, change: impl FnOnce(&mut InSyncSet) -> T) -> T {
         let mut book = self.lock_book();
-        let before = book.replication.report();
-        let changed = change(&mut book.replication);
-        let after = book.replication.report();
+        let before = book.in_sync.report();
+        let changed = change(&mut book.in_sync);
+        let after = book.in_sync.report();
         if before != after {
             let in_sync: Vec<u32> = after.iter().map(|s| s.0).collect();
             tracing::info!(?in_sync, "in-sync slaves changed");
             self.report_now.notify_one();
         }
-        let commit = book.replication.commit();
+        let commit = book.in_sync.commit();
         if commit <= *self.commit.borrow() {
             return changed;
         }
@@ -232,8 +233,8 @@ impl<S: Store> Master<S> {
     /// The in-sync set to report, and whether a removal awaits confirmation.
     pub fn in_sync_report(&self, now: Instant) -> (Vec<ServerId>, bool) {
         let mut book = self.lock_book();
-        book.replication.tick(now);
-        (book.replication.report(), book.replication.has_leaving())
+        book.in_sync.tick(now);
+        (book.in_sync.report(), book.in_sync.has_leaving())
     }
 
     fn lock_book(&self) -> std::sync::MutexGuard<'_, Book> {

@@ -1,7 +1,7 @@
 //! Failover from the servers' side: roles with epochs, the in-sync set and commit point of a
 //! master, and how a returning slave finds where its log parts from the master's.
 //!
-//! All three are pure: [`Node`] turns coordinator answers into duties, [`Replication`]
+//! All three are pure: [`Node`] turns coordinator answers into duties, [`InSyncSet`]
 //! turns acknowledgements into a commit position, and [`reconcile`] compares two logs by
 //! their epoch histories. The tsd carries the decisions out.
 //!
@@ -14,10 +14,10 @@
 //! knows a newer epoch refuses entries from an older master, so a deposed master that
 //! carries on (paused, then resumed) can no longer gather acknowledgements.
 
-mod commit;
 mod divergence;
+mod in_sync;
 mod role;
 
-pub use commit::Replication;
 pub use divergence::{Agreement, reconcile};
+pub use in_sync::InSyncSet;
 pub use role::{Duty, Node, heartbeat};

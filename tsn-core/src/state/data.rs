@@ -4,12 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::change::{Change, Entry, LogPoint};
 use crate::error::{Error, Result};
-use crate::id::{ClusterId, Epoch, Membership, Position, Time, UserId};
+use crate::id::{ClusterId, Epoch, LogId, Membership, Position, Time, UserId};
 use crate::post::Post;
 use crate::state::epochs::EpochHistory;
 use crate::state::follows::Follows;
 use crate::state::timelines::{TimelineItem, Timelines};
-use crate::sync::LogId;
 
 /// A post that applying an entry put onto a timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +264,12 @@ impl State {
     /// The epoch of the entry at `position`, if the log has one there.
     pub fn epoch_at(&self, position: Position) -> Option<Epoch> {
         self.epochs.epoch_at(position)
+    }
+
+    /// Which log this is: the epoch of its first entry ([`LogId::UNKNOWN`] while it has
+    /// none).
+    pub fn log_id(&self) -> LogId {
+        LogId(self.epoch_at(Position(1)).map_or(0, |Epoch(e)| e))
     }
 }
 

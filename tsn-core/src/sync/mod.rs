@@ -18,6 +18,7 @@
 mod merge;
 mod store_peer;
 
+pub use crate::id::LogId;
 pub use merge::{IMPORT_LAG, merge};
 pub use store_peer::StorePeer;
 
@@ -25,9 +26,8 @@ use async_trait::async_trait;
 
 use crate::change::{Change, Entry};
 use crate::error::Result;
-use serde::{Deserialize, Serialize};
 
-use crate::id::{ClusterId, Epoch, Position, UserId, home_cluster};
+use crate::id::{ClusterId, Position, UserId, home_cluster};
 use crate::post::Post;
 use crate::state::State;
 
@@ -69,34 +69,6 @@ pub fn origin(entry: &Entry, clusters: u32) -> Option<ClusterId> {
         Change::MasterElected { .. } | Change::Imported { .. } => return None,
     };
     Some(home_cluster(user, clusters))
-}
-
-/// Which log of a cluster a position belongs to: the epoch of the log's first entry, which
-/// no later log of the cluster shares (epochs only grow). [`LogId::UNKNOWN`] (0): not said
-/// (a log with no entry yet, or data written before logs were named).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct LogId(pub u64);
-
-impl LogId {
-    /// Not said.
-    pub const UNKNOWN: LogId = LogId(0);
-
-    /// The log of `state`: the epoch of its first entry.
-    pub fn of(state: &State) -> LogId {
-        LogId(state.epoch_at(Position(1)).map_or(0, |Epoch(e)| e))
-    }
-
-    /// Whether `self` and `other` are known to be two different logs.
-    pub fn differs_from(self, other: LogId) -> bool {
-        self != LogId::UNKNOWN && other != LogId::UNKNOWN && self != other
-    }
-
-    /// Whether it is [`LogId::UNKNOWN`].
-    pub fn is_unknown(&self) -> bool {
-        *self == LogId::UNKNOWN
-    }
 }
 
 /// Whether a batch of `from`'s log `log` cannot continue the import cursor `state` records

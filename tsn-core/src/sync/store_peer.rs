@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::id::Position;
 use crate::store::Store;
-use crate::sync::{Changes, LogId, SyncPeer, UserRecord, origin, user_records};
+use crate::sync::{Changes, SyncPeer, UserRecord, origin, user_records};
 
 /// A [`SyncPeer`] over a store of the peer's cluster, for a peer in the same process.
 /// Durable entries count as committed.
@@ -28,7 +28,7 @@ impl<S: Store> SyncPeer for StorePeer<S> {
     }
 
     async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes> {
-        let (membership, log) = self.store.read(|s| (s.membership(), LogId::of(s)));
+        let (membership, log) = self.store.read(|s| (s.membership(), s.log_id()));
         let durable = self.store.durable();
         let mut entries = self.store.entries_after(cursor, max).await?;
         entries.retain(|entry| entry.position <= durable);

@@ -1,4 +1,4 @@
-//! [`Replication`]: a master's view of its slaves, and the position it may acknowledge.
+//! [`InSyncSet`]: a master's view of its slaves, and the position it may acknowledge.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ const JOIN_LAG: u64 = 4096;
 /// has confirmed a set without it: until then commits wait for it (see the
 /// [failover docs](crate::failover)). The commit position never goes back.
 #[derive(Clone, Debug)]
-pub struct Replication {
+pub struct InSyncSet {
     lag_timeout: Duration,
     appended: Position,
     durable: Position,
@@ -50,10 +50,10 @@ pub struct Replication {
     slaves: BTreeMap<ServerId, Slave>,
 }
 
-impl Replication {
+impl InSyncSet {
     /// Bookkeeping for a master whose log ends (durably) at `end`.
     pub fn new(end: Position, lag_timeout: Duration) -> Self {
-        Replication {
+        InSyncSet {
             lag_timeout,
             appended: end,
             durable: end,
@@ -183,7 +183,7 @@ impl Replication {
             .collect()
     }
 
-    /// The coordinator accepted `reported` (an earlier [`Replication::report`]) as the
+    /// The coordinator accepted `reported` (an earlier [`InSyncSet::report`]) as the
     /// in-sync set: members left out of it that were leaving stop counting.
     pub fn confirmed(&mut self, reported: &[ServerId]) {
         self.slaves.retain(|id, s| {
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn alone_the_master_commits_what_is_durable_on_it() {
-        let mut r = Replication::new(Position(3), LAG);
+        let mut r = InSyncSet::new(Position(3), LAG);
         r.appended(Position(5), Instant::now());
         assert_eq!(r.commit(), Position(3));
         r.durable(Position(5));
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn a_slave_counts_once_it_has_caught_up() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(10), LAG);
+        let mut r = InSyncSet::new(Position(10), LAG);
         r.connected(s(2), f(2), 2, Position(4), t).unwrap();
         assert_eq!(r.report(), [], "still catching up");
         assert_eq!(
@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn a_lost_slave_stops_counting_only_once_the_coordinator_confirms() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         r.appended(Position(1), t);
         r.durable(Position(1));
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn a_stalled_slave_is_proposed_for_removal_after_the_lag_timeout() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         r.connected(s(3), f(3), 3, Position(0), t).unwrap();
         r.appended(Position(1), t);
@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn a_slave_idle_for_long_is_not_stalled_by_the_next_write() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         let later = t + LAG * 10;
         r.appended(Position(1), later);
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn a_slave_a_little_behind_a_busy_master_joins_and_holds_commits_until_it_catches_up() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(1000), LAG);
+        let mut r = InSyncSet::new(Position(1000), LAG);
         r.appended(Position(1100), t);
         r.durable(Position(1100));
         assert_eq!(r.commit(), Position(1100));
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn a_slave_far_behind_catches_up_before_it_joins() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.appended(Position(10_000), t);
         r.durable(Position(10_000));
         r.connected(s(2), f(2), 1, Position(0), t).unwrap();
@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn the_end_of_a_replaced_connection_changes_nothing() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.connected(s(2), f(2), 1, Position(0), t).unwrap();
         r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         r.disconnected(s(2), 1);
@@ -396,7 +396,7 @@ mod tests {
     #[test]
     fn a_confirmation_without_a_removal_changes_nothing() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.connected(s(2), f(2), 2, Position(0), t).unwrap();
         r.confirmed(&[s(2)]);
         assert_eq!(r.report(), [s(2)]);
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn a_second_copy_of_a_slave_is_refused_and_the_first_keeps_its_place() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.connected(s(2), f(2), 1, Position(0), t).unwrap();
         r.appended(Position(3), t);
         r.durable(Position(3));
@@ -429,7 +429,7 @@ mod tests {
     #[test]
     fn a_slave_whose_folder_was_replaced_is_taken_once_its_old_self_is_gone() {
         let t = Instant::now();
-        let mut r = Replication::new(Position(0), LAG);
+        let mut r = InSyncSet::new(Position(0), LAG);
         r.connected(s(2), f(2), 1, Position(0), t).unwrap();
         r.disconnected(s(2), 1);
         assert!(
