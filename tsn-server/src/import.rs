@@ -139,7 +139,7 @@ mod tests {
         }));
         let master = Master::start(
             store,
-            Hub::new(16),
+            Arc::new(Hub::new(16)),
             Epoch(1),
             ServerId(1),
             Duration::from_secs(60),

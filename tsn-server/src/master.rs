@@ -9,7 +9,6 @@ use tsn_core::change::{Change, Entry};
 use tsn_core::failover::InSyncSet;
 use tsn_core::id::{Epoch, Position, ServerId};
 use tsn_core::state::{Delivery, State};
-use tsn_core::timeline::Hub;
 use tsn_core::{Error, Result, Store, Timeline};
 
 use crate::clock::{self, wall_clock};
@@ -30,7 +29,8 @@ struct Book {
 pub struct Master<S> {
     epoch: Epoch,
     store: Arc<S>,
-    hub: Hub,
+    /// Where committed timeline posts go to their readers.
+    timeline: Arc<dyn Timeline>,
     /// Serializes decide-then-append, so that each decision sees every earlier write.
     write_lock: Mutex<()>,
     book: Mutex<Book>,
@@ -46,7 +46,7 @@ impl<S: Store> Master<S> {
     /// flusher. The role serves at once; commits wait for the election entry's durability.
     pub fn start(
         store: Arc<S>,
-        hub: Hub,
+        timeline: Arc<dyn Timeline>,
         epoch: Epoch,
         me: ServerId,
         replication_timeout: Duration,
@@ -57,7 +57,7 @@ impl<S: Store> Master<S> {
         let master = Arc::new(Master {
             epoch,
             store,
-            hub,
+            timeline,
             write_lock: Mutex::new(()),
             book: Mutex::new(Book {
                 in_sync: InSyncSet::new(durable, replication_timeout),
@@ -226,7 +226,7 @@ impl<S: Store> Master<S> {
                 .collect()
         });
         for (user, item) in items {
-            self.hub.deliver(user, item);
+            self.timeline.deliver(user, item);
         }
     }
 
@@ -269,6 +269,7 @@ mod tests {
     use super::*;
     use tsn_core::id::{ClusterId, FolderId, Membership, Time, UserId};
     use tsn_core::store::Memory;
+    use tsn_core::timeline::{Hub, MockTimeline};
 
     const SLAVE: ServerId = ServerId(2);
     const LAG: Duration = Duration::from_secs(60);
@@ -287,7 +288,7 @@ mod tests {
         let hub = Hub::new(16);
         let master = Master::start(
             store,
-            hub.clone(),
+            Arc::new(hub.clone()),
             Epoch(1),
             ServerId(1),
             LAG,
@@ -393,6 +394,49 @@ mod tests {
             .expect("committed");
         let pushed = follower.items.try_recv().expect("pushed once committed");
         assert_eq!(pushed.post.author, user(1));
+    }
+
+    #[tokio::test]
+    async fn a_post_goes_to_its_readers_once_committed_and_never_before() {
+        let (first, _hub) = a_master().await;
+        first.stop();
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let mut timeline = MockTimeline::new();
+        timeline.expect_deliver().returning({
+            let delivered = Arc::clone(&delivered);
+            move |reader, item| {
+                delivered
+                    .lock()
+                    .expect("the deliveries")
+                    .push((reader, item.post.text.as_str().to_owned()))
+            }
+        });
+        // The same log under the next master, publishing through the mock.
+        let master = Master::start(
+            Arc::clone(first.store()),
+            Arc::new(timeline),
+            Epoch(2),
+            ServerId(1),
+            LAG,
+            Arc::new(Notify::new()),
+        )
+        .expect("the master role of epoch 2");
+        within(master.committed(master.store().read(|s| s.last().position)))
+            .await
+            .expect("the election commits alone");
+        slave_in_sync(&master);
+        let post = post_by_1(&master, 1, "held back");
+        settle().await;
+        assert!(
+            delivered.lock().expect("the deliveries").is_empty(),
+            "nothing reaches a reader before the slave holds the post"
+        );
+        master.update(|r| r.acked(SLAVE, post, Instant::now()));
+        assert_eq!(
+            *delivered.lock().expect("the deliveries"),
+            [(user(2), "held back".to_owned())],
+            "once committed, to its one follower, once"
+        );
     }
 
     #[tokio::test]

@@ -114,7 +114,7 @@ impl<S: Store> Duties<S> {
                 tsd.set_master(None);
                 let started = Master::start(
                     Arc::clone(tsd.store()),
-                    tsd.hub().clone(),
+                    Arc::new(tsd.hub().clone()),
                     epoch,
                     me.server,
                     tsd.config().replication_timeout,
