@@ -46,10 +46,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use tsn_core::change::{Change, Entry};
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Epoch, Membership, Position, ServerId, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::state::State;
-use tsn_core::sync::{Changes, LogId, merge};
+use tsn_core::sync::{Changes, merge};
 
 /// The number of clusters of the deployment.
 const CLUSTERS: u32 = 3;

@@ -83,7 +83,14 @@ pub fn duration_or_zero(text: &str) -> Result<Duration, String> {
 }
 
 /// TSN's crates: the targets of its own log lines.
-const OWN_TARGETS: [&str; 5] = ["tsn_core", "tsn_fs", "tsn_grpc", "tsn_bins", "tsn"];
+const OWN_TARGETS: [&str; 6] = [
+    "tsn_core",
+    "tsn_fs",
+    "tsn_server",
+    "tsn_grpc",
+    "tsn_bins",
+    "tsn",
+];
 
 /// The filter for `RUST_LOG`'s value `spec`. A bare level (`debug`) is TSN's: its own lines
 /// at that level, the libraries' at `info` at most (their debug output is HTTP/2 frames);
@@ -174,7 +181,7 @@ mod tests {
         assert_eq!(log_filter(None), "info");
         assert_eq!(
             log_filter(Some("debug")),
-            "info,tsn_core=debug,tsn_fs=debug,tsn_grpc=debug,tsn_bins=debug,tsn=debug"
+            "info,tsn_core=debug,tsn_fs=debug,tsn_server=debug,tsn_grpc=debug,tsn_bins=debug,tsn=debug"
         );
         assert_eq!(log_filter(Some("warn")), "warn");
         assert_eq!(log_filter(Some("h2=trace,info")), "h2=trace,info");

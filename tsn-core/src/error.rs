@@ -39,8 +39,9 @@ pub enum Error {
         /// Why, as the transport said.
         reason: String,
     },
-    /// This server may not do that now (it is not the master of the newest epoch).
-    #[error("not the master: {0}")]
+    /// This server may not do that now (it is not the master of the newest epoch); the
+    /// text says so.
+    #[error("{0}")]
     NotMaster(String),
     /// A second process claims a place (a server id of a cluster, a cluster's synchronizer)
     /// that a live process from another data folder holds.

@@ -1,5 +1,5 @@
-//! TSN over gRPC: the course's protocol (package `csce438`) and TSN's additions, the
-//! coordinator's server and client, and the `tsd` server runtime.
+//! TSN over gRPC: the course's protocol (package `csce438`) and TSN's additions, and the
+//! services and clients that carry the runtime (`tsn-server`) over it.
 //!
 //! # Layout
 //!
@@ -10,8 +10,8 @@
 //! * [`client`] — what a client program needs: calls to a cluster's master in core terms.
 //! * [`replies`] — the course's reply texts.
 //! * [`feed`] — the change feed between synchronizers and the course's `SynchService`.
-//! * [`tsd`] — a cluster server: the client service, sessions, replication between master
-//!   and slaves, and the heartbeat loop that keeps its role.
+//! * [`tsd`] — a cluster server on the wire: the client service, sessions, and the
+//!   replication stream between master and slaves.
 //! * [`error`] — core errors to gRPC statuses and back; [`transport`] — channels to peers.
 
 pub mod client;

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{LogId, merge, starts_again};
+use tsn_core::sync::{merge, starts_again};
 use tsn_core::{Store, SyncPeer};
 
 use crate::master::Master;
@@ -133,10 +134,23 @@ mod tests {
         peer: Arc<Scripted>,
         done: impl Fn(&tsn_core::state::State) -> bool,
     ) -> Vec<u64> {
-        let store = Arc::new(Memory::new(Membership {
+        import_on(cluster_1(), peer, done).await
+    }
+
+    /// The empty store of cluster 1 of 2.
+    fn cluster_1() -> Arc<Memory> {
+        Arc::new(Memory::new(Membership {
             cluster: ClusterId(1),
             clusters: 2,
-        }));
+        }))
+    }
+
+    /// Like [`import_until`], on `store`.
+    async fn import_on(
+        store: Arc<Memory>,
+        peer: Arc<Scripted>,
+        done: impl Fn(&tsn_core::state::State) -> bool,
+    ) -> Vec<u64> {
         let master = Master::start(
             store,
             Arc::new(Hub::new(16)),
@@ -239,5 +253,44 @@ mod tests {
         .await;
         // The election, the user, the import mark: the second answer wrote nothing.
         assert_eq!(*store_entries.lock().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_import_resumes_after_the_mark_its_log_holds() {
+        // What an earlier master merged of cluster 2 (through 5), as its log recorded it.
+        let store = cluster_1();
+        store
+            .append(&[entry(
+                1,
+                1,
+                Change::Imported {
+                    from: TWO,
+                    through: Position(5),
+                    log: LogId(1),
+                },
+            )])
+            .expect("the mark");
+        store.flush().await.expect("durable");
+        let peer = Arc::new(Scripted {
+            answers: Mutex::new(vec![Changes {
+                entries: vec![entry(
+                    6,
+                    1,
+                    Change::UserJoined {
+                        user: user(2),
+                        time: Time(1),
+                    },
+                )],
+                through: Position(6),
+                log: LogId(1),
+            }]),
+            asked: Mutex::new(Vec::new()),
+        });
+        let asked = import_on(store, peer, |s| s.has_user(user(2))).await;
+        assert_eq!(
+            asked.first(),
+            Some(&5),
+            "the first question starts after the mark"
+        );
     }
 }

@@ -88,8 +88,10 @@ impl<S: Store> Master<S> {
         &self.store
     }
 
-    /// Ends the role: no more appends, waiters fail.
+    /// Ends the role: no more appends, waiters fail. An append under way finishes first,
+    /// so that nothing of this role reaches the store once `stop` returns.
     pub fn stop(&self) {
+        let _serial = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.stopped.send_replace(true);
     }
 

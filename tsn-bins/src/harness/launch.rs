@@ -32,7 +32,9 @@ impl Launcher {
     }
 
     /// A command that runs `program` with `args`; on Linux it is sent SIGTERM when the
-    /// thread that starts it ends, so that no child outlives its harness.
+    /// thread that starts it ends, so that no child outlives its harness. Start it from a
+    /// thread that lives as long as the child should: the main thread, a test's thread or a
+    /// runtime's worker, not a blocking-pool thread, which ends when idle.
     pub fn command(&self, program: &str, args: &[String]) -> Command {
         let mut command = match self {
             Launcher::ThisExecutable(exe) => {

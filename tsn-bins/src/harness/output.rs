@@ -54,7 +54,10 @@ impl Output {
         let mut buffer = [0u8; 4096];
         let (mut pending, mut line) = (Vec::new(), String::new());
         loop {
-            let n = from.read(&mut buffer).unwrap_or(0);
+            let n = match from.read(&mut buffer) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read.unwrap_or(0),
+            };
             if let Some(file) = &mut sink.file {
                 let _ = file.write_all(&buffer[..n]);
             }

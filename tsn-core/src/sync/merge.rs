@@ -116,9 +116,9 @@ impl Pending {
 mod tests {
     use super::*;
     use crate::change::Entry;
+    use crate::id::LogId;
     use crate::id::{Epoch, Membership, Position, Time};
     use crate::post::{Post, PostId, PostText};
-    use crate::sync::LogId;
 
     /// Cluster 1 of 3, as the scenarios below build it.
     struct Cluster {

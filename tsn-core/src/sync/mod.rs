@@ -18,7 +18,6 @@
 mod merge;
 mod store_peer;
 
-pub use crate::id::LogId;
 pub use merge::{IMPORT_LAG, merge};
 pub use store_peer::StorePeer;
 
@@ -27,7 +26,7 @@ use async_trait::async_trait;
 use crate::change::{Change, Entry};
 use crate::error::Result;
 
-use crate::id::{ClusterId, Position, UserId, home_cluster};
+use crate::id::{ClusterId, LogId, Position, UserId, home_cluster};
 use crate::post::Post;
 use crate::state::State;
 

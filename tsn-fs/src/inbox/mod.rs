@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tsn_core::change::Entry;
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::LogId;
 use tsn_core::{Error, Result};
 
 /// The inbox folder of cluster `cluster`: `<data_dir>/cluster_<cluster>/inbox`.

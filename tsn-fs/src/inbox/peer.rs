@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{Changes, LogId, SyncPeer, UserRecord};
+use tsn_core::sync::{Changes, SyncPeer, UserRecord};
 use tsn_core::{Error, Result};
 
 use super::{Batch, file_name};

@@ -5,8 +5,9 @@ use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use tsn_core::change::Entry;
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{Changes, Handover, LogId};
+use tsn_core::sync::{Changes, Handover};
 use tsn_core::{Error, Result};
 
 use super::{Batch, BatchRef, file_name};

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tsn_core::change::{Change, Entry};
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Epoch, Position, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
-use tsn_core::sync::{Changes, Handover, LogId};
+use tsn_core::sync::{Changes, Handover};
 use tsn_core::{Error, SyncPeer};
 use tsn_fs::{InboxPeer, InboxWriter, inbox_dir, inbox_file};
 

@@ -6,10 +6,11 @@ use tsn_core::Error;
 use tsn_core::change::{Change, Entry, LogPoint};
 use tsn_core::coordinator::{Assignment, Endpoint, Report, Role, ServerRef};
 use tsn_core::course;
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Epoch, FolderId, Position, ServerId, Time, UserId};
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::state::TimelineItem;
-use tsn_core::sync::{LogId, UserRecord};
+use tsn_core::sync::UserRecord;
 
 use crate::proto::{csce438, tsn};
 

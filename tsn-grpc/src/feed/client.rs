@@ -6,8 +6,9 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 use tsn_core::change::Entry;
 use tsn_core::coordinator::Endpoint;
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{Changes, LogId, SyncPeer, UserRecord};
+use tsn_core::sync::{Changes, SyncPeer, UserRecord};
 use tsn_core::{Error, Result};
 
 use crate::convert::user_record;

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tsn_core::SyncPeer;
+use tsn_core::id::LogId;
 use tsn_core::id::Position;
-use tsn_core::sync::LogId;
 
 use crate::convert::course_user;
 use crate::error::to_status;

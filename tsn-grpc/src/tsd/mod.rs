@@ -80,8 +80,10 @@ where
     };
     let result = serve_until(router, listener, shutdown).await;
     keeper.abort();
-    reporter.abort();
+    // Ended before the role does, so that it cannot install a role after it.
+    let _ = keeper.await;
     tsd.stop_serving();
+    reporter.abort();
     result.map_err(|e| Error::Unavailable {
         what: "the tsd's listener".into(),
         reason: e.to_string(),

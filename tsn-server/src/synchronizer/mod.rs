@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tsn_core::coordinator::{Endpoint, ServerRef};
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, FolderId, Position};
-use tsn_core::sync::{Handover, LogId};
+use tsn_core::sync::Handover;
 use tsn_core::{Coordinator, Result, SyncPeer};
 
 /// How a synchronizer runs.

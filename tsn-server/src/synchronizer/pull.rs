@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use tsn_core::coordinator::Endpoint;
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Position};
-use tsn_core::sync::{Handover, LogId};
+use tsn_core::sync::Handover;
 use tsn_core::{Result, SyncPeer};
 
 use super::Links;

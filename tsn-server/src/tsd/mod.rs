@@ -144,11 +144,8 @@ impl<S: Store> Tsd<S> {
     /// Installs (or, with `None`, ends) the master role; an old master is stopped.
     fn set_master(&self, master: Option<Arc<Master<S>>>) {
         let serving = master.is_some();
-        let old = std::mem::replace(
-            &mut *self.master.write().unwrap_or_else(|p| p.into_inner()),
-            master,
-        );
-        if let Some(old) = old {
+        let mut current = self.master.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = std::mem::replace(&mut *current, master) {
             old.stop();
             self.hub.close_all();
         }
@@ -158,12 +155,17 @@ impl<S: Store> Tsd<S> {
     /// Stops serving as master at once if `epoch` is newer than the master's (another
     /// server was elected since), and tells the role task.
     pub fn saw_epoch(&self, epoch: Epoch) {
-        if let Ok(master) = self.master()
-            && epoch > master.epoch()
         {
-            master.stop();
-            self.hub.close_all();
-            self.serving.send_replace(false);
+            // Under the role's lock, so that a new role installed meanwhile is not
+            // reported as not serving.
+            let current = self.master.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(master) = current.as_ref()
+                && epoch > master.epoch()
+            {
+                master.stop();
+                self.hub.close_all();
+                self.serving.send_replace(false);
+            }
         }
         let _ = self.epochs_seen.send(epoch);
         self.report_now.notify_one();

@@ -13,9 +13,11 @@ use tsn_core::change::{Change, Entry, LogPoint};
 use tsn_core::coordinator::{
     Assignment, Coordinator, Endpoint, MockCoordinator, RegistryConfig, Role, ServerRef,
 };
+use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Epoch, FolderId, Membership, Position, ServerId, Time, UserId};
 use tsn_core::store::Memory;
-use tsn_core::{Error, Result, Store};
+use tsn_core::sync::{Changes, UserRecord};
+use tsn_core::{Error, Result, Store, SyncPeer};
 
 use super::replication::{Hello, Incoming, MasterMessage, SlaveMessage, Upstream};
 use super::roles::keep_role;
@@ -88,7 +90,12 @@ fn a_tsd(id: u32, direct: &Arc<Direct>) -> Arc<Tsd<Memory>> {
 }
 
 fn a_tsd_on(id: u32, store: Arc<Memory>, direct: &Arc<Direct>) -> Arc<Tsd<Memory>> {
-    let config = Config {
+    a_tsd_with(config(id), store, direct)
+}
+
+/// How server `id` runs in these tests: short timers, no imports.
+fn config(id: u32) -> Config {
+    Config {
         me: server(id),
         incarnation: u64::from(id),
         folder: FolderId(u64::from(id)),
@@ -96,7 +103,10 @@ fn a_tsd_on(id: u32, store: Arc<Memory>, direct: &Arc<Direct>) -> Arc<Tsd<Memory
         session_timeout: Duration::from_secs(10),
         replication_timeout: Duration::from_millis(500),
         imports: Vec::new(),
-    };
+    }
+}
+
+fn a_tsd_with(config: Config, store: Arc<Memory>, direct: &Arc<Direct>) -> Arc<Tsd<Memory>> {
     let upstream: Arc<dyn Upstream> = direct.clone();
     let tsd = Tsd::new(config, store, upstream);
     direct
@@ -376,11 +386,13 @@ async fn a_hello_from_another_cluster_or_a_second_copy_of_a_slave_is_refused() {
     let master = master_of(&tsd).await;
     let last = tsd.store().read(|s| s.last());
 
+    // A server of cluster 2, whose epochs are no business of cluster 1's.
     let (stranger, answers) = stream_into(&tsd);
     let mut answers = answers.expect("the stream opens");
-    stranger.send(hello(2, 2, 1, last)).await.expect("sent");
+    stranger.send(hello(2, 2, 99, last)).await.expect("sent");
     let refused = within(answers.recv()).await.expect("an answer");
     assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    assert!(tsd.master().is_ok(), "its epoch deposes no one here");
 
     let (slave, answers) = stream_into(&tsd);
     let _answers = answers.expect("the stream opens");
@@ -500,4 +512,116 @@ async fn a_server_the_coordinator_counts_as_another_copy_steps_down() {
         .await
         .expect("the role task runs");
     assert!(tsd.master().is_err(), "it serves nothing as master");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slave_takes_over_when_its_master_goes_silent_and_holds_every_answered_write() {
+    let direct = Arc::new(Direct::default());
+    let coordinator = Arc::new(Local::new(RegistryConfig {
+        clusters: 1,
+        failure_timeout: Duration::from_millis(200),
+    }));
+    let first = a_tsd(1, &direct);
+    let first_role = keep(&first, Arc::clone(&coordinator));
+    let old = master_of(&first).await;
+    let second = a_tsd(2, &direct);
+    let _second_role = keep(&second, Arc::clone(&coordinator));
+    in_sync(&old).await;
+    let answered = login(&first, 1);
+    within(old.committed(answered)).await.expect("answered");
+
+    // Server 1 stops reporting (a hang, a cut cable); the coordinator promotes server 2.
+    drop(first_role);
+    let new = master_of(&second).await;
+    assert!(new.epoch() > old.epoch(), "a newer epoch");
+    assert!(
+        second.store().read(|s| s.has_user(user(1))),
+        "the new master holds the answered write"
+    );
+    let next = login(&second, 2);
+    within(new.committed(next))
+        .await
+        .expect("the new master writes");
+}
+
+/// Cluster 2's changes, as its synchronizer gives them: one batch, then nothing more until
+/// the question is dropped, which it counts.
+struct OneBatch {
+    answered: AtomicBool,
+    dropped: Arc<AtomicUsize>,
+}
+
+/// Counts, when dropped, a question that was still waiting.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SyncPeer for OneBatch {
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        Ok(Vec::new())
+    }
+
+    async fn changes_after(&self, _: Position, _: usize) -> Result<Changes> {
+        if !self.answered.swap(true, Ordering::SeqCst) {
+            return Ok(Changes {
+                entries: vec![Entry {
+                    position: Position(1),
+                    epoch: Epoch(1),
+                    change: Change::UserJoined {
+                        user: user(2),
+                        time: Time(1),
+                    },
+                }],
+                through: Position(1),
+                log: LogId(1),
+            });
+        }
+        let _waiting = Waiting(Arc::clone(&self.dropped));
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_imports_the_other_clusters_while_it_is_master_and_stops_when_deposed() {
+    let direct = Arc::new(Direct::default());
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let peer: Arc<dyn SyncPeer> = Arc::new(OneBatch {
+        answered: AtomicBool::new(false),
+        dropped: Arc::clone(&dropped),
+    });
+    let store = Arc::new(Memory::new(Membership {
+        cluster: ClusterId(1),
+        clusters: 2,
+    }));
+    let config = Config {
+        imports: vec![(ClusterId(2), peer)],
+        ..config(1)
+    };
+    let tsd = a_tsd_with(config, store, &direct);
+    let _role = keep(&tsd, answers(10, || Ok(assignment(Role::Slave, 2, 2))));
+    let master = master_of(&tsd).await;
+    within(async {
+        while !tsd.store().read(|s| s.has_user(user(2))) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let merged = tsd.store().read(|s| s.last().position);
+    within(master.committed(merged))
+        .await
+        .expect("the merge commits like any write");
+
+    // The coordinator names another master: the import ends with the role.
+    within(async {
+        while dropped.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    })
+    .await;
+    assert!(tsd.master().is_err(), "deposed");
 }

@@ -7,8 +7,8 @@
 //! from there ([`MasterMessage::Batch`]), and the slave acknowledges each batch once it is
 //! durable ([`SlaveMessage::Ack`]); the master counts those towards its commit position.
 //!
-//! * [`serve`]: the master's side ([`Tsd::replicate`](crate::tsd::Tsd::replicate)).
-//! * [`follow`]: the slave's side.
+//! * `serve.rs`: the master's side ([`Tsd::replicate`](crate::tsd::Tsd::replicate)).
+//! * `follow.rs`: the slave's side, run by the role task while the server is a slave.
 //!
 //! [`reconcile`]: tsn_core::failover::reconcile
 

@@ -38,7 +38,9 @@ impl<S: Store> Tsd<S> {
         tokio::spawn(async move {
             if let Err(error) = serve_slave(&tsd, &master, inbound, &tx).await {
                 tracing::debug!(%error, "replication stream ended");
-                let _ = tx.send(Err(error)).await;
+                // Not waited on: a slave that reads nothing (stopped) must not keep the
+                // role alive.
+                let _ = tx.try_send(Err(error));
             }
         });
         Ok(rx)
@@ -68,19 +70,20 @@ async fn serve_slave<S: Store>(
         let Some(hello) = next_hello(&mut inbound).await? else {
             return Ok(());
         };
-        if hello.epoch > master.epoch() {
-            tsd.saw_epoch(hello.epoch);
-            return Err(Error::StaleEpoch {
-                current: hello.epoch,
-                got: master.epoch(),
-            });
-        }
+        // Another cluster's epochs say nothing of this one's: refused before they are read.
         let me = &tsd.config().me;
         if hello.cluster != me.cluster {
             return Err(Error::Invalid(format!(
                 "server {} of cluster {} cannot replicate the log of cluster {}",
                 hello.server, hello.cluster, me.cluster
             )));
+        }
+        if hello.epoch > master.epoch() {
+            tsd.saw_epoch(hello.epoch);
+            return Err(Error::StaleEpoch {
+                current: hello.epoch,
+                got: master.epoch(),
+            });
         }
         // A second copy is refused before anything is agreed with it.
         if let Err(refused) = master.update(|r| r.admits(hello.server, hello.folder)) {
@@ -136,8 +139,10 @@ async fn send_entries<S: Store>(
                 entries,
                 commit: master.commit_position(),
             };
-            if outgoing.send(Ok(batch)).await.is_err() {
-                return Ok(());
+            tokio::select! {
+                sent = outgoing.send(Ok(batch)) => if sent.is_err() { return Ok(()) },
+                // A slave that reads nothing (stopped) must not keep an ended role alive.
+                () = master.ended() => return Err(Error::NotMaster("this server is no longer the master".into())),
             }
             continue;
         }
