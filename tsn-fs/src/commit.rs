@@ -1,10 +1,11 @@
-//! The commit marker: how far a master's log is committed, for readers in other processes.
+//! The commit marker: how far a master's log is committed, as the replica last knew it.
 //!
 //! The file `commit` in a replica folder holds one position as 8 bytes little-endian at
 //! offset 0. The master's [`FileStore`](crate::FileStore) rewrites it in place (one
 //! positioned write, never synced) each time its commit position grows
-//! ([`Store::record_commit`](tsn_core::Store::record_commit)); the cluster's synchronizer
-//! reads it with [`read_commit`] and exports the entries up to it.
+//! ([`Store::record_commit`](tsn_core::Store::record_commit)); the next open reads it with
+//! [`read_commit`]: damage in the log at a position it names is no torn tail, and is refused
+//! rather than cut.
 //!
 //! The marker is a **lower bound**: it may lag behind the true commit position (it is
 //! written after the commit, never synced, and a crash of the machine can take the last
@@ -31,7 +32,7 @@ pub const COMMIT_FILE: &str = "commit";
 /// An 8-byte write at offset 0 of a file is not split by the page cache, and the marker is
 /// read twice until two reads agree, so a read that races a write sees the old value or the
 /// new one. Fails with [`Error::Storage`] only when the file exists and cannot be read.
-pub fn read_commit(replica_dir: &Path) -> Result<Position> {
+pub(crate) fn read_commit(replica_dir: &Path) -> Result<Position> {
     let path = replica_dir.join(COMMIT_FILE);
     let failed = |e| Error::storage(format!("reading the commit marker {}", path.display()), e);
     let file = match File::open(&path) {

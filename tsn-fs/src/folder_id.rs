@@ -15,8 +15,8 @@ use tsn_core::{Error, Result};
 /// The name of a replica's identity file, in its folder ([`replica_dir`](crate::replica_dir)).
 pub const REPLICA_ID_FILE: &str = "replica.id";
 
-/// The name of a synchronizer's identity file, in its cluster's inbox
-/// ([`inbox_dir`](crate::inbox_dir)).
+/// The name of a synchronizer's identity file, in its folder
+/// ([`synchronizer_dir`](crate::synchronizer_dir)).
 pub const SYNCHRONIZER_ID_FILE: &str = "synchronizer.id";
 
 /// The id recorded in `dir/name`, made (with `dir`) if there is none yet.

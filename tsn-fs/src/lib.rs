@@ -1,8 +1,8 @@
 //! TSN's [`Store`](tsn_core::Store) on the local file system: [`FileStore`], one folder per
 //! replica, holding a change log that is the truth and, beside it, the course's readable
-//! files kept current from it; and the files through which a cluster's synchronizer and
-//! its master hand each other what goes to and comes from other clusters ([`LogTail`],
-//! [`read_commit`], [`InboxWriter`], [`InboxPeer`], [`DirWatch`]).
+//! files kept current from it; and a synchronizer's own folder ([`synchronizer_dir`]),
+//! which holds only its identity and its lock. No two processes share a folder: a
+//! synchronizer meets its cluster's master over the network.
 //!
 //! # Files
 //!
@@ -13,7 +13,7 @@
 //! | `changes.log` | the change log: every entry of the replica, in position order |
 //! | `membership.json` | the replica's cluster and the number of clusters it was made for ([`recorded_membership`]) |
 //! | `replica.id` | the replica's identity, a random number made with the folder ([`folder_id()`]): a server restarted on this folder is the same server; another folder claiming its place while it runs is a second copy |
-//! | `commit` | the commit marker: how far the log is committed, as the replica last knew it as master ([`COMMIT_FILE`], [`read_commit`]) |
+//! | `commit` | the commit marker: how far the log is committed, as the replica last knew it as master ([`COMMIT_FILE`]); an open refuses to cut damaged entries up to it |
 //! | `view.pos` | the view marker: the log position through which the course view is current ([`VIEW_POS_FILE`]; see [The course view](#the-course-view)) |
 //! | `all_users.txt` | every known user, one id a line, in the order they became known |
 //! | `<id>_following.txt` | whom local user `<id>` follows, one id a line, in the order those follows began |
@@ -41,45 +41,19 @@
 //! files (names of the forms above) of users the view does not have, and leftover
 //! temporary files `.<name>.tmp`. Other files in the folder are left alone.
 //!
-//! Beside the replicas, the cluster's folder holds its **inbox**,
-//! `<data-dir>/cluster_<c>/inbox/` ([`inbox_dir`]), with one file `from_<x>.log` per other
-//! cluster `x` ([`inbox_file`]): what the cluster's synchronizer received from `x`; and the
-//! synchronizer's lock ([`InboxClaim`]) and identity (`synchronizer.id`, [`folder_id()`]).
-//!
 //! # Who writes and who reads
 //!
-//! Every file has one writer. The synchronizer of a cluster is a process of its own that
-//! talks only to the coordinator and the other synchronizers; with its cluster it talks
-//! through these files:
+//! Every file has one writer, the replica's own store, and the replica's folder one
+//! process, its server (the log is locked while a store has it open):
 //!
 //! | file | written by | read by | durable |
 //! | --- | --- | --- | --- |
-//! | `<s>/changes.log` | server `s`'s [`FileStore`] | that store; the synchronizer, in its master's folder, with a [`LogTail`] (and a [`LogReader`] for entries it exports) | up to [`Store::durable`](tsn_core::Store::durable): synced by `flush` |
-//! | `<s>/commit` | server `s`'s store, while master ([`Store::record_commit`](tsn_core::Store::record_commit)) | the synchronizer ([`read_commit`]): it exports the entries up to it | never synced: a lower bound of the commit position |
+//! | `<s>/changes.log` | server `s`'s [`FileStore`] | that store | up to [`Store::durable`](tsn_core::Store::durable): synced by `flush` |
+//! | `<s>/commit` | server `s`'s store, while master ([`Store::record_commit`](tsn_core::Store::record_commit)) | the store, at open | never synced: a lower bound of the commit position |
 //! | `<s>/membership.json` | the store, once | the store; `tsd` at start | synced |
 //! | `<s>/*.txt` | the store's view writer | people and course tools | never synced; repaired at open from `view.pos` |
 //! | `<s>/view.pos` | the store's view writer | the store, at open | never synced |
-//! | `inbox/from_<x>.log` | the synchronizer ([`InboxWriter`], which locks it) | the master ([`InboxPeer`]): it merges and appends to its log | never synced: a buffer |
-//!
-//! * **Out.** The synchronizer ([`ClusterFiles`]) reads its master's commit marker, then the log with a
-//!   [`LogTail`], and exports only entries up to the marker: entries no failover can take
-//!   back. The marker is written after the entries it names are durable on the master, so
-//!   it is never ahead of the log, even after a crash of the machine; it can be behind (or
-//!   0), which delays an export and loses nothing. It keeps only where the entries it
-//!   exports are ([`Located`]), and reads them again with a [`LogReader`] when a peer asks:
-//!   committed entries never move.
-//! * **In.** The synchronizer appends each batch it receives to the inbox file of its
-//!   source. The master reads it through [`InboxPeer`], merges
-//!   ([`tsn_core::sync::merge`]) and appends the result — with the merge cursor,
-//!   [`Change::Imported`](tsn_core::change::Change::Imported) — through its normal write
-//!   path: committed, replicated, durable. Nothing of the inbox needs to survive a crash:
-//!   the synchronizer fetches again from the cursor in the cluster's log, and merging twice
-//!   changes nothing. Once the file is over [`INBOX_COMPACT_LIMIT`] and everything in it is
-//!   merged, the synchronizer starts it afresh ([`Handover::compact`](tsn_core::sync::Handover::compact)).
-//! * **Waiting.** Both sides wait for the other's writes with a [`DirWatch`] (inotify, with
-//!   polling as the fallback): the master on the inbox folder, the synchronizer on its
-//!   master's folder (`commit` and `changes.log`).
-//!
+
 //! # The course view
 //!
 //! The view is a copy of the log's content for people to read, kept by a background thread
@@ -149,10 +123,7 @@
 //! the payload being the JSON ([serde_json]) of one [`tsn_core::change::Entry`]; payloads
 //! are at most 1 MiB. Records are in position order from position 1, without gaps. The log
 //! is only ever appended to, except by [`Store::truncate_after`](tsn_core::Store), which
-//! cuts it at a record boundary. An inbox file is framed the same way, each payload the
-//! JSON of a batch, a [`Changes`](tsn_core::sync::Changes): `{"through":P,"entries":[...],"log":L}`
-//! (`log`, the [`LogId`](tsn_core::sync::LogId) of the other cluster's log, absent when
-//! unknown). A file holds batches of one log: a batch of a new log starts it afresh.
+//! cuts it at a record boundary.
 //!
 //! # What is durable when
 //!
@@ -209,39 +180,24 @@
 //! * The view is never read at open when its marker is current (the folder is only listed):
 //!   a view file changed behind the store's back stays as it is. Deleting `view.pos` makes
 //!   the next open compare every file with what it should hold.
-//! * A [`LogTail`] reads whatever is in the file, durable or not, committed or not: its
-//!   reader bounds what it uses by the commit marker.
-//! * Damage in the middle of an inbox file (only a damaged disk or a foreign writer makes
-//!   it: [`InboxWriter`] cuts a torn tail before it appends) is logged and passed over to
-//!   the end of the file; the changes it held reach this cluster only if the synchronizer
-//!   fetches them again.
 
-mod cluster_files;
 mod commit;
 mod folder_id;
-mod inbox;
 mod index;
 mod layout;
 mod log;
 mod membership;
 mod recovery;
 mod store;
-mod tail;
+mod synchronizer;
 mod throttle;
 mod view;
-mod watch;
 
-pub use cluster_files::ClusterFiles;
-pub use commit::{COMMIT_FILE, read_commit};
+pub use commit::COMMIT_FILE;
 pub use folder_id::{REPLICA_ID_FILE, SYNCHRONIZER_ID_FILE, folder_id};
-pub use inbox::{
-    INBOX_COMPACT_LIMIT, InboxClaim, InboxPeer, InboxWriter, SYNCHRONIZER_LOCK_FILE, inbox_dir,
-    inbox_file,
-};
 pub use log::Damage;
 pub use membership::{MEMBERSHIP_FILE, recorded_membership};
 pub use recovery::{Cut, Recovery};
 pub use store::{FileStore, LOG_FILE, cluster_dir, replica_dir};
-pub use tail::{Located, LogReader, LogTail};
+pub use synchronizer::{SYNCHRONIZER_LOCK_FILE, SynchronizerClaim, synchronizer_dir};
 pub use view::VIEW_POS_FILE;
-pub use watch::DirWatch;

@@ -117,8 +117,6 @@ pub(crate) enum Record<T = Entry> {
         value: T,
         /// Its length in bytes, header included.
         len: u64,
-        /// Its payload's checksum.
-        crc: u32,
     },
     /// A record that is not whole and sound; reading stops here.
     Damaged(Damage),
@@ -161,7 +159,6 @@ impl<R: Read> Scanner<R> {
             Ok(value) => Record::Whole {
                 value,
                 len: (HEADER_LEN + payload.len()) as u64,
-                crc,
             },
             Err(e) => Record::Damaged(Damage::Undecodable(e.to_string())),
         })

@@ -7,8 +7,8 @@
 //! * [`master::Master`]: a cluster master's write path — decide, append, group commit,
 //!   replicate, commit point, publish.
 //! * [`import`]: a master's merge of another cluster's changes, through that write path.
-//! * [`synchronizer`]: following the other clusters' synchronizers and handing what they
-//!   bring to this cluster's master.
+//! * [`synchronizer`]: the synchronizer, a relay of committed changes between clusters
+//!   that holds nothing; [`routed::Routed`], a feed found through the coordinator.
 //! * [`coordinator::Local`]: the coordinator in this process, its [`Registry`] fed with the
 //!   monotonic clock.
 //! * [`clock`]: the clocks, the one place the runtime reads them.
@@ -19,5 +19,6 @@ pub mod clock;
 pub mod coordinator;
 pub mod import;
 pub mod master;
+pub mod routed;
 pub mod synchronizer;
 pub mod tsd;

@@ -163,8 +163,6 @@ pub struct Topology {
     pub servers: u32,
     /// Whether each cluster gets its synchronizer.
     pub synchronizers: bool,
-    /// The synchronizers' `--inbox-compact-limit` (`None`: their default).
-    pub inbox_compact_limit: Option<u64>,
 }
 
 impl Topology {
@@ -185,7 +183,6 @@ impl Topology {
             timers,
             servers: 2,
             synchronizers: true,
-            inbox_compact_limit: None,
         }
     }
 
@@ -206,17 +203,13 @@ impl Topology {
     /// The flags of the synchronizer of `cluster`.
     pub fn synchronizer_args(&self, cluster: u32) -> Vec<String> {
         let port = if self.free_ports { 0 } else { 1233 + cluster };
-        let mut args = synchronizer_flags(
+        synchronizer_flags(
             cluster,
             self.coordinator_port,
             u16::try_from(port).unwrap_or(0),
             &self.data_dir,
             Some(&self.timers),
-        );
-        if let Some(limit) = self.inbox_compact_limit {
-            args.extend(["--inbox-compact-limit".into(), limit.to_string()]);
-        }
-        args
+        )
     }
 
     /// The flags of tsd `server` of `cluster`.

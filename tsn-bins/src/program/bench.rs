@@ -401,7 +401,6 @@ async fn measure_resident(data_dir: &std::path::Path, flags: &Flags) -> Result<M
         timers: flags.timers,
         servers: 1,
         synchronizers: false,
-        inbox_compact_limit: None,
     };
     let started = Instant::now();
     let mut deployment = Deployment::start(topology).await?;

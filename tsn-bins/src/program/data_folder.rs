@@ -2,7 +2,8 @@
 //! runs on it, and a reset that removes only what TSN made, and only when nothing uses it.
 //!
 //! What TSN makes in a data folder: `cluster_<c>` folders (each holding replica folders
-//! named by server id and an `inbox`), the `logs` folder, and the lock file
+//! named by server id, and in folders of earlier versions an `inbox`), `synchronizer_<c>`
+//! folders (a synchronizer's identity and lock), the `logs` folder, and the lock file
 //! [`LOCK_FILE`]. A folder holding anything else is not a TSN data folder, and is never
 //! reset.
 
@@ -50,15 +51,16 @@ impl Claim {
         }
     }
 
-    /// Deletes the deployment data in the claimed folder: every `cluster_<c>` folder and
-    /// the logs, keeping the lock. Refuses, in one line and deleting nothing, while a
-    /// server or synchronizer started by hand still has a replica or an inbox file open.
+    /// Deletes the deployment data in the claimed folder: every `cluster_<c>` and
+    /// `synchronizer_<c>` folder and the logs, keeping the lock. Refuses, in one line and
+    /// deleting nothing, while a server or synchronizer started by hand still has its
+    /// folder open.
     pub fn reset(&self) -> Result<(), Fatal> {
         let made = made_by_tsn(&self.dir)?;
-        // The locks of every log and inbox file, held until the deletion is over, so that a
-        // process starting meanwhile is refused rather than deleted from under.
+        // The locks of every log and synchronizer, held until the deletion is over, so that
+        // a process starting meanwhile is refused rather than deleted from under.
         let mut held = Vec::new();
-        for path in made.iter().filter(|p| is_cluster_dir(p)) {
+        for path in &made {
             for file in lockable_files(path)? {
                 match lock(&file)? {
                     Some(lock) => held.push(lock),
@@ -113,7 +115,16 @@ fn made_by_tsn(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
                 return Err(refuse(&foreign));
             }
             made.push(path);
-        } else if is_dir && is_cluster_dir(&path) {
+        } else if is_dir && is_numbered(&path, "synchronizer_") {
+            if let Some(foreign) = listing(&path)?.into_iter().find(|inside| {
+                let name = file_name(inside);
+                !(name.starts_with(tsn_fs::SYNCHRONIZER_ID_FILE)
+                    || name == tsn_fs::SYNCHRONIZER_LOCK_FILE)
+            }) {
+                return Err(refuse(&foreign));
+            }
+            made.push(path);
+        } else if is_dir && is_numbered(&path, "cluster_") {
             if let Some(foreign) = listing(&path)?.into_iter().find(|inside| {
                 let name = file_name(inside);
                 let known = name == "inbox" || is_number(&name);
@@ -129,11 +140,9 @@ fn made_by_tsn(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
     Ok(made)
 }
 
-/// Whether `path` is named `cluster_<c>`.
-fn is_cluster_dir(path: &Path) -> bool {
-    file_name(path)
-        .strip_prefix("cluster_")
-        .is_some_and(is_number)
+/// Whether `path` is named `<prefix><c>`, as `cluster_2` or `synchronizer_2`.
+fn is_numbered(path: &Path, prefix: &str) -> bool {
+    file_name(path).strip_prefix(prefix).is_some_and(is_number)
 }
 
 /// Whether `name` is a cluster or server id as TSN writes it: digits, no leading zero.
@@ -165,15 +174,20 @@ fn listing(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
     Ok(paths)
 }
 
-/// The files under the cluster folder `cluster` that a running process holds locked:
-/// each replica's change log (a tsd) and the inbox's files (a synchronizer).
-fn lockable_files(cluster: &Path) -> Result<Vec<PathBuf>, Fatal> {
+/// The files under `made` (a folder TSN made) that a running process holds locked: each
+/// replica's change log (a tsd; and the inbox files of earlier versions), a synchronizer's
+/// lock.
+fn lockable_files(made: &Path) -> Result<Vec<PathBuf>, Fatal> {
     let mut files = Vec::new();
-    for inside in listing(cluster)? {
-        if file_name(&inside) == "inbox" {
-            files.extend(listing(&inside)?);
-        } else {
-            files.push(inside.join(tsn_fs::LOG_FILE));
+    if is_numbered(made, "synchronizer_") {
+        files.push(made.join(tsn_fs::SYNCHRONIZER_LOCK_FILE));
+    } else if is_numbered(made, "cluster_") {
+        for inside in listing(made)? {
+            if file_name(&inside) == "inbox" {
+                files.extend(listing(&inside)?);
+            } else {
+                files.push(inside.join(tsn_fs::LOG_FILE));
+            }
         }
     }
     files.retain(|f| f.is_file());

@@ -8,8 +8,6 @@
 //! 2. Users 1 to 9, three per cluster, each run a real `tsc` ([`clients`]): each follows every
 //!    other user, enters its timeline and types `post <user> <n>` every `--interval` or so.
 //!    The clients' own reconnection and resending after failovers is what gets exercised.
-//!    The synchronizers' inbox files are compacted at a few KiB (`--inbox-compact-limit`),
-//!    so that masters fail while inboxes are started afresh, not only while they grow.
 //! 3. Meanwhile faults chosen by a seeded random generator are injected ([`inject`]):
 //!    `kill -9` and restart of a master, of a slave, of a synchronizer and of the
 //!    coordinator, and SIGSTOP of a master until its slave is promoted, then SIGCONT. After
@@ -83,10 +81,6 @@ struct Flags {
     /// Keep the data and logs after a passing run too (a failing run always keeps them).
     #[arg(long)]
     keep: bool,
-    /// The synchronizers' inbox compaction limit, in bytes: small, so that every inbox is
-    /// started afresh many times while masters fail (the synchronizer's default is 4 MiB).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
-    inbox_compact_limit: u64,
     #[command(flatten)]
     timers: Timers,
 }
@@ -100,10 +94,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let seed = flags.seed.unwrap_or_else(rand::random);
     println!("seed {seed} (run it again with --seed {seed})");
     let data_dir = new_data_dir(flags.data_dir.clone())?;
-    let topology = Topology {
-        inbox_compact_limit: Some(flags.inbox_compact_limit),
-        ..Topology::standard(CLUSTERS, free_port()?, true, data_dir.clone(), flags.timers)
-    };
+    let topology = Topology::standard(CLUSTERS, free_port()?, true, data_dir.clone(), flags.timers);
     let mut deployment = Deployment::start(topology).await?;
     println!(
         "deployment running; data and logs in {}",
@@ -114,7 +105,6 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let passed = match outcome {
         Ok(mut report) => {
             report.panics = check::panics(deployment.logs());
-            report.inbox_compactions = check::inbox_compactions(deployment.logs());
             report.print();
             report.passed()
         }
@@ -251,7 +241,6 @@ async fn settle_and_check(
         reconnections: clients.iter().map(Client::reconnections).sum(),
         converged,
         panics: Vec::new(),
-        inbox_compactions: 0,
     })
 }
 
@@ -322,8 +311,6 @@ struct Report {
     masters: Result<Vec<(u32, u32)>, String>,
     /// Log lines that tell of a panic.
     panics: Vec<String>,
-    /// How many times a synchronizer started an inbox file afresh.
-    inbox_compactions: usize,
 }
 
 impl Report {
@@ -367,7 +354,6 @@ impl Report {
             Err(problem) => println!("converged: no, {problem}"),
         }
         println!("clients reconnected: {} times", self.reconnections);
-        println!("inbox files compacted: {} times", self.inbox_compactions);
         println!(
             "shown twice on a client's screen: {}",
             self.shown_twice.len()

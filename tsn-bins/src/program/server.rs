@@ -1,5 +1,5 @@
-//! Start-up shared by the server programs: network flags, the coordinator's client, and
-//! opening a replica.
+//! Start-up shared by the server programs: network flags, the coordinator's client, the
+//! change feeds of other servers, and opening a replica.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,11 +10,12 @@ use tokio::net::TcpListener;
 use tsn_core::change::LogPoint;
 use tsn_core::coordinator::{Endpoint, ServerRef};
 use tsn_core::failover::Node;
-use tsn_core::id::Membership;
-use tsn_core::id::{ClusterId, FolderId, ServerId};
-use tsn_core::{Coordinator, Store};
+use tsn_core::id::{ClusterId, FolderId, Membership, ServerId};
+use tsn_core::{Coordinator, Store, SyncPeer};
 use tsn_fs::FileStore;
 use tsn_grpc::coordinator::CoordClient;
+use tsn_grpc::feed::FeedClient;
+use tsn_server::routed::ConnectFeed;
 
 use crate::cli::Fatal;
 
@@ -73,6 +74,14 @@ pub fn coordinator_client(host: &str, port: u16) -> Result<(Endpoint, Arc<CoordC
     };
     let client = CoordClient::new(&at).map_err(|e| Fatal::new("bad coordinator address", e))?;
     Ok((at, Arc::new(client)))
+}
+
+/// How a server of cluster `me` opens another server's change feed: over gRPC, asking for
+/// the changes of the cluster it names.
+pub fn connect_feed(me: ClusterId) -> Arc<ConnectFeed> {
+    Arc::new(move |at: &Endpoint, source: ClusterId| {
+        Ok(Arc::new(FeedClient::new(at, me, source)?) as Arc<dyn SyncPeer>)
+    })
 }
 
 /// Opens this server's replica under `data_dir`, learning the number of clusters from the

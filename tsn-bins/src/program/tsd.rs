@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use tsn_core::id::ClusterId;
-use tsn_core::{Store, SyncPeer};
-use tsn_fs::InboxPeer;
+use tsn_core::{Coordinator, Store, SyncPeer};
 use tsn_grpc::tsd;
+use tsn_server::routed::{Routed, Target};
 
 use crate::cli::{self, Fatal};
 use crate::program::server::{self, ServerFlags};
@@ -52,10 +52,6 @@ struct Flags {
     /// How long the master waits for a silent slave before acknowledging without it.
     #[arg(long, default_value = "1s", value_parser = cli::duration)]
     replication_timeout: Duration,
-    /// How often the master looks at the synchronizer's inbox when no change notification
-    /// came.
-    #[arg(long, default_value = "100ms", value_parser = cli::duration)]
-    poll_interval: Duration,
     #[command(flatten)]
     network: ServerFlags,
     /// Print help.
@@ -88,14 +84,18 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         me.cluster, me.server, me.endpoint
     );
     let clusters = store.read(|s| s.membership().clusters);
-    let inbox = tsn_fs::inbox_dir(&flags.data_dir, me.cluster);
+    // Each other cluster's changes, read through this cluster's synchronizer.
     let imports = (1..=clusters)
         .map(ClusterId)
         .filter(|&from| from != me.cluster)
         .map(|from| {
-            let peer: Arc<dyn SyncPeer> =
-                Arc::new(InboxPeer::new(&inbox, from, flags.poll_interval));
-            (from, peer)
+            let through_synchronizer = Routed::new(
+                Arc::clone(&coordinator) as Arc<dyn Coordinator>,
+                Target::SynchronizerOf(me.cluster),
+                from,
+                server::connect_feed(me.cluster),
+            );
+            (from, Arc::new(through_synchronizer) as Arc<dyn SyncPeer>)
         })
         .collect();
     let config = tsd::Config {

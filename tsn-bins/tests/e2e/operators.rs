@@ -82,7 +82,14 @@ fn every_server_answers_health_checks_and_lists_what_it_serves() {
     let tsd = deployment.master_port(1).expect("a master");
     let synchronizer = deployment.synchronizer_port(1);
     let coordinator = deployment.coordinator_port;
-    let tsd_services = vec!["csce438.SNSService", "tsn.Replication", "tsn.Session"];
+    // A tsd also serves its synchronizer: its cluster's committed changes and users.
+    let tsd_services = vec![
+        "csce438.SNSService",
+        "csce438.SynchService",
+        "tsn.Feed",
+        "tsn.Replication",
+        "tsn.Session",
+    ];
     runtime().block_on(async {
         for (port, services) in [
             (coordinator, vec!["csce438.CoordService"]),

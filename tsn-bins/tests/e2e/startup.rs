@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::{Deployment, Proc, coordinator_at, runtime, unused_port, within};
+use crate::support::{
+    Deployment, Proc, coordinator_at, runtime, start_claiming, unused_port, within,
+};
 
 /// Runs `program args` to its end and checks that it failed the way SPEC.md asks: a
 /// non-zero exit and exactly one line on standard error that mentions `mentions`, nothing
@@ -158,21 +160,23 @@ fn tsd_ends_with_one_line_when_its_replica_is_open_in_another_tsd() {
 }
 
 #[test]
-fn synchronizer_ends_with_one_line_on_a_data_dir_that_is_missing_or_a_file() {
+fn synchronizer_ends_with_one_line_on_a_data_dir_that_is_a_file() {
     let deployment = Deployment::start(3);
     let coordinator = deployment.coordinator_port.to_string();
-    let missing = deployment.data_dir().join("no-such-folder");
     let a_file = deployment.data_dir().join("a-file");
     std::fs::write(&a_file, "not a folder\n").expect("write a file");
-    for (dir, says) in [(missing, "does not exist"), (a_file, "is not a folder")] {
-        let dir = dir.display().to_string();
-        fails_with_one_line(
-            "synchronizer",
-            &["-n", "1", "-j", &coordinator, "-p", "0", "--data-dir", &dir],
-            says,
-            AT_ONCE,
-        );
-    }
+    let dir = a_file.display().to_string();
+    fails_with_one_line(
+        "synchronizer",
+        &["-n", "1", "-j", &coordinator, "-p", "0", "--data-dir", &dir],
+        "cannot claim the folder of cluster 1's synchronizer",
+        AT_ONCE,
+    );
+    assert_eq!(
+        std::fs::read_to_string(&a_file).expect("the file"),
+        "not a folder\n",
+        "the file is left as it was"
+    );
     let registered = runtime().block_on(async {
         let mut coordinator = coordinator_at(deployment.coordinator_port).await;
         within(
@@ -185,7 +189,32 @@ fn synchronizer_ends_with_one_line_on_a_data_dir_that_is_missing_or_a_file() {
     });
     assert!(
         registered.servers.is_empty(),
-        "neither registered: {registered:?}"
+        "it did not register: {registered:?}"
+    );
+}
+
+#[test]
+fn a_synchronizer_makes_its_own_folder_and_keeps_no_data_there() {
+    let deployment = Deployment::start(3);
+    let own = deployment.data_dir().join("a-new-folder");
+    let args = deployment.synchronizer_flags(1, &own);
+    let synchronizer = start_claiming("synchronizer", &args);
+    let folder = own.join("synchronizer_1");
+    let mut held: Vec<String> = std::fs::read_dir(&folder)
+        .expect("its folder, made at start")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        ["synchronizer.id", "synchronizer.lock"],
+        "{synchronizer:?}"
     );
 }
 

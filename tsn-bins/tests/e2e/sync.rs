@@ -137,7 +137,7 @@ fn deployment_followers(user: u32) -> Vec<u32> {
 }
 
 #[test]
-fn killed_synchronizers_lose_and_double_no_post() {
+fn killed_synchronizers_lose_and_double_no_post_even_restarted_on_an_empty_folder() {
     let mut deployment = Deployment::start(3);
     deployment.start_clusters();
     let mut u2 = deployment.logged_in_client(2);
@@ -162,7 +162,9 @@ fn killed_synchronizers_lose_and_double_no_post() {
     u1.wait_for(&format!(">> post {last} across\n"));
     deployment.stop_synchronizer(1); // the reader's side
     post(&mut u2, 10);
-    deployment.start_synchronizer(1);
+    // Started again elsewhere, on an empty folder: it keeps nothing it would need.
+    let elsewhere = tempfile::tempdir().expect("a new folder");
+    deployment.start_synchronizer_in(1, elsewhere.path(), &[]);
     let last = post(&mut u2, 10);
     u1.wait_for(&format!(">> post {last} across\n"));
     u2.close_stdin();

@@ -21,6 +21,8 @@ mod store_peer;
 pub use merge::{IMPORT_LAG, merge};
 pub use store_peer::StorePeer;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::change::{Change, Entry};
@@ -116,25 +118,17 @@ pub trait SyncPeer: Send + Sync {
     async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes>;
 }
 
-/// Where a synchronizer hands what it copies from one other cluster to its own cluster's
-/// master, which merges it from there (with `tsn-fs`, a file of the cluster's inbox).
-///
-/// The contract:
-/// * It holds batches of one log of the other cluster, in order: [`Handover::written`]
-///   names that log and the last `through` handed over, and survives a restart.
-/// * A batch from another log starts it afresh (the other cluster started a new log).
-/// * What the cluster has merged it may drop ([`Handover::compact`]), but only what the
-///   cluster's **committed** log records as merged: the next master resumes there.
-#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
-pub trait Handover: Send {
-    /// The other cluster's log the handed-over batches are from ([`LogId::UNKNOWN`] while
-    /// there are none), and the last position handed over (0 while there are none).
-    fn written(&self) -> (LogId, Position);
+/// What a server's change feed serves: a reader for each subscription, by the cluster
+/// whose changes it asks for. A cluster's master serves its own cluster's committed
+/// changes; a synchronizer serves its own cluster's (read from the master) and relays the
+/// other clusters' (read from their synchronizers), so that a master imports another
+/// cluster's changes through its own synchronizer.
+pub trait FeedSources: Send + Sync {
+    /// The server's own cluster: the one whose users the course's `GetUserTLFL` lists.
+    fn cluster(&self) -> ClusterId;
 
-    /// Drops everything handed over if the cluster has merged it all (`merged`, in the log
-    /// [`Handover::written`] names) and keeping it is worth dropping; says whether it did.
-    fn compact(&mut self, merged: Position) -> Result<bool>;
-
-    /// Hands `changes` over, after what was handed over before.
-    fn append(&mut self, changes: &Changes) -> Result<()>;
+    /// A reader of the committed changes that originate in `source`, for one subscription:
+    /// each subscription gets its own, so that each keeps one stream upstream. Fails with
+    /// [`Error::Invalid`](crate::Error::Invalid) for a cluster this server does not serve.
+    fn reader(&self, source: ClusterId) -> Result<Arc<dyn SyncPeer>>;
 }

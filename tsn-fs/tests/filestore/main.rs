@@ -5,9 +5,7 @@
 mod common;
 mod concurrency;
 mod conformance;
-mod inbox;
 mod open;
 mod reads;
 mod repair;
-mod tail;
 mod view;

@@ -1,4 +1,4 @@
-//! [`FeedClient`]: another cluster's synchronizer behind the [`SyncPeer`] trait.
+//! [`FeedClient`]: a server's change feed behind the [`SyncPeer`] trait.
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -20,13 +20,14 @@ use crate::proto::tsn::feed_client::FeedClient as FeedStub;
 use crate::proto::tsn::{FeedBatch, FeedRequest};
 use crate::transport::{call_channel, stream_channel};
 
-/// Reads the feed of the synchronizer at an address, keeping one stream open while the
-/// caller asks for consecutive stretches (a cursor that does not continue the stream opens
-/// a new one there).
+/// Reads the feed of the server at an address — the changes of one cluster — keeping one
+/// stream open while the caller asks for consecutive stretches (a cursor that does not
+/// continue the stream opens a new one there).
 #[derive(Debug)]
 pub struct FeedClient {
     name: String,
     me: ClusterId,
+    source: ClusterId,
     calls: Channel,
     streams: Channel,
     open: Mutex<Option<OpenFeed>>,
@@ -42,11 +43,13 @@ struct OpenFeed {
 }
 
 impl FeedClient {
-    /// A client of the synchronizer at `endpoint`, asking on behalf of cluster `me`.
-    pub fn new(endpoint: &Endpoint, me: ClusterId) -> Result<Self> {
+    /// A client of the feed at `endpoint`, asking on behalf of cluster `me` for the changes
+    /// of cluster `source`.
+    pub fn new(endpoint: &Endpoint, me: ClusterId, source: ClusterId) -> Result<Self> {
         Ok(FeedClient {
-            name: format!("the synchronizer at {endpoint}"),
+            name: format!("the feed at {endpoint}"),
             me,
+            source,
             calls: call_channel(endpoint)?,
             streams: stream_channel(endpoint)?,
             open: Mutex::new(None),
@@ -57,6 +60,7 @@ impl FeedClient {
         let request = FeedRequest {
             cluster: self.me.0,
             after: after.0,
+            source: self.source.0,
         };
         let batches = FeedStub::new(self.streams.clone())
             .changes(request)

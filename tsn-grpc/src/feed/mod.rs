@@ -1,8 +1,8 @@
 //! Synchronization between clusters over gRPC: [`FeedServer`] serves a cluster's changes
 //! (TSN's `Feed`) and its users (the course's `SynchService`) from any
-//! [`tsn_core::SyncPeer`] standing for the local cluster, and [`serve`] runs both with the
-//! operators' services; [`FeedClient`] is a [`tsn_core::SyncPeer`] that reads another
-//! cluster's synchronizer.
+//! [`FeedSources`] — a master's, a synchronizer's — and [`serve`] runs both, with the
+//! operators' services, as a synchronizer; [`FeedClient`] is a [`tsn_core::SyncPeer`]
+//! that reads a server's feed.
 
 mod client;
 mod server;
@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tsn_core::{Error, Result, SyncPeer};
+use tsn_core::sync::FeedSources;
+use tsn_core::{Error, Result};
 
 use crate::proto::csce438::synch_service_server::SynchServiceServer;
 use crate::proto::tsn::feed_server::FeedServer as FeedService;
@@ -31,19 +32,19 @@ pub const CURSOR_ONLY_EVERY: u64 = tsn_core::sync::IMPORT_LAG;
 /// How long `FeedClient::changes_after` waits for news before answering with nothing.
 pub const LONG_POLL: Duration = Duration::from_secs(1);
 
-/// Serves a synchronizer's `Feed` and `SynchService` from `local` (its own cluster), with
-/// the operators' services, on `listener` until `shutdown` completes.
-pub async fn serve<P: SyncPeer + 'static>(
-    local: Arc<P>,
+/// Serves a synchronizer's `Feed` and `SynchService` from `sources`, with the operators'
+/// services, on `listener` until `shutdown` completes.
+pub async fn serve(
+    sources: Arc<dyn FeedSources>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let router = tonic::transport::Server::builder()
-        .add_service(FeedService::new(FeedServer::new(Arc::clone(&local))))
-        .add_service(SynchServiceServer::new(FeedServer::new(local)));
+        .add_service(FeedService::new(FeedServer::new(Arc::clone(&sources))))
+        .add_service(SynchServiceServer::new(FeedServer::new(sources)));
     let services = [
-        service_name::<FeedService<FeedServer<P>>>(),
-        service_name::<SynchServiceServer<FeedServer<P>>>(),
+        service_name::<FeedService<FeedServer>>(),
+        service_name::<SynchServiceServer<FeedServer>>(),
     ];
     let health = Health::new();
     health.set(&services, true).await;

@@ -1,4 +1,5 @@
-//! [`FeedServer`]: a synchronizer's services.
+//! [`FeedServer`]: the change feed and the course's `SynchService`, served from any
+//! [`FeedSources`]: a master's (its own cluster's committed changes) or a synchronizer's.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,9 +8,8 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tsn_core::SyncPeer;
-use tsn_core::id::LogId;
-use tsn_core::id::Position;
+use tsn_core::id::{ClusterId, LogId, Position};
+use tsn_core::sync::FeedSources;
 
 use crate::convert::course_user;
 use crate::error::to_status;
@@ -19,35 +19,42 @@ use crate::proto::csce438::{AllData, Id};
 use crate::proto::tsn::feed_server::Feed;
 use crate::proto::tsn::{self, FeedBatch, FeedRequest};
 
-/// Serves the local cluster, as `local` reads it, to other clusters' synchronizers: TSN's
-/// `Feed` and the course's `SynchService`.
-#[derive(Debug)]
-pub struct FeedServer<P> {
-    local: Arc<P>,
+/// Serves what `sources` reads: TSN's `Feed` and the course's `SynchService` (the users
+/// of the server's own cluster).
+pub struct FeedServer {
+    sources: Arc<dyn FeedSources>,
 }
 
-impl<P> FeedServer<P> {
-    /// Serves `local`.
-    pub fn new(local: Arc<P>) -> Self {
-        FeedServer { local }
+impl FeedServer {
+    /// Serves `sources`.
+    pub fn new(sources: Arc<dyn FeedSources>) -> Self {
+        FeedServer { sources }
     }
 }
 
 type BatchStream = Pin<Box<dyn Stream<Item = Result<FeedBatch, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<P: SyncPeer + 'static> Feed for FeedServer<P> {
+impl Feed for FeedServer {
     type ChangesStream = BatchStream;
 
     async fn changes(
         &self,
         request: Request<FeedRequest>,
     ) -> Result<Response<BatchStream>, Status> {
-        let FeedRequest { cluster, after } = request.into_inner();
-        let local = Arc::clone(&self.local);
+        let FeedRequest {
+            cluster,
+            after,
+            source,
+        } = request.into_inner();
+        let source = match source {
+            0 => self.sources.cluster(),
+            other => ClusterId(other),
+        };
+        let local = self.sources.reader(source).map_err(to_status)?;
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            tracing::info!(cluster, after, "a synchronizer subscribed to the feed");
+            tracing::info!(cluster, %source, after, "a server subscribed to the feed");
             let mut cursor = Position(after);
             let mut sent = cursor;
             let mut sent_log = LogId::UNKNOWN;
@@ -75,7 +82,7 @@ impl<P: SyncPeer + 'static> Feed for FeedServer<P> {
                     log: changes.log.0,
                 };
                 if tx.send(Ok(batch)).await.is_err() {
-                    tracing::info!(cluster, "a synchronizer left the feed");
+                    tracing::info!(cluster, %source, "a server left the feed");
                     return;
                 }
                 sent = cursor;
@@ -87,9 +94,13 @@ impl<P: SyncPeer + 'static> Feed for FeedServer<P> {
 }
 
 #[tonic::async_trait]
-impl<P: SyncPeer + 'static> SynchService for FeedServer<P> {
+impl SynchService for FeedServer {
     async fn get_user_tlfl(&self, _request: Request<Id>) -> Result<Response<AllData>, Status> {
-        let users = self.local.users().await.map_err(to_status)?;
+        let own = self
+            .sources
+            .reader(self.sources.cluster())
+            .map_err(to_status)?;
+        let users = own.users().await.map_err(to_status)?;
         Ok(Response::new(AllData {
             data: users.iter().map(course_user).collect(),
         }))

@@ -8,6 +8,8 @@
 //!   ([`Master`](tsn_server::master::Master)); [`session`] TSN's keep-alives; [`request`] is
 //!   what they all read from a request.
 //! * [`replication`] carries the runtime's replication stream between master and slaves.
+//! * The change feed ([`FeedServer`]) gives the cluster's synchronizer the committed
+//!   changes of this cluster ([`Committed`](tsn_server::tsd::committed::Committed)).
 //! * The health service says the master's services are served only while it is master.
 
 mod replication;
@@ -24,11 +26,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tsn_core::sync::FeedSources;
 use tsn_core::{Coordinator, Error, Result, Store};
 use tsn_server::tsd::Tsd;
 use tsn_server::tsd::roles::keep_role;
 
+use crate::feed::FeedServer;
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
+use crate::proto::csce438::synch_service_server::SynchServiceServer;
+use crate::proto::tsn::feed_server::FeedServer as FeedService;
 use crate::proto::tsn::replication_server::ReplicationServer;
 use crate::proto::tsn::session_server::SessionServer;
 use crate::transport::{Health, serve_until, service_name, with_operator_services};
@@ -56,6 +62,8 @@ where
         service_name::<SnsServiceServer<Tsd<S>>>(),
         service_name::<SessionServer<Tsd<S>>>(),
         service_name::<ReplicationServer<Tsd<S>>>(),
+        service_name::<FeedService<FeedServer>>(),
+        service_name::<SynchServiceServer<FeedServer>>(),
     ];
     let health = Health::new();
     health.set(&services, false).await;
@@ -66,10 +74,14 @@ where
         services.clone(),
     ));
     let keeper = tokio::spawn(keep_role(Arc::clone(&tsd), coordinator));
+    // Its own cluster's committed changes, for the cluster's synchronizer.
+    let feed: Arc<dyn FeedSources> = tsd.clone();
     let router = tonic::transport::Server::builder()
         .add_service(SnsServiceServer::from_arc(Arc::clone(&tsd)))
         .add_service(SessionServer::from_arc(Arc::clone(&tsd)))
-        .add_service(ReplicationServer::from_arc(Arc::clone(&tsd)));
+        .add_service(ReplicationServer::from_arc(Arc::clone(&tsd)))
+        .add_service(FeedService::new(FeedServer::new(Arc::clone(&feed))))
+        .add_service(SynchServiceServer::new(FeedServer::new(feed)));
     let router = match with_operator_services(router, &services, &health).await {
         Ok(router) => router,
         Err(error) => {

@@ -11,6 +11,7 @@
 //! A transport (`tsn-grpc`) serves a `Tsd`'s clients from [`Tsd::master`], [`Tsd::store`],
 //! [`Tsd::hub`] and [`Tsd::sessions`], and reports [`Tsd::serving`] to health checks.
 
+pub mod committed;
 pub mod replication;
 pub mod roles;
 

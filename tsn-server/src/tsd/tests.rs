@@ -16,7 +16,7 @@ use tsn_core::coordinator::{
 use tsn_core::id::LogId;
 use tsn_core::id::{ClusterId, Epoch, FolderId, Membership, Position, ServerId, Time, UserId};
 use tsn_core::store::Memory;
-use tsn_core::sync::{Changes, UserRecord};
+use tsn_core::sync::{Changes, FeedSources, UserRecord};
 use tsn_core::{Error, Result, Store, SyncPeer};
 
 use super::replication::{Hello, Incoming, MasterMessage, SlaveMessage, Upstream};
@@ -624,4 +624,95 @@ async fn a_master_imports_the_other_clusters_while_it_is_master_and_stops_when_d
     })
     .await;
     assert!(tsd.master().is_err(), "deposed");
+}
+
+/// Server 1 of cluster 1 of 2, master of epoch 1, with slave 2 in sync (its stream held
+/// by the test: it acknowledges only when told); returns the slave's sending end too.
+async fn a_master_with_a_slave() -> (
+    Arc<Tsd<Memory>>,
+    Arc<crate::master::Master<Memory>>,
+    Running,
+    mpsc::Sender<SlaveMessage>,
+    mpsc::Receiver<Result<MasterMessage>>,
+) {
+    let store = Arc::new(Memory::new(Membership {
+        cluster: ClusterId(1),
+        clusters: 2,
+    }));
+    let tsd = a_tsd_with(config(1), store, &Arc::new(Direct::default()));
+    let role = keep(&tsd, always(assignment(Role::Master, 1, 1)));
+    let master = master_of(&tsd).await;
+    let last = tsd.store().read(|s| s.last());
+    let (slave, answers) = stream_into(&tsd);
+    slave.send(hello(2, 1, 1, last)).await.expect("sent");
+    in_sync(&master).await;
+    (tsd, master, role, slave, answers.expect("the stream opens"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_masters_feed_holds_only_its_own_clusters_changes_and_only_once_committed() {
+    let (tsd, master, _role, slave, _answers) = a_master_with_a_slave().await;
+    let feed = tsd.reader(ClusterId(1)).expect("its own cluster's feed");
+    assert!(
+        matches!(tsd.reader(ClusterId(2)), Err(Error::Invalid(_))),
+        "no other cluster's"
+    );
+    let own = login(&tsd, 1);
+    // User 2 is of cluster 2: an entry an import would write.
+    let imported = master
+        .append(|state| {
+            Some(Change::UserJoined {
+                user: user(2),
+                time: state.next_time(Time(2)),
+            })
+        })
+        .expect("appended");
+
+    let before = within(feed.changes_after(Position(0), 10))
+        .await
+        .expect("an answer");
+    assert!(before.entries.is_empty(), "nothing uncommitted: {before:?}");
+    assert!(before.through < own);
+
+    slave
+        .send(SlaveMessage::Ack { durable: imported })
+        .await
+        .expect("sent");
+    let after = within(feed.changes_after(before.through, 10))
+        .await
+        .expect("an answer");
+    let positions: Vec<Position> = after.entries.iter().map(|e| e.position).collect();
+    assert_eq!(positions, [own], "its own user's login, not the import");
+    assert_eq!(after.through, imported, "past what it does not serve");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slave_serves_no_feed_and_a_deposed_master_ends_its_readers() {
+    let idle = a_tsd(1, &Arc::new(Direct::default()));
+    let refused = idle
+        .reader(ClusterId(1))
+        .expect("a reader")
+        .changes_after(Position(0), 10)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::NotMaster(_))),
+        "not master yet"
+    );
+
+    let (tsd, master, _role, _slave, _answers) = a_master_with_a_slave().await;
+    let feed = tsd.reader(ClusterId(1)).expect("a reader");
+    let end = tsd.store().read(|s| s.last().position);
+    within(master.committed(end)).await.expect("committed");
+    let waiting = tokio::spawn(async move { feed.changes_after(end, 10).await });
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "it waits for news");
+    tsd.saw_epoch(Epoch(99));
+    let ended = within(waiting).await.expect("the reader");
+    assert!(
+        matches!(ended, Err(Error::NotMaster(_))),
+        "a deposed master tells its reader to look elsewhere: {:?}",
+        ended.map(|c| c.through)
+    );
 }

@@ -221,11 +221,6 @@ pub(super) fn panics(logs: &Path) -> Vec<String> {
     log_lines(logs, "panicked")
 }
 
-/// How many times a synchronizer started an inbox file afresh, as its log tells.
-pub(super) fn inbox_compactions(logs: &Path) -> usize {
-    log_lines(logs, "compacted the inbox").len()
-}
-
 /// The lines of the logs in `logs` that contain `needle`, each with its file's name, in
 /// order; a folder that cannot be read is one such line saying so.
 fn log_lines(logs: &Path, needle: &str) -> Vec<String> {

@@ -61,12 +61,24 @@ impl Deployment {
 
     /// Like [`Deployment::start_synchronizer`], with `extra` flags.
     pub(crate) fn start_synchronizer_with(&mut self, cluster: u32, extra: &[&str]) -> &mut Proc {
+        let dir = self.dir.path().to_path_buf();
+        self.start_synchronizer_in(cluster, &dir, extra)
+    }
+
+    /// Like [`Deployment::start_synchronizer_with`], with its folder under `data_dir`: an
+    /// empty folder stands for a synchronizer moved to another machine.
+    pub(crate) fn start_synchronizer_in(
+        &mut self,
+        cluster: u32,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> &mut Proc {
         self.stop_synchronizer(cluster);
         let mut args = synchronizer_flags(
             cluster,
             self.coordinator_port,
             0,
-            self.dir.path(),
+            data_dir,
             Some(&self.timers),
         );
         args.extend(extra.iter().map(|a| a.to_string()));
