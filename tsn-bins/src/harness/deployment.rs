@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::launch::Launcher;
 use super::member::Member;
 use super::output::Sink;
-use super::process::{Process, Streams};
+use super::process::{Process, Setup};
 use super::screen::Screen;
 use super::topology::{COORDINATOR, Topology, member_name, tsd_name};
 use crate::cli::Fatal;
@@ -250,15 +250,15 @@ impl Deployment {
             .truncate(!again)
             .open(&log_path)
             .map_err(|e| Fatal::new(format_args!("cannot write {}", log_path.display()), e))?;
-        let streams = Streams {
+        let setup = Setup {
             stdout: Sink::memory(),
             stderr: Sink {
                 file: Some(log),
                 ..Sink::default()
             },
-            env: Vec::new(),
+            ..Setup::default()
         };
-        let mut process = Process::start(&self.launcher, program, &args, streams)
+        let mut process = Process::start(&self.launcher, program, &args, setup)
             .map_err(|e| Fatal::new(format_args!("cannot start {name}"), e))?;
         match ready(&mut process).await {
             Ok(address) => Ok(Member {

@@ -8,11 +8,13 @@
 //!   and the signals a person sends it (SIGKILL, SIGSTOP, SIGCONT, SIGTERM).
 //! * [`Deployment`] and [`Member`]: a whole local deployment, member by member.
 //! * [`Screen`]: a `tsc` driven through pipes, line by line.
+//! * [`hosts`]: simulated hosts (network namespaces on a bridge) to run programs on.
 //!
 //! On Linux the kernel sends a child SIGTERM when the thread that started it ends, and a
 //! [`Process`] is killed when dropped: no child outlives its harness.
 
 pub mod deployment;
+pub mod hosts;
 pub mod launch;
 pub mod member;
 pub mod output;
@@ -21,8 +23,9 @@ pub mod screen;
 pub mod topology;
 
 pub use deployment::Deployment;
+pub use hosts::{Host, Network};
 pub use launch::{Launcher, run_as};
 pub use member::Member;
-pub use process::{Process, Streams};
+pub use process::{Process, Setup};
 pub use screen::Screen;
 pub use topology::{COORDINATOR, Timers, Topology, free_port, synchronizer_name, tsd_name};

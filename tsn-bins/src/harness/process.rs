@@ -5,18 +5,22 @@ use std::io::Write;
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::Arc;
 
+use super::hosts::Host;
 use super::launch::Launcher;
 use super::output::{Output, Sink};
 
-/// Where a started program's outputs go, and what it finds in its environment.
+/// How a program is started: where its outputs go, what it finds in its environment, and
+/// on which host it runs.
 #[derive(Default)]
-pub struct Streams {
+pub struct Setup {
     /// Its standard output.
     pub stdout: Sink,
     /// Its standard error (the log of TSN's programs).
     pub stderr: Sink,
     /// Variables set for it.
     pub env: Vec<(String, String)>,
+    /// The simulated host it runs on (its network namespace); `None`: this machine's.
+    pub host: Option<Host>,
 }
 
 /// A running (or exited, not yet dropped) program. Dropping it kills it.
@@ -31,23 +35,26 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `program` with `args` as `launcher` says, its input a pipe to
-    /// [`Process::send`] on.
+    /// Starts `program` with `args` as `launcher` says and `setup` places it, its input a
+    /// pipe to [`Process::send`] on.
     pub fn start(
         launcher: &Launcher,
         program: &str,
         args: &[String],
-        streams: Streams,
+        setup: Setup,
     ) -> std::io::Result<Process> {
         let mut command = launcher.command(program, args);
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .envs(streams.env);
+            .envs(setup.env);
+        if let Some(host) = &setup.host {
+            enter(&mut command, host.netns_file()?);
+        }
         let mut child = command.spawn()?;
-        let stdout = Output::collect(child.stdout.take().expect("piped"), streams.stdout);
-        let stderr = Output::collect(child.stderr.take().expect("piped"), streams.stderr);
+        let stdout = Output::collect(child.stdout.take().expect("piped"), setup.stdout);
+        let stderr = Output::collect(child.stderr.take().expect("piped"), setup.stderr);
         Ok(Process {
             name: format!("{program} {}", args.join(" ")),
             stdin: child.stdin.take(),
@@ -134,6 +141,22 @@ impl Process {
                 libc::kill(self.pid() as libc::pid_t, signal);
             }
         }
+    }
+}
+
+/// Has the child enter the network namespace `netns` before it runs.
+fn enter(command: &mut std::process::Command, netns: std::fs::File) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setns is async-signal-safe and changes only the child being created; the file
+    // lives in the closure until the command is dropped.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

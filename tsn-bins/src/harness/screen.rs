@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::launch::Launcher;
 use super::output::Sink;
-use super::process::{Process, Streams};
+use super::process::{Process, Setup};
 use crate::cli::Fatal;
 
 /// How long [`Screen::wait_for`] waits for its line.
@@ -33,7 +33,7 @@ impl Screen {
         log: Option<std::fs::File>,
     ) -> Result<Screen, Fatal> {
         let (tx, lines) = mpsc::unbounded_channel();
-        let streams = Streams {
+        let setup = Setup {
             stdout: Sink {
                 lines: Some(tx),
                 ..Sink::default()
@@ -42,7 +42,7 @@ impl Screen {
                 file: log,
                 ..Sink::default()
             },
-            env: Vec::new(),
+            ..Setup::default()
         };
         let args = [
             "-k".to_owned(),
@@ -50,7 +50,7 @@ impl Screen {
             "-u".into(),
             user.to_string(),
         ];
-        let process = Process::start(launcher, "tsc", &args, streams)
+        let process = Process::start(launcher, "tsc", &args, setup)
             .map_err(|e| Fatal::new("cannot start tsc", e))?;
         Ok(Screen { process, lines })
     }

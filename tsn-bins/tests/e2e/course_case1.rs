@@ -1,17 +1,35 @@
 //! The course's test case 1 (SPEC.md 8.1): one cluster, a master and a slave, clients u1
-//! and u4 driven through pipes, every printed line checked.
+//! and u4 driven through pipes, every printed line checked; on loopback, and with every
+//! process on a simulated host of its own.
 
-use crate::support::{BANNER, Deployment, without_times};
+use crate::support::{BANNER, Deployment, STEADY, without_times};
 
 #[test]
 fn course_test_case_1_one_cluster_with_master_and_slave() {
-    let mut deployment = Deployment::start(3);
+    course_test_case_1(Deployment::start(3));
+}
+
+#[test]
+fn course_test_case_1_with_every_process_on_a_host_of_its_own() {
+    if let Some(deployment) = Deployment::on_hosts(3, STEADY) {
+        course_test_case_1(deployment);
+    }
+}
+
+fn course_test_case_1(mut deployment: Deployment) {
     deployment.start_server(1, 1);
     deployment.wait_master_is(1, 1);
     deployment
         .start_server(1, 2)
         .wait_for_log_count("serving as slave", 1);
-    let master_port = deployment.master_port(1).expect("cluster 1 has a master");
+    let master = deployment
+        .master_address(1)
+        .expect("cluster 1 has a master");
+    assert_eq!(
+        master.starts_with("127."),
+        !deployment.is_on_hosts(),
+        "the master advertises its host's address: {master}"
+    );
 
     let mut u1 = deployment.client(1);
     u1.wait_for("Cmd> ");
@@ -50,7 +68,7 @@ fn course_test_case_1_one_cluster_with_master_and_slave() {
         "u1 ends with status 0 at the end of input"
     );
 
-    let connected = format!("Reconnecting to 127.0.0.1:{master_port}...\n");
+    let connected = format!("Reconnecting to {master}...\n");
     let u1_expected = format!(
         "{connected}{BANNER}\
 Cmd> Command completed successfully

@@ -61,7 +61,19 @@ fn a_client_says_so_while_no_server_answers_and_a_command_fails_within_seconds()
 
 #[test]
 fn killing_the_master_loses_and_doubles_no_acknowledged_post() {
-    let mut deployment = Deployment::start_with(3, FAST);
+    kill_the_master_again_and_again(Deployment::start_with(3, FAST));
+}
+
+#[test]
+fn killing_the_master_across_hosts_loses_and_doubles_no_acknowledged_post() {
+    if let Some(deployment) = Deployment::on_hosts(3, FAST) {
+        kill_the_master_again_and_again(deployment);
+    }
+}
+
+/// Kills cluster 1's master [`KILLS`] times while user 4 posts to its follower, user 1,
+/// starting it again as a slave each time; every post must reach user 1 once, in order.
+fn kill_the_master_again_and_again(mut deployment: Deployment) {
     deployment.start_server(1, 1);
     deployment.wait_master_is(1, 1);
     deployment

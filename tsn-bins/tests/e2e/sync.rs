@@ -1,6 +1,6 @@
 //! Clusters that see each other: the course's test cases 2 and 3 (SPEC.md 8.2, 8.3).
 
-use crate::support::{Deployment, Proc, request, runtime, sns_at, timeline_lines};
+use crate::support::{Deployment, Proc, STEADY, request, runtime, sns_at, timeline_lines};
 
 /// Types `text` as a post and waits until each reader's screen shows it.
 fn post_and_see(author: &mut Proc, text: &str, readers: &mut [&mut Proc]) {
@@ -20,7 +20,17 @@ fn times_shown(reader: &Proc, text: &str) -> usize {
 
 #[test]
 fn course_test_cases_2_and_3_three_clusters_and_a_failover_in_one() {
-    let mut deployment = Deployment::start(3);
+    course_test_cases_2_and_3(Deployment::start(3));
+}
+
+#[test]
+fn course_test_cases_2_and_3_with_every_process_on_a_host_of_its_own() {
+    if let Some(deployment) = Deployment::on_hosts(3, STEADY) {
+        course_test_cases_2_and_3(deployment);
+    }
+}
+
+fn course_test_cases_2_and_3(mut deployment: Deployment) {
     deployment.start_clusters();
     let mut u1 = deployment.logged_in_client(1);
     let mut u2 = deployment.logged_in_client(2);
@@ -163,8 +173,7 @@ fn killed_synchronizers_lose_and_double_no_post_even_restarted_on_an_empty_folde
     deployment.stop_synchronizer(1); // the reader's side
     post(&mut u2, 10);
     // Started again elsewhere, on an empty folder: it keeps nothing it would need.
-    let elsewhere = tempfile::tempdir().expect("a new folder");
-    deployment.start_synchronizer_in(1, elsewhere.path(), &[]);
+    deployment.start_synchronizer_elsewhere(1);
     let last = post(&mut u2, 10);
     u1.wait_for(&format!(">> post {last} across\n"));
     u2.close_stdin();

@@ -1,26 +1,36 @@
 //! A deployment of real processes for a test: a coordinator, tsd servers, synchronizers
-//! and tsc clients on free loopback ports, with data in a temporary folder and short
-//! timers; and what the coordinator says of it.
+//! and tsc clients on free loopback ports — or each on a simulated host of its own — with
+//! data in a temporary folder and short timers; and what the coordinator says of it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tsn_bins::harness::hosts::REQUIRE_NETNS;
 use tsn_bins::harness::topology::{coordinator_flags, synchronizer_flags, tsd_flags};
+use tsn_bins::harness::{Host, Network};
 use tsn_grpc::proto::csce438::Id;
 use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::sns_service_client::SnsServiceClient;
 
 use super::*;
 
-/// A deployment of real processes sharing one temporary data folder.
+/// A deployment of real processes with their data under one temporary folder: on
+/// loopback, or each process on a simulated host of its own, with a folder of its own.
 pub(crate) struct Deployment {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) clusters: u32,
     pub(crate) coordinator: Proc,
+    /// The coordinator's host, as the others reach it.
+    pub(crate) coordinator_host: String,
     pub(crate) coordinator_port: u16,
     pub(crate) timers: Timers,
     servers: Vec<((u32, u32), Proc)>,
     synchronizers: Vec<(u32, Proc)>,
+    /// How many synchronizers were started elsewhere (another folder, another host).
+    moves: u32,
+    /// The simulated hosts, when the deployment spreads over them; dropped after the
+    /// processes.
+    network: Option<Network>,
 }
 
 impl Deployment {
@@ -31,17 +41,66 @@ impl Deployment {
 
     /// Starts a coordinator for `clusters` clusters with `timers`.
     pub(crate) fn start_with(clusters: u32, timers: Timers) -> Deployment {
+        Deployment::start_in(clusters, timers, None)
+    }
+
+    /// Starts a coordinator for `clusters` clusters with `timers` on a simulated host of
+    /// its own; every process started later gets a host of its own too. `None`, after one
+    /// line on standard error saying why, where this machine cannot make hosts (not root);
+    /// with `TSN_REQUIRE_NETNS=1` (as in CI) that fails the test instead.
+    pub(crate) fn on_hosts(clusters: u32, timers: Timers) -> Option<Deployment> {
+        if let Err(why) = Network::available() {
+            assert!(
+                std::env::var(REQUIRE_NETNS).as_deref() != Ok("1"),
+                "{REQUIRE_NETNS}=1, but simulated hosts cannot be made: {why}"
+            );
+            eprintln!("did not run across simulated hosts: {why}");
+            return None;
+        }
+        let network = Network::create().unwrap_or_else(|e| panic!("simulated hosts: {}", e.0));
+        Some(Deployment::start_in(clusters, timers, Some(network)))
+    }
+
+    fn start_in(clusters: u32, timers: Timers, mut network: Option<Network>) -> Deployment {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let (coordinator, coordinator_port) = start_coordinator(clusters, 0, timers);
+        let host = network.as_mut().map(|n| new_host(n, "coordinator"));
+        let (coordinator, coordinator_port) = start_coordinator(clusters, 0, timers, host.as_ref());
         Deployment {
             dir,
             clusters,
             coordinator,
+            coordinator_host: host.map_or("127.0.0.1".into(), |h| h.address.to_string()),
             coordinator_port,
             timers,
             servers: Vec::new(),
             synchronizers: Vec::new(),
+            moves: 0,
+            network,
         }
+    }
+
+    /// Where the process called `label` runs: its host (the one it had before, or a new
+    /// one), the flags that bind it there and point it at the coordinator, and its data
+    /// folder (its own on a host; the deployment's on loopback).
+    fn place(&mut self, label: &str) -> (Option<Host>, Vec<String>, PathBuf) {
+        let mut flags = vec!["-h".to_owned(), self.coordinator_host.clone()];
+        let Some(network) = self.network.as_mut() else {
+            return (None, flags, self.dir.path().to_path_buf());
+        };
+        let host = network
+            .hosts()
+            .iter()
+            .find(|h| h.label == label)
+            .cloned()
+            .unwrap_or_else(|| new_host(network, label));
+        let address = host.address.to_string();
+        flags.extend([
+            "--bind".into(),
+            address.clone(),
+            "--advertise-host".into(),
+            address,
+        ]);
+        (Some(host), flags, self.dir.path().join(label))
     }
 
     /// Starts, for every cluster, a master (server 1), a slave (server 2) and the
@@ -61,28 +120,33 @@ impl Deployment {
 
     /// Like [`Deployment::start_synchronizer`], with `extra` flags.
     pub(crate) fn start_synchronizer_with(&mut self, cluster: u32, extra: &[&str]) -> &mut Proc {
-        let dir = self.dir.path().to_path_buf();
-        self.start_synchronizer_in(cluster, &dir, extra)
+        self.start_synchronizer_as(&format!("synchronizer-{cluster}"), cluster, extra)
     }
 
-    /// Like [`Deployment::start_synchronizer_with`], with its folder under `data_dir`: an
-    /// empty folder stands for a synchronizer moved to another machine.
-    pub(crate) fn start_synchronizer_in(
-        &mut self,
-        cluster: u32,
-        data_dir: &Path,
-        extra: &[&str],
-    ) -> &mut Proc {
+    /// Starts the synchronizer of `cluster` elsewhere: on a new host (or, on loopback, a
+    /// new folder), with an empty folder, as when it moves to another machine.
+    pub(crate) fn start_synchronizer_elsewhere(&mut self, cluster: u32) -> &mut Proc {
+        self.moves += 1;
+        let label = format!("synchronizer-{cluster}-moved-{}", self.moves);
+        self.start_synchronizer_as(&label, cluster, &[])
+    }
+
+    fn start_synchronizer_as(&mut self, label: &str, cluster: u32, extra: &[&str]) -> &mut Proc {
         self.stop_synchronizer(cluster);
+        let (host, placement, mut data_dir) = self.place(label);
+        if self.network.is_none() && label.contains("moved") {
+            data_dir = self.dir.path().join(label);
+        }
         let mut args = synchronizer_flags(
             cluster,
             self.coordinator_port,
             0,
-            data_dir,
+            &data_dir,
             Some(&self.timers),
         );
+        args.extend(placement);
         args.extend(extra.iter().map(|a| a.to_string()));
-        let proc = start_claiming("synchronizer", &args);
+        let proc = start_claiming_on(host, "synchronizer", &args);
         self.synchronizers.push((cluster, proc));
         &mut self.synchronizers.last_mut().expect("just pushed").1
     }
@@ -142,34 +206,46 @@ impl Deployment {
     /// Kills the coordinator and starts it again on the same port.
     pub(crate) fn restart_coordinator(&mut self) {
         self.coordinator.kill();
-        let (coordinator, _) = start_coordinator(self.clusters, self.coordinator_port, self.timers);
+        let host = self.network.as_ref().map(|n| n.hosts()[0].clone());
+        let (coordinator, _) = start_coordinator(
+            self.clusters,
+            self.coordinator_port,
+            self.timers,
+            host.as_ref(),
+        );
         self.coordinator = coordinator;
     }
 
     /// The flags of `tsd -c cluster -s server` for this deployment's coordinator, on a free
     /// port, with the data folder `data_dir` (the default timers).
     pub(crate) fn tsd_flags(&self, cluster: u32, server: u32, data_dir: &Path) -> Vec<String> {
-        tsd_flags(cluster, server, self.coordinator_port, 0, data_dir, None)
+        let mut flags = tsd_flags(cluster, server, self.coordinator_port, 0, data_dir, None);
+        flags.extend(["-h".into(), self.coordinator_host.clone()]);
+        flags
     }
 
     /// The flags of `synchronizer -n cluster` for this deployment's coordinator, on a free
     /// port, with the data folder `data_dir` (the default timers).
     pub(crate) fn synchronizer_flags(&self, cluster: u32, data_dir: &Path) -> Vec<String> {
-        synchronizer_flags(cluster, self.coordinator_port, 0, data_dir, None)
+        let mut flags = synchronizer_flags(cluster, self.coordinator_port, 0, data_dir, None);
+        flags.extend(["-h".into(), self.coordinator_host.clone()]);
+        flags
     }
 
     /// Starts `tsd -c cluster -s server` on a free port and waits until it listens.
     pub(crate) fn start_server(&mut self, cluster: u32, server: u32) -> &mut Proc {
         self.stop_server(cluster, server);
-        let args = tsd_flags(
+        let (host, placement, data_dir) = self.place(&format!("tsd-{cluster}-{server}"));
+        let mut args = tsd_flags(
             cluster,
             server,
             self.coordinator_port,
             0,
-            self.dir.path(),
+            &data_dir,
             Some(&self.timers),
         );
-        let proc = start_claiming("tsd", &args);
+        args.extend(placement);
+        let proc = start_claiming_on(host, "tsd", &args);
         eventually(
             &format!(
                 "tsd {cluster}/{server} to take up a role; it logged:\n{}",
@@ -214,7 +290,7 @@ impl Deployment {
         let expected = (names(users), names(followers));
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let seen = listing(self.coordinator_port, user);
+            let seen = listing(&self.coordinator_address(), user);
             if seen.as_ref() == Some(&expected) {
                 return;
             }
@@ -226,15 +302,31 @@ impl Deployment {
         }
     }
 
+    /// Whether every process runs on a simulated host of its own.
+    pub(crate) fn is_on_hosts(&self) -> bool {
+        self.network.is_some()
+    }
+
+    /// The coordinator's address, `host:port`.
+    pub(crate) fn coordinator_address(&self) -> String {
+        format!("{}:{}", self.coordinator_host, self.coordinator_port)
+    }
+
     /// The port of the live master of `cluster`, as the coordinator tells clients.
     pub(crate) fn master_port(&self, cluster: u32) -> Option<u16> {
-        coordinator_query(self.coordinator_port, cluster)
+        ask_master(&self.coordinator_address(), cluster).map(|master| master.port)
+    }
+
+    /// The address (`host:port`) of the live master of `cluster`, as the coordinator tells
+    /// clients.
+    pub(crate) fn master_address(&self, cluster: u32) -> Option<String> {
+        ask_master(&self.coordinator_address(), cluster).map(|master| master.address())
     }
 
     /// Waits until `cluster` has a live master, and returns its server id.
     pub(crate) fn wait_master(&self, cluster: u32) -> u32 {
         eventually(&format!("a master in cluster {cluster}"), || {
-            master_id(self.coordinator_port, cluster)
+            ask_master(&self.coordinator_address(), cluster).map(|master| master.id)
         })
     }
 
@@ -242,25 +334,29 @@ impl Deployment {
     pub(crate) fn wait_master_is(&self, cluster: u32, server: u32) {
         eventually(
             &format!("server {server} to be master of cluster {cluster}"),
-            || (master_id(self.coordinator_port, cluster) == Some(server)).then_some(()),
+            || {
+                let master = ask_master(&self.coordinator_address(), cluster);
+                master.is_some_and(|m| m.id == server).then_some(())
+            },
         )
     }
 
-    /// Starts `tsc -k <port> -u user`.
-    pub(crate) fn client(&self, user: u32) -> Proc {
-        Proc::start(
-            "tsc",
-            &[
-                "-k".into(),
-                self.coordinator_port.to_string(),
-                "-u".into(),
-                user.to_string(),
-            ],
-        )
+    /// Starts `tsc -h <coordinator> -k <port> -u user` (on a host of its own, on hosts).
+    pub(crate) fn client(&mut self, user: u32) -> Proc {
+        let (host, mut args, _) = self.place(&format!("tsc-{user}"));
+        // A client takes no --bind or --advertise-host: it only connects.
+        args.truncate(2);
+        args.extend([
+            "-k".into(),
+            self.coordinator_port.to_string(),
+            "-u".into(),
+            user.to_string(),
+        ]);
+        Proc::start_on(host, "tsc", &args)
     }
 
     /// Starts `tsc -u user` and waits until it shows its prompt (`Ok`) or exits (`Err`).
-    pub(crate) fn try_client(&self, user: u32) -> Result<Proc, Proc> {
+    pub(crate) fn try_client(&mut self, user: u32) -> Result<Proc, Proc> {
         let mut client = self.client(user);
         if client.wait_for_or_exit(PROMPT) {
             Ok(client)
@@ -270,7 +366,7 @@ impl Deployment {
     }
 
     /// Starts `tsc -u user` and waits until it shows its prompt.
-    pub(crate) fn logged_in_client(&self, user: u32) -> Proc {
+    pub(crate) fn logged_in_client(&mut self, user: u32) -> Proc {
         self.try_client(user).unwrap_or_else(|client| {
             panic!(
                 "tsc -u {user} did not log in; it printed:\n{}\n--- stderr:\n{}",
@@ -289,52 +385,88 @@ pub(crate) fn unused_port() -> u16 {
         .port()
 }
 
-fn start_coordinator(clusters: u32, port: u16, timers: Timers) -> (Proc, u16) {
-    let proc = Proc::start("coordinator", &coordinator_flags(port, clusters, &timers));
+/// A new host called `label` on `network`.
+fn new_host(network: &mut Network, label: &str) -> Host {
+    network
+        .add_host(label)
+        .unwrap_or_else(|e| panic!("a simulated host for {label}: {}", e.0))
+}
+
+/// Starts a coordinator on `port` (0: a free one), on `host` if given; returns it with the
+/// port it listens on.
+fn start_coordinator(clusters: u32, port: u16, timers: Timers, host: Option<&Host>) -> (Proc, u16) {
+    let mut args = coordinator_flags(port, clusters, &timers);
+    if let Some(host) = host {
+        let address = host.address.to_string();
+        args.extend([
+            "--bind".into(),
+            address.clone(),
+            "--advertise-host".into(),
+            address,
+        ]);
+    }
+    let proc = Proc::start_on(host.cloned(), "coordinator", &args);
     let port = announced_port(&proc);
     (proc, port)
 }
 
-fn ask_master(coordinator_port: u16, cluster: u32) -> Option<(u32, u16)> {
+/// A cluster's master, as the coordinator names it.
+struct Master {
+    id: u32,
+    host: String,
+    port: u16,
+}
+
+impl Master {
+    fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Asks the coordinator at `coordinator` (`host:port`) for the master of `cluster`.
+fn ask_master(coordinator: &str, cluster: u32) -> Option<Master> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ok()?;
     runtime.block_on(async {
-        let mut client =
-            CoordServiceClient::connect(format!("http://127.0.0.1:{coordinator_port}"))
-                .await
-                .ok()?;
+        let mut client = CoordServiceClient::connect(format!("http://{coordinator}"))
+            .await
+            .ok()?;
         // User `cluster` lives in cluster `cluster` whatever the number of clusters.
         let info = client
             .get_server(Id { id: cluster as i32 })
             .await
             .ok()?
             .into_inner();
-        Some((info.server_id as u32, info.port.parse().ok()?))
+        Some(Master {
+            id: info.server_id as u32,
+            host: info.hostname,
+            port: info.port.parse().ok()?,
+        })
     })
 }
 
 /// What `LIST` answers `user` now, asked through the course's protocol at the master of
 /// the user's cluster: every user, and the user's followers.
-fn listing(coordinator_port: u16, user: u32) -> Option<(Vec<String>, Vec<String>)> {
+fn listing(coordinator: &str, user: u32) -> Option<(Vec<String>, Vec<String>)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ok()?;
     runtime.block_on(async {
-        let mut coordinator =
-            CoordServiceClient::connect(format!("http://127.0.0.1:{coordinator_port}"))
-                .await
-                .ok()?;
+        let mut coordinator = CoordServiceClient::connect(format!("http://{coordinator}"))
+            .await
+            .ok()?;
         let master = coordinator
             .get_server(Id { id: user as i32 })
             .await
             .ok()?
             .into_inner();
-        let mut sns = SnsServiceClient::connect(format!("http://127.0.0.1:{}", master.port))
-            .await
-            .ok()?;
+        let mut sns =
+            SnsServiceClient::connect(format!("http://{}:{}", master.hostname, master.port))
+                .await
+                .ok()?;
         let reply = sns
             .list(request(&user.to_string(), &[]))
             .await
@@ -342,12 +474,4 @@ fn listing(coordinator_port: u16, user: u32) -> Option<(Vec<String>, Vec<String>
             .into_inner();
         Some((reply.all_users, reply.followers))
     })
-}
-
-fn coordinator_query(coordinator_port: u16, cluster: u32) -> Option<u16> {
-    ask_master(coordinator_port, cluster).map(|(_, port)| port)
-}
-
-fn master_id(coordinator_port: u16, cluster: u32) -> Option<u32> {
-    ask_master(coordinator_port, cluster).map(|(id, _)| id)
 }

@@ -6,7 +6,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use tsn_bins::harness::output::Sink;
-use tsn_bins::harness::{Launcher, Process, Streams};
+use tsn_bins::harness::{Host, Launcher, Process, Setup};
 
 pub(crate) use tsn_bins::harness::Timers;
 
@@ -57,12 +57,23 @@ impl Proc {
 
     /// Starts the workspace binary `program` with `args` and `RUST_LOG=rust_log`.
     pub(crate) fn start_logging(program: &str, args: &[String], rust_log: &str) -> Proc {
-        let streams = Streams {
+        Proc::launch(None, program, args, rust_log)
+    }
+
+    /// Starts the workspace binary `program` with `args` on `host` (this machine's own
+    /// network if `None`), logging at `info`.
+    pub(crate) fn start_on(host: Option<Host>, program: &str, args: &[String]) -> Proc {
+        Proc::launch(host, program, args, "info")
+    }
+
+    fn launch(host: Option<Host>, program: &str, args: &[String], rust_log: &str) -> Proc {
+        let setup = Setup {
             stdout: Sink::memory(),
             stderr: Sink::memory(),
             env: vec![("RUST_LOG".into(), rust_log.into())],
+            host,
         };
-        Process::start(&Launcher::Binaries(binary), program, args, streams)
+        Process::start(&Launcher::Binaries(binary), program, args, setup)
             .map(Proc)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(program).display()))
     }
@@ -261,8 +272,13 @@ pub(crate) fn announced_port(proc: &Proc) -> u16 {
 /// an old folder, killed a moment ago) as live: it is started again until the coordinator
 /// lets it in.
 pub(crate) fn start_claiming(program: &str, args: &[String]) -> Proc {
+    start_claiming_on(None, program, args)
+}
+
+/// Like [`start_claiming`], on `host`.
+pub(crate) fn start_claiming_on(host: Option<Host>, program: &str, args: &[String]) -> Proc {
     eventually(&format!("{program} to start"), || {
-        let mut proc = Proc::start(program, args);
+        let mut proc = Proc::start_on(host.clone(), program, args);
         if proc.wait_for_or_exit("listening on") {
             announced_port(&proc);
             return Some(proc);
