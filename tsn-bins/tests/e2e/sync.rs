@@ -148,7 +148,20 @@ fn deployment_followers(user: u32) -> Vec<u32> {
 
 #[test]
 fn killed_synchronizers_lose_and_double_no_post_even_restarted_on_an_empty_folder() {
-    let mut deployment = Deployment::start(3);
+    kill_the_synchronizers(Deployment::start(3));
+}
+
+#[test]
+fn a_synchronizer_killed_and_restarted_on_another_host_loses_and_doubles_no_post() {
+    if let Some(deployment) = Deployment::on_hosts(3, STEADY) {
+        kill_the_synchronizers(deployment);
+    }
+}
+
+/// Kills the synchronizer of the author's cluster and starts it again; then the reader's,
+/// started again elsewhere (another folder, or another host), on an empty folder. Every
+/// post reaches the reader once, in order.
+fn kill_the_synchronizers(mut deployment: Deployment) {
     deployment.start_clusters();
     let mut u2 = deployment.logged_in_client(2);
     let mut u1 = deployment.logged_in_client(1);
