@@ -4,12 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::hosts::{Host, Network};
 use super::launch::Launcher;
 use super::member::Member;
 use super::output::Sink;
 use super::process::{Process, Setup};
 use super::screen::Screen;
 use super::topology::{COORDINATOR, Topology, member_name, tsd_name};
+use tsn_core::coordinator::Endpoint;
+
 use crate::cli::Fatal;
 
 /// How long a child may take to start listening, and the servers to take up roles.
@@ -23,7 +26,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// `<logs>/<name>.log`; its ready line (standard output) gives its address; `serving as
 /// master|slave` in its log gives its role. Any member can be killed with SIGKILL and
 /// started again with its former flags (its log file goes on, so that what every run of it
-/// said stays in one place), or stopped with SIGSTOP and resumed with SIGCONT.
+/// said stays in one place), or stopped with SIGSTOP and resumed with SIGCONT. With
+/// [`Topology::hosts`], each member runs on a simulated host of its own (named as the
+/// member), binding and advertising its address.
 #[derive(Debug)]
 pub struct Deployment {
     launcher: Launcher,
@@ -31,6 +36,8 @@ pub struct Deployment {
     topology: Topology,
     /// The coordinator first, then the servers by cluster and id, then the synchronizers.
     pub members: Vec<Member>,
+    /// The hosts the members run on, with [`Topology::hosts`]; dropped after them.
+    network: Option<Network>,
 }
 
 impl Deployment {
@@ -40,6 +47,7 @@ impl Deployment {
     pub async fn start(topology: Topology) -> Result<Deployment, Fatal> {
         topology.timers.check()?;
         let launcher = Launcher::this_executable()?;
+        let network = topology.hosts.then(Network::create).transpose()?;
         let logs = topology.data_dir.join("logs");
         std::fs::create_dir_all(&logs)
             .map_err(|e| Fatal::new(format_args!("cannot create {}", logs.display()), e))?;
@@ -48,6 +56,7 @@ impl Deployment {
             logs,
             topology,
             members: Vec::new(),
+            network,
         };
         match deployment.start_all().await {
             Ok(()) => Ok(deployment),
@@ -61,6 +70,32 @@ impl Deployment {
     /// The deployment's shape.
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// The address to reach the coordinator at: its host's, or loopback.
+    pub fn coordinator_host(&self) -> String {
+        self.network
+            .as_ref()
+            .and_then(|n| n.hosts().iter().find(|h| h.label == COORDINATOR))
+            .map_or("127.0.0.1".into(), |h| h.address.to_string())
+    }
+
+    /// The host called `label` (made if new), and the flags that bind a program there and
+    /// point it at the coordinator; nothing on loopback.
+    fn place(&mut self, label: &str) -> Result<(Option<Host>, Vec<String>), Fatal> {
+        let coordinator = self.coordinator_host();
+        let Some(network) = self.network.as_mut() else {
+            return Ok((None, Vec::new()));
+        };
+        let host = match network.hosts().iter().find(|h| h.label == label) {
+            Some(host) => host.clone(),
+            None => network.add_host(label)?,
+        };
+        let mut flags = Vec::new();
+        if label != COORDINATOR {
+            flags.extend(["-h".to_owned(), coordinator]);
+        }
+        Ok((Some(host), flags))
     }
 
     async fn start_all(&mut self) -> Result<(), Fatal> {
@@ -190,21 +225,21 @@ impl Deployment {
         Ok(())
     }
 
-    /// A `tsc` client of `user` connected to this deployment, its log (standard error) in
-    /// `<logs>/tsc-<user>.log`.
-    pub fn screen(&self, user: u32) -> Result<Screen, Fatal> {
+    /// A `tsc` client of `user` connected to this deployment (on a host of its own, with
+    /// hosts), its log (standard error) in `<logs>/tsc-<user>.log`.
+    pub fn screen(&mut self, user: u32) -> Result<Screen, Fatal> {
+        let (host, _) = self.place(&format!("tsc-{user}"))?;
         let path = self.logs.join(format!("tsc-{user}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
-        Screen::open(
-            &self.launcher,
-            self.topology.coordinator_port,
-            user,
-            Some(log),
-        )
+        let coordinator = Endpoint {
+            host: self.coordinator_host(),
+            port: self.topology.coordinator_port,
+        };
+        Screen::open(&self.launcher, &coordinator, user, Some(log), host)
     }
 
     /// Stops every child: SIGTERM (and SIGCONT, for a paused one), then SIGKILL for those
@@ -230,7 +265,7 @@ impl Deployment {
     /// Starts `program` as a member and waits until it listens. Its log goes to
     /// `<logs>/<name>.log`: a new file, or with `again` the former one, continued.
     async fn spawn(
-        &self,
+        &mut self,
         program: &str,
         cluster: Option<u32>,
         server: Option<u32>,
@@ -250,15 +285,27 @@ impl Deployment {
             .truncate(!again)
             .open(&log_path)
             .map_err(|e| Fatal::new(format_args!("cannot write {}", log_path.display()), e))?;
+        let (host, mut placed) = self.place(&name)?;
+        if let Some(host) = &host {
+            let address = host.address.to_string();
+            placed.extend([
+                "--bind".into(),
+                address.clone(),
+                "--advertise-host".into(),
+                address,
+            ]);
+        }
         let setup = Setup {
             stdout: Sink::memory(),
             stderr: Sink {
                 file: Some(log),
                 ..Sink::default()
             },
+            host,
             ..Setup::default()
         };
-        let mut process = Process::start(&self.launcher, program, &args, setup)
+        let full: Vec<String> = args.iter().cloned().chain(placed).collect();
+        let mut process = Process::start(&self.launcher, program, &full, setup)
             .map_err(|e| Fatal::new(format_args!("cannot start {name}"), e))?;
         match ready(&mut process).await {
             Ok(address) => Ok(Member {

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use tsn_core::coordinator::Endpoint;
+
+use super::hosts::Host;
 use super::launch::Launcher;
 use super::output::Sink;
 use super::process::{Process, Setup};
@@ -24,13 +27,15 @@ pub struct Screen {
 }
 
 impl Screen {
-    /// Starts `tsc -k <coordinator_port> -u <user>` as `launcher` says, its log (standard
-    /// error) appended to `log`, or dropped.
+    /// Starts `tsc -h <host> -k <port> -u <user>` for the coordinator at `coordinator`, as
+    /// `launcher` says and on `host` (this machine's own network if `None`), its log
+    /// (standard error) appended to `log`, or dropped.
     pub fn open(
         launcher: &Launcher,
-        coordinator_port: u16,
+        coordinator: &Endpoint,
         user: u32,
         log: Option<std::fs::File>,
+        host: Option<Host>,
     ) -> Result<Screen, Fatal> {
         let (tx, lines) = mpsc::unbounded_channel();
         let setup = Setup {
@@ -42,11 +47,14 @@ impl Screen {
                 file: log,
                 ..Sink::default()
             },
+            host,
             ..Setup::default()
         };
         let args = [
-            "-k".to_owned(),
-            coordinator_port.to_string(),
+            "-h".to_owned(),
+            coordinator.host.clone(),
+            "-k".into(),
+            coordinator.port.to_string(),
             "-u".into(),
             user.to_string(),
         ];

@@ -163,6 +163,9 @@ pub struct Topology {
     pub servers: u32,
     /// Whether each cluster gets its synchronizer.
     pub synchronizers: bool,
+    /// Whether each member runs on a simulated host of its own ([`hosts`](super::hosts)),
+    /// with a data folder of its own, `<data_dir>/<member>`.
+    pub hosts: bool,
 }
 
 impl Topology {
@@ -183,6 +186,7 @@ impl Topology {
             timers,
             servers: 2,
             synchronizers: true,
+            hosts: false,
         }
     }
 
@@ -200,6 +204,16 @@ impl Topology {
         coordinator_flags(self.coordinator_port, self.clusters, &self.timers)
     }
 
+    /// The data folder of the member called `name`: its own on a host of its own, the
+    /// deployment's otherwise (each server keeps to its own folders there).
+    pub fn data_dir_of(&self, name: &str) -> PathBuf {
+        if self.hosts {
+            self.data_dir.join(name)
+        } else {
+            self.data_dir.clone()
+        }
+    }
+
     /// The flags of the synchronizer of `cluster`.
     pub fn synchronizer_args(&self, cluster: u32) -> Vec<String> {
         let port = if self.free_ports { 0 } else { 1233 + cluster };
@@ -207,7 +221,7 @@ impl Topology {
             cluster,
             self.coordinator_port,
             u16::try_from(port).unwrap_or(0),
-            &self.data_dir,
+            &self.data_dir_of(&synchronizer_name(cluster)),
             Some(&self.timers),
         )
     }
@@ -219,7 +233,7 @@ impl Topology {
             server,
             self.coordinator_port,
             self.server_port(cluster, server),
-            &self.data_dir,
+            &self.data_dir_of(&tsd_name(cluster, server)),
             Some(&self.timers),
         )
     }

@@ -401,6 +401,7 @@ async fn measure_resident(data_dir: &std::path::Path, flags: &Flags) -> Result<M
         timers: flags.timers,
         servers: 1,
         synchronizers: false,
+        hosts: false,
     };
     let started = Instant::now();
     let mut deployment = Deployment::start(topology).await?;

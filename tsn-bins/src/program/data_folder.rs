@@ -3,9 +3,10 @@
 //!
 //! What TSN makes in a data folder: `cluster_<c>` folders (each holding replica folders
 //! named by server id, and in folders of earlier versions an `inbox`), `synchronizer_<c>`
-//! folders (a synchronizer's identity and lock), the `logs` folder, and the lock file
-//! [`LOCK_FILE`]. A folder holding anything else is not a TSN data folder, and is never
-//! reset.
+//! folders (a synchronizer's identity and lock), the `logs` folder, the lock file
+//! [`LOCK_FILE`], and with `--hosts` one folder per member (`tsd-<c>-<s>`,
+//! `synchronizer-<c>`) holding that member's own such folders. A folder holding anything
+//! else is not a TSN data folder, and is never reset.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -124,6 +125,10 @@ fn made_by_tsn(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
                 return Err(refuse(&foreign));
             }
             made.push(path);
+        } else if is_dir && is_member_dir(&name) {
+            // A member's own folder, on a host of its own: TSN's folders, nothing else.
+            made_by_tsn(&path).map_err(|_| refuse(&path))?;
+            made.push(path);
         } else if is_dir && is_numbered(&path, "cluster_") {
             if let Some(foreign) = listing(&path)?.into_iter().find(|inside| {
                 let name = file_name(inside);
@@ -138,6 +143,20 @@ fn made_by_tsn(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
         }
     }
     Ok(made)
+}
+
+/// Whether `name` is a member's own folder, as `tsn-local --hosts` gives each member:
+/// `tsd-<c>-<s>` or `synchronizer-<c>`.
+fn is_member_dir(name: &str) -> bool {
+    let numbers = |rest: &str, count: usize| {
+        let parts: Vec<&str> = rest.split('-').collect();
+        parts.len() == count && parts.iter().all(|p| is_number(p))
+    };
+    name.strip_prefix("tsd-")
+        .is_some_and(|rest| numbers(rest, 2))
+        || name
+            .strip_prefix("synchronizer-")
+            .is_some_and(|rest| numbers(rest, 1))
 }
 
 /// Whether `path` is named `<prefix><c>`, as `cluster_2` or `synchronizer_2`.
@@ -179,7 +198,11 @@ fn listing(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
 /// lock.
 fn lockable_files(made: &Path) -> Result<Vec<PathBuf>, Fatal> {
     let mut files = Vec::new();
-    if is_numbered(made, "synchronizer_") {
+    if is_member_dir(&file_name(made)) {
+        for inside in made_by_tsn(made)? {
+            files.extend(lockable_files(&inside)?);
+        }
+    } else if is_numbered(made, "synchronizer_") {
         files.push(made.join(tsn_fs::SYNCHRONIZER_LOCK_FILE));
     } else if is_numbered(made, "cluster_") {
         for inside in listing(made)? {

@@ -4,7 +4,8 @@
 //! under one folder, waits until every cluster has a master, prints what runs where and how
 //! to connect, reports role changes and dead children as they happen, and stops everything
 //! on Ctrl-C. Children are this same executable run as the program they stand for (so they
-//! are always the same version), and the kernel stops them if `tsn-local` dies.
+//! are always the same version), and the kernel stops them if `tsn-local` dies. With
+//! `--hosts` (root only) each runs on a simulated host of its own, removed on Ctrl-C.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -49,6 +50,10 @@ struct Flags {
     /// Let every server pick a free port instead of the course's (10000, 10001, 20000 ... and 1234 ...)
     #[arg(long)]
     free_ports: bool,
+    /// Run each process on a simulated host of its own: a network namespace with its own
+    /// address (198.18.0.0/15) and data folder, reachable from this machine. Needs root.
+    #[arg(long)]
+    hosts: bool,
     #[command(flatten)]
     timers: Timers,
 }
@@ -66,6 +71,9 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     }
     // Everything that can be refused is, before the data folder is touched.
     flags.timers.check()?;
+    if flags.hosts {
+        harness::Network::available().map_err(|why| Fatal(format!("--hosts: {why}")))?;
+    }
     if flags.reset {
         data_folder::check_resettable(&flags.data_dir)?;
     }
@@ -78,17 +86,24 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         (None, true) => free_port()?,
         (None, false) => 9090,
     };
-    let topology = Topology::standard(
-        flags.clusters,
-        coordinator_port,
-        flags.free_ports,
-        flags.data_dir.clone(),
-        flags.timers,
-    );
+    let topology = Topology {
+        hosts: flags.hosts,
+        ..Topology::standard(
+            flags.clusters,
+            coordinator_port,
+            flags.free_ports,
+            flags.data_dir.clone(),
+            flags.timers,
+        )
+    };
     let mut deployment = Deployment::start(topology).await?;
     let exe = std::env::current_exe().unwrap_or_default();
-    print_table(&flags, coordinator_port, &deployment.members, &exe);
-    watch(&flags, coordinator_port, &mut deployment.members).await;
+    let coordinator = Endpoint {
+        host: deployment.coordinator_host(),
+        port: coordinator_port,
+    };
+    print_table(&flags, &coordinator, &deployment.members, &exe);
+    watch(&flags, &coordinator, &mut deployment.members).await;
     deployment.stop().await;
     drop(claim);
     println!(
@@ -98,13 +113,16 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn print_table(flags: &Flags, coordinator_port: u16, members: &[Member], exe: &Path) {
+fn print_table(flags: &Flags, coordinator: &Endpoint, members: &[Member], exe: &Path) {
     println!(
         "TSN is running: {} clusters, data in {}, logs in {}.",
         flags.clusters,
         flags.data_dir.display(),
         flags.data_dir.join("logs").display()
     );
+    if flags.hosts {
+        println!("Each process runs on a simulated host of its own, at the address below.");
+    }
     println!();
     println!("  process      cluster server  role    address          pid");
     for member in members {
@@ -122,10 +140,15 @@ fn print_table(flags: &Flags, coordinator_port: u16, members: &[Member], exe: &P
     }
     println!();
     let tsc = exe.with_file_name("tsc");
-    let client = if tsc.is_file() {
-        format!("{} -k {}", tsc.display(), coordinator_port)
+    let at = if flags.hosts {
+        format!("-h {} -k {}", coordinator.host, coordinator.port)
     } else {
-        format!("cargo run --release --bin tsc -- -k {}", coordinator_port)
+        format!("-k {}", coordinator.port)
+    };
+    let client = if tsc.is_file() {
+        format!("{} {at}", tsc.display())
+    } else {
+        format!("cargo run --release --bin tsc -- {at}")
     };
     println!(
         "Connect a client in another terminal, for user 1 (cluster 1) and user 2 (cluster 2):"
@@ -136,11 +159,8 @@ fn print_table(flags: &Flags, coordinator_port: u16, members: &[Member], exe: &P
 }
 
 /// Reports role changes and dead children until Ctrl-C.
-async fn watch(flags: &Flags, coordinator_port: u16, members: &mut [Member]) {
-    let coordinator = CoordClient::new(&Endpoint {
-        host: "127.0.0.1".into(),
-        port: coordinator_port,
-    });
+async fn watch(flags: &Flags, coordinator: &Endpoint, members: &mut [Member]) {
+    let coordinator = CoordClient::new(coordinator);
     let mut masters: BTreeMap<u32, Option<String>> = BTreeMap::new();
     let shutdown = cli::shutdown_signal();
     tokio::pin!(shutdown);

@@ -218,3 +218,138 @@ fn reset_refuses_a_folder_in_use_and_the_running_deployment_keeps_its_data() {
     interrupt(&fresh);
     assert!(fresh.wait_exit().success(), "{}", fresh.stderr());
 }
+
+/// The namespaces of this machine whose names start with `tsn-<pid>-`.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("run ip");
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with(&format!("tsn-{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn tsn_local_with_hosts_puts_each_process_on_a_host_and_ctrl_c_removes_them() {
+    if let Err(why) = tsn_bins::harness::Network::available() {
+        assert!(
+            std::env::var(tsn_bins::harness::hosts::REQUIRE_NETNS).as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("did not run tsn-local --hosts: {why}");
+        return;
+    }
+    let data = tempfile::tempdir().expect("a folder");
+    let data_dir = data.path().join("tsn-data").display().to_string();
+    let mut local = Proc::start(
+        "tsn-local",
+        &["--hosts".into(), "--data-dir".into(), data_dir.clone()],
+    );
+    local.wait_for("Ctrl-C stops every process.\n");
+    let table = local.stdout();
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            let program = l.split_whitespace().next().unwrap_or_default();
+            ["coordinator", "tsd", "synchronizer"].contains(&program)
+        })
+        .collect();
+    assert_eq!(rows.len(), 10, "{table}");
+    assert!(
+        rows.iter().all(|row| row.contains(" 198.1")),
+        "every process at a host's address:\n{table}"
+    );
+    let addresses: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|row| row.split_whitespace().rev().nth(1)?.split(':').next())
+        .collect();
+    assert_eq!(
+        addresses.len(),
+        10,
+        "each at an address of its own:\n{table}"
+    );
+    assert_eq!(namespaces_of(local.pid()).len(), 10, "a namespace each");
+    // The command it prints works from this machine's own network.
+    let command = table
+        .lines()
+        .find_map(|line| line.trim().split_once(" -h "))
+        .map(|(_, rest)| rest.trim_end_matches(" -u 1").to_owned())
+        .expect("a tsc command");
+    let mut args: Vec<String> = vec!["-h".into()];
+    args.extend(command.split_whitespace().map(str::to_owned));
+    args.extend(["-u".into(), "1".into()]);
+    let mut u1 = Proc::start("tsc", &args);
+    u1.command("LIST", "Followers: ");
+    assert!(
+        u1.stdout().contains("Reconnecting to 198.1"),
+        "{}",
+        u1.stdout()
+    );
+    u1.finish();
+
+    interrupt(&local);
+    assert!(local.wait_exit().success(), "{}", local.stderr());
+    assert!(
+        namespaces_of(local.pid()).is_empty(),
+        "Ctrl-C removes every host"
+    );
+    assert!(processes_mentioning(&data_dir).is_empty());
+    // The members' folders are TSN's: a reset takes them.
+    let mut again = Proc::start(
+        "tsn-local",
+        &[
+            "--reset".into(),
+            "--free-ports".into(),
+            "--data-dir".into(),
+            data_dir.clone(),
+        ],
+    );
+    again.wait_for("Ctrl-C stops every process.\n");
+    interrupt(&again);
+    assert!(again.wait_exit().success(), "{}", again.stderr());
+    assert!(
+        !std::path::Path::new(&data_dir).join("tsd-1-1").exists(),
+        "the reset removed the members' folders"
+    );
+}
+
+#[test]
+fn tsn_local_with_hosts_refuses_a_user_who_is_not_root_in_one_line() {
+    let data = tempfile::tempdir().expect("a folder");
+    let data_dir = data.path().join("tsn-data");
+    // SAFETY: geteuid has no preconditions.
+    let mut local = if unsafe { libc::geteuid() } == 0 {
+        // As root, run it as nobody.
+        let mut args = vec![
+            "--reuid=65534".to_owned(),
+            "--regid=65534".into(),
+            "--clear-groups".into(),
+            crate::support::binary("tsn-local").display().to_string(),
+        ];
+        args.extend([
+            "--hosts".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ]);
+        Proc::start_command("setpriv", &args)
+    } else {
+        Proc::start(
+            "tsn-local",
+            &[
+                "--hosts".into(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+            ],
+        )
+    };
+    let error = refusal(&mut local);
+    assert!(
+        error.contains("--hosts") && error.contains("root"),
+        "{error}"
+    );
+    assert!(!data_dir.exists(), "nothing was created");
+}

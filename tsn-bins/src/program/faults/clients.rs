@@ -55,7 +55,7 @@ pub(super) fn expected_on_timelines(sent: &BTreeMap<u32, u64>) -> BTreeMap<u32, 
 /// Starts every user's client, waits until every cluster knows every user, has each
 /// follow every other user, and enters each timeline.
 pub(super) async fn start(
-    deployment: &Deployment,
+    deployment: &mut Deployment,
     coordinator: &CoordClient,
 ) -> Result<Vec<Client>, Fatal> {
     let mut clients = Vec::new();
@@ -125,7 +125,7 @@ pub(super) struct Client {
 }
 
 impl Client {
-    fn open(deployment: &Deployment, user: u32) -> Result<Client, Fatal> {
+    fn open(deployment: &mut Deployment, user: u32) -> Result<Client, Fatal> {
         Ok(Client {
             user,
             screen: deployment.screen(user)?,

@@ -66,6 +66,19 @@ impl Proc {
         Proc::launch(host, program, args, "info")
     }
 
+    /// Starts `command` (found on the `PATH`, not a program of the workspace) with `args`.
+    pub(crate) fn start_command(command: &str, args: &[String]) -> Proc {
+        let on_path = Launcher::Binaries(|command| PathBuf::from(command));
+        let setup = Setup {
+            stdout: Sink::memory(),
+            stderr: Sink::memory(),
+            ..Setup::default()
+        };
+        Process::start(&on_path, command, args, setup)
+            .map(Proc)
+            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"))
+    }
+
     fn launch(host: Option<Host>, program: &str, args: &[String], rust_log: &str) -> Proc {
         let setup = Setup {
             stdout: Sink::memory(),
