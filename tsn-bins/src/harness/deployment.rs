@@ -72,6 +72,14 @@ impl Deployment {
         &self.topology
     }
 
+    /// Where to reach the coordinator: its host's address (or loopback) and its port.
+    pub fn coordinator(&self) -> Endpoint {
+        Endpoint {
+            host: self.coordinator_host(),
+            port: self.topology.coordinator_port,
+        }
+    }
+
     /// The address to reach the coordinator at: its host's, or loopback.
     pub fn coordinator_host(&self) -> String {
         self.network
@@ -235,11 +243,7 @@ impl Deployment {
             .append(true)
             .open(&path)
             .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
-        let coordinator = Endpoint {
-            host: self.coordinator_host(),
-            port: self.topology.coordinator_port,
-        };
-        Screen::open(&self.launcher, &coordinator, user, Some(log), host)
+        Screen::open(&self.launcher, &self.coordinator(), user, Some(log), host)
     }
 
     /// Stops every child: SIGTERM (and SIGCONT, for a paused one), then SIGKILL for those

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tsn_core::Coordinator;
-use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
 use tsn_grpc::client::{SnsClient, TimelineEvent};
 use tsn_grpc::coordinator::CoordClient;
@@ -69,6 +68,11 @@ struct Flags {
     /// Posts of that tsd.
     #[arg(long, default_value_t = 100_000)]
     memory_posts: u64,
+    /// Run each process on a simulated host of its own (network namespaces; needs root):
+    /// delivery, new users, failover and throughput across hosts; idle traffic and memory
+    /// are measured on one host only, and skipped.
+    #[arg(long)]
+    hosts: bool,
     #[command(flatten)]
     timers: Timers,
 }
@@ -80,13 +84,19 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
     let data_dir = std::env::temp_dir().join(format!("tsn-bench-{}", std::process::id()));
-    let topology = Topology::standard(3, free_port()?, true, data_dir.clone(), flags.timers);
+    let topology = Topology {
+        hosts: flags.hosts,
+        ..Topology::standard(3, free_port()?, true, data_dir.clone(), flags.timers)
+    };
     let mut deployment = Deployment::start(topology).await?;
     let result = measure(&flags, &mut deployment).await;
     deployment.stop().await;
+    drop(deployment);
     let _ = std::fs::remove_dir_all(&data_dir);
     let figures = result?;
-    let memory = resident_memory(&flags).await?;
+    if flags.hosts {
+        println!("every process on a simulated host of its own");
+    }
     println!("| figure | runs | p50 | p99 | max |");
     println!("| --- | --- | --- | --- | --- |");
     print_row("same-cluster delivery, tsc to tsc", &figures.same_cluster);
@@ -97,17 +107,23 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         &figures.failover,
     );
     println!();
-    println!(
-        "idle synchronizers: {:.0} bytes/s on the wire between them ({} bytes in {} s)",
-        figures.idle_bytes as f64 / IDLE_WINDOW.as_secs_f64(),
-        figures.idle_bytes,
-        IDLE_WINDOW.as_secs()
-    );
+    if let Some(idle_bytes) = figures.idle_bytes {
+        println!(
+            "idle synchronizers: {:.0} bytes/s on the wire between them ({} bytes in {} s)",
+            idle_bytes as f64 / IDLE_WINDOW.as_secs_f64(),
+            idle_bytes,
+            IDLE_WINDOW.as_secs()
+        );
+    }
     println!(
         "throughput: {:.0} posts/s acknowledged by one master, durable on master and slave \
          ({} clients pipelining {} posts each)",
         figures.throughput, flags.clients, flags.client_posts
     );
+    if flags.hosts {
+        return Ok(());
+    }
+    let memory = resident_memory(&flags).await?;
     println!(
         "memory: a tsd holding {} users, {} follows and {} posts: {:.0} MB resident, {:.1} s to start",
         flags.memory_users,
@@ -128,17 +144,14 @@ struct Figures {
     cross_cluster: Vec<Duration>,
     new_user: Vec<Duration>,
     failover: Vec<Duration>,
-    idle_bytes: u64,
+    /// `None` across hosts, where the synchronizers' sockets are in namespaces of their own.
+    idle_bytes: Option<u64>,
     throughput: f64,
 }
 
 async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, Fatal> {
-    let port = deployment.topology().coordinator_port;
-    let coordinator = CoordClient::new(&Endpoint {
-        host: "127.0.0.1".into(),
-        port,
-    })
-    .map_err(|e| Fatal::new("bad coordinator address", e))?;
+    let coordinator = CoordClient::new(&deployment.coordinator())
+        .map_err(|e| Fatal::new("bad coordinator address", e))?;
     // u1 (cluster 1) reads u4 (cluster 1) and u2 (cluster 2).
     let mut near = deployment.screen(4)?;
     near.wait_for(BANNER_END).await?;
@@ -168,7 +181,10 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         newcomer.kill();
     }
 
-    let idle_bytes = idle_traffic(deployment).await?;
+    let idle_bytes = match flags.hosts {
+        true => None,
+        false => Some(idle_traffic(deployment).await?),
+    };
     let throughput = throughput(&coordinator, flags.clients, flags.client_posts).await?;
 
     let mut failover = Vec::with_capacity(flags.failovers);

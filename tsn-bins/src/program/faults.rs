@@ -35,7 +35,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tsn_core::coordinator::Endpoint;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
@@ -81,6 +80,9 @@ struct Flags {
     /// Keep the data and logs after a passing run too (a failing run always keeps them).
     #[arg(long)]
     keep: bool,
+    /// Run each process on a simulated host of its own (network namespaces; needs root).
+    #[arg(long)]
+    hosts: bool,
     #[command(flatten)]
     timers: Timers,
 }
@@ -94,7 +96,10 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let seed = flags.seed.unwrap_or_else(rand::random);
     println!("seed {seed} (run it again with --seed {seed})");
     let data_dir = new_data_dir(flags.data_dir.clone())?;
-    let topology = Topology::standard(CLUSTERS, free_port()?, true, data_dir.clone(), flags.timers);
+    let topology = Topology {
+        hosts: flags.hosts,
+        ..Topology::standard(CLUSTERS, free_port()?, true, data_dir.clone(), flags.timers)
+    };
     let mut deployment = Deployment::start(topology).await?;
     println!(
         "deployment running; data and logs in {}",
@@ -151,11 +156,8 @@ fn new_data_dir(chosen: Option<PathBuf>) -> Result<PathBuf, Fatal> {
 
 /// Sets the clients going, injects the faults, and checks what came of it.
 async fn exercise(flags: &Flags, seed: u64, deployment: &mut Deployment) -> Result<Report, Fatal> {
-    let coordinator = CoordClient::new(&Endpoint {
-        host: "127.0.0.1".into(),
-        port: deployment.topology().coordinator_port,
-    })
-    .map_err(|e| Fatal::new("bad coordinator address", e))?;
+    let coordinator = CoordClient::new(&deployment.coordinator())
+        .map_err(|e| Fatal::new("bad coordinator address", e))?;
     health::wait_healthy(deployment, &coordinator, PATIENCE).await?;
     let clients = clients::start(deployment, &coordinator).await?;
     println!(

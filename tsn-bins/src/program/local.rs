@@ -98,10 +98,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     };
     let mut deployment = Deployment::start(topology).await?;
     let exe = std::env::current_exe().unwrap_or_default();
-    let coordinator = Endpoint {
-        host: deployment.coordinator_host(),
-        port: coordinator_port,
-    };
+    let coordinator = deployment.coordinator();
     print_table(&flags, &coordinator, &deployment.members, &exe);
     watch(&flags, &coordinator, &mut deployment.members).await;
     deployment.stop().await;
