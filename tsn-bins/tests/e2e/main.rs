@@ -11,6 +11,7 @@ mod duplicates;
 mod failover;
 mod faults;
 mod hostile;
+mod hosts;
 mod local;
 mod operators;
 mod restarts;

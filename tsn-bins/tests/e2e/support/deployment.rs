@@ -49,15 +49,7 @@ impl Deployment {
     /// line on standard error saying why, where this machine cannot make hosts (not root);
     /// with `TSN_REQUIRE_NETNS=1` (as in CI) that fails the test instead.
     pub(crate) fn on_hosts(clusters: u32, timers: Timers) -> Option<Deployment> {
-        if let Err(why) = Network::available() {
-            assert!(
-                std::env::var(REQUIRE_NETNS).as_deref() != Ok("1"),
-                "{REQUIRE_NETNS}=1, but simulated hosts cannot be made: {why}"
-            );
-            eprintln!("did not run across simulated hosts: {why}");
-            return None;
-        }
-        let network = Network::create().unwrap_or_else(|e| panic!("simulated hosts: {}", e.0));
+        let network = simulated_hosts()?;
         Some(Deployment::start_in(clusters, timers, Some(network)))
     }
 
@@ -383,6 +375,21 @@ pub(crate) fn unused_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A new network of simulated hosts; `None`, after one line on standard error saying why,
+/// where this machine cannot make them (not root). With `TSN_REQUIRE_NETNS=1` (as in CI)
+/// that fails the test instead.
+pub(crate) fn simulated_hosts() -> Option<Network> {
+    if let Err(why) = Network::available() {
+        assert!(
+            std::env::var(REQUIRE_NETNS).as_deref() != Ok("1"),
+            "{REQUIRE_NETNS}=1, but simulated hosts cannot be made: {why}"
+        );
+        eprintln!("did not run across simulated hosts: {why}");
+        return None;
+    }
+    Some(Network::create().unwrap_or_else(|e| panic!("simulated hosts: {}", e.0)))
 }
 
 /// A new host called `label` on `network`.
