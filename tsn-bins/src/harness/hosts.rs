@@ -7,6 +7,10 @@
 //! process id of the harness that made them, so that many harnesses run at once and one
 //! can remove what a dead one left behind (every [`Network::create`] does). A [`Network`]
 //! removes its namespaces and bridge when dropped, a panic's unwinding included.
+//!
+//! A network can be cut between two hosts, both ways or one way ([`Network::cut`],
+//! [`Network::cut_one_way`]), by blackhole routes in the hosts' namespaces: packets are
+//! dropped silently, as a partition drops them, until [`Network::heal`].
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -146,6 +150,36 @@ impl Network {
         ip(&["-n", &host.netns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &host.netns, "link", "set", "lo", "up"])?;
         Ok(host)
+    }
+}
+
+impl Network {
+    /// Cuts the network between `a` and `b` both ways, as a partition does: what either
+    /// sends the other is dropped, silently, until [`Network::heal`].
+    pub fn cut(&self, a: &Host, b: &Host) -> Result<(), Fatal> {
+        self.cut_one_way(a, b)?;
+        self.cut_one_way(b, a)
+    }
+
+    /// Drops what `from` sends to `to` (a blackhole route in `from`'s namespace); what `to`
+    /// sends `from` still arrives.
+    pub fn cut_one_way(&self, from: &Host, to: &Host) -> Result<(), Fatal> {
+        let to = format!("{}/32", to.address);
+        ip(&["-n", &from.netns, "route", "add", "blackhole", &to])
+    }
+
+    /// Ends every cut between `a` and `b`, either way.
+    pub fn heal(&self, a: &Host, b: &Host) -> Result<(), Fatal> {
+        for (from, to) in [(a, b), (b, a)] {
+            // `ip route show` writes a /32 route as the bare address.
+            let cut = format!("blackhole {}", to.address);
+            let routes = ip_output(&["-n", &from.netns, "route", "show", "type", "blackhole"])?;
+            if routes.lines().any(|line| line.trim() == cut) {
+                let to = format!("{}/32", to.address);
+                ip(&["-n", &from.netns, "route", "del", "blackhole", &to])?;
+            }
+        }
+        Ok(())
     }
 }
 

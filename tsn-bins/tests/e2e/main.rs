@@ -14,6 +14,7 @@ mod hostile;
 mod hosts;
 mod local;
 mod operators;
+mod partitions;
 mod restarts;
 mod sessions;
 mod startup;

@@ -1,11 +1,13 @@
 //! The role task: keeps a server's role in step with the coordinator.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tsn_core::coordinator::Role;
 use tsn_core::failover::{self, Duty, Node};
+use tsn_core::id::Position;
 use tsn_core::{Coordinator, Error, Store};
 
 use crate::clock;
@@ -33,6 +35,7 @@ pub async fn keep_role<S: Store, C: Coordinator>(tsd: Arc<Tsd<S>>, coordinator: 
         follower: None,
     };
     let mut reachable = true;
+    let mut stall = Stall::new(config.replication_timeout);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -51,7 +54,20 @@ pub async fn keep_role<S: Store, C: Coordinator>(tsd: Arc<Tsd<S>>, coordinator: 
             .master()
             .map(|m| m.in_sync_report(now).0)
             .unwrap_or_default();
-        match failover::heartbeat(&*coordinator, &mut node, log, in_sync.clone()).await {
+        stall.stalled(tsd.master().ok().as_deref(), now);
+        // An answer slower than two intervals is no answer: the role must not wait on it.
+        let answer = tokio::time::timeout(
+            config.heartbeat_interval * 2,
+            failover::heartbeat(&*coordinator, &mut node, log, in_sync.clone()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Unavailable {
+                what: "the coordinator".into(),
+                reason: "no answer within two heartbeat intervals".into(),
+            })
+        });
+        match answer {
             Ok((assignment, change)) => {
                 tracing::debug!(role = %assignment.role, epoch = %assignment.epoch, log = %log.position, ?in_sync, confirmed = assignment.in_sync_confirmed, "the coordinator answered");
                 if !reachable {
@@ -83,8 +99,55 @@ pub async fn keep_role<S: Store, C: Coordinator>(tsd: Arc<Tsd<S>>, coordinator: 
                     tracing::warn!(%error, "heartbeat failed; carrying on in the current role");
                     reachable = false;
                 }
+                if stall.stalled(tsd.master().ok().as_deref(), clock::now()) {
+                    // Cut off from the coordinator, and its writes do not commit: its slave
+                    // has most likely been promoted. Its clients must look elsewhere.
+                    tracing::warn!(waited = ?stall.limit, "the coordinator does not answer and no write has committed for the replication timeout; stepping down");
+                    node.give_up();
+                    duties.take_up(Duty::Waiting, &mut node).await;
+                }
             }
         }
+    }
+}
+
+/// Watches a master's commits. A master that cannot reach the coordinator may have been
+/// replaced: the coordinator promotes its slave after the failure timeout, and from then
+/// on its writes wait for a slave that follows another master. It cannot know; but writes
+/// that have waited for the replication timeout without any commit, while the coordinator
+/// does not answer, say so well enough that it steps down and its clients look for the
+/// cluster's master elsewhere. (With the coordinator down and the slave still following,
+/// writes commit, and the master carries on.)
+struct Stall {
+    limit: Duration,
+    /// The commit position last seen, and since when no write has committed while some
+    /// waited.
+    commit: Position,
+    since: Instant,
+}
+
+impl Stall {
+    fn new(limit: Duration) -> Self {
+        Stall {
+            limit,
+            commit: Position(0),
+            since: clock::now(),
+        }
+    }
+
+    /// Whether `master`'s writes have waited `limit` without a commit, as of `now`.
+    fn stalled<S: Store>(&mut self, master: Option<&Master<S>>, now: Instant) -> bool {
+        let Some(master) = master else {
+            self.since = now;
+            return false;
+        };
+        let commit = master.commit_position();
+        let waiting = *master.appended_watch().borrow() > commit;
+        if !waiting || commit != self.commit {
+            self.commit = commit;
+            self.since = now;
+        }
+        waiting && now.duration_since(self.since) >= self.limit
     }
 }
 

@@ -716,3 +716,56 @@ async fn a_slave_serves_no_feed_and_a_deposed_master_ends_its_readers() {
         ended.map(|c| c.through)
     );
 }
+
+/// The coordinator cannot be reached.
+fn unreachable_coordinator() -> Result<Assignment> {
+    Err(Error::Unavailable {
+        what: "the coordinator".into(),
+        reason: "cut off".into(),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_cut_off_from_the_coordinator_whose_writes_do_not_commit_steps_down() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let _role = keep(&tsd, answers(2, unreachable_coordinator));
+    let master = master_of(&tsd).await;
+    // Its slave, in sync, stops answering: it was promoted elsewhere.
+    let last = tsd.store().read(|s| s.last());
+    let (slave, answers) = stream_into(&tsd);
+    let _held = (slave.clone(), answers.expect("the stream opens"));
+    slave.send(hello(2, 1, 1, last)).await.expect("sent");
+    in_sync(&master).await;
+    let waiting = tokio::spawn({
+        let master = Arc::clone(&master);
+        let position = login(&tsd, 1);
+        async move { master.committed(position).await }
+    });
+    let failed = within(waiting).await.expect("the waiter");
+    assert!(
+        matches!(failed, Err(Error::NotMaster(_))),
+        "the write is never acknowledged: {failed:?}"
+    );
+    assert!(tsd.master().is_err(), "it stepped down");
+    assert!(!*tsd.serving().borrow(), "and says so to health checks");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_that_cannot_reach_the_coordinator_but_commits_carries_on() {
+    let direct = Arc::new(Direct::default());
+    let tsd = a_tsd(1, &direct);
+    let _role = keep(&tsd, answers(2, unreachable_coordinator));
+    let master = master_of(&tsd).await;
+    for n in 1..=10 {
+        let position = login(&tsd, n);
+        within(master.committed(position))
+            .await
+            .expect("committed alone");
+        tokio::time::sleep(HEARTBEAT * 2).await;
+    }
+    assert!(
+        tsd.master().is_ok(),
+        "writes commit: the coordinator's silence alone is no reason to step down"
+    );
+}

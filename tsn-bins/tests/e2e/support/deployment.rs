@@ -294,6 +294,34 @@ impl Deployment {
         }
     }
 
+    /// The host of the process called `label` (`coordinator`, `tsd-1-2`).
+    fn host(&self, label: &str) -> Host {
+        let network = self.network.as_ref().expect("a deployment on hosts");
+        network
+            .hosts()
+            .iter()
+            .find(|h| h.label == label)
+            .unwrap_or_else(|| panic!("no host {label}"))
+            .clone()
+    }
+
+    /// Cuts the network between the hosts of `a` and `b`, both ways, until
+    /// [`Deployment::heal`].
+    pub(crate) fn cut(&self, a: &str, b: &str) {
+        let network = self.network.as_ref().expect("a deployment on hosts");
+        network
+            .cut(&self.host(a), &self.host(b))
+            .unwrap_or_else(|e| panic!("cutting {a} from {b}: {}", e.0));
+    }
+
+    /// Ends the cuts between the hosts of `a` and `b`.
+    pub(crate) fn heal(&self, a: &str, b: &str) {
+        let network = self.network.as_ref().expect("a deployment on hosts");
+        network
+            .heal(&self.host(a), &self.host(b))
+            .unwrap_or_else(|e| panic!("healing {a} and {b}: {}", e.0));
+    }
+
     /// Whether every process runs on a simulated host of its own.
     pub(crate) fn is_on_hosts(&self) -> bool {
         self.network.is_some()

@@ -1,0 +1,70 @@
+//! Partitions on simulated hosts: a master cut off from the coordinator, whose slave the
+//! coordinator promotes, steps down once its writes stop committing, and its clients move
+//! to the new master by themselves; nothing acknowledged is lost or doubled.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Deployment, STEADY, timeline_lines};
+
+/// The failure timeout plus one second (SPEC's bound for a client to move), with room for
+/// a loaded machine.
+const MOVES_WITHIN: Duration = Duration::from_secs(10);
+
+#[test]
+fn clients_of_a_master_cut_off_from_the_coordinator_move_to_the_new_master() {
+    let Some(mut deployment) = Deployment::on_hosts(1, STEADY) else {
+        return;
+    };
+    deployment.start_master_and_in_sync_slave(1);
+    let old_master = deployment.master_address(1).expect("a master");
+    let mut author = deployment.logged_in_client(1);
+    let mut reader = deployment.logged_in_client(2);
+    reader.command("FOLLOW 1", "Command completed successfully");
+    reader.enter_timeline();
+    author.enter_timeline();
+    author.send("before the cut");
+    reader.wait_for(">> before the cut\n");
+
+    deployment.cut("tsd-1-1", "coordinator");
+    deployment.wait_master_is(1, 2);
+    let new_master = deployment.master_address(1).expect("the new master");
+    assert_ne!(new_master, old_master);
+    // The author keeps posting, as a person would: its writes stop committing on the old
+    // master, which steps down.
+    let moved = format!("Reconnecting to {new_master}...");
+    let deadline = Instant::now() + MOVES_WITHIN;
+    let mut sent = 0;
+    while !(author.stdout().contains(&moved) && reader.stdout().contains(&moved)) {
+        assert!(
+            Instant::now() < deadline,
+            "both clients should have moved to {new_master}; the author shows:\n{}\n\
+             the reader shows:\n{}\nthe cut-off master logged:\n{}",
+            author.stdout(),
+            reader.stdout(),
+            deployment.server(1, 1).stderr()
+        );
+        sent += 1;
+        author.send(&format!("during the cut {sent}"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.wait_for(&format!(">> during the cut {sent}\n"));
+
+    deployment.heal("tsd-1-1", "coordinator");
+    deployment
+        .server(1, 1)
+        .wait_for_log_count("serving as slave", 1);
+    author.send("after the heal");
+    reader.wait_for(">> after the heal\n");
+    author.finish();
+    let shown = timeline_lines(&reader.stdout());
+    let mut texts = vec!["before the cut".to_owned(), "after the heal".to_owned()];
+    texts.extend((1..=sent).map(|n| format!("during the cut {n}")));
+    for text in texts {
+        let times = shown
+            .iter()
+            .filter(|l| l.ends_with(&format!(">> {text}")))
+            .count();
+        assert_eq!(times, 1, "'{text}' once:\n{}", reader.stdout());
+    }
+    reader.finish();
+}
