@@ -80,6 +80,51 @@ impl Deployment {
         }
     }
 
+    /// The host of the member (or client) called `name`; an error on loopback.
+    fn host_of(&self, name: &str) -> Result<(&Network, Host), Fatal> {
+        let network = self
+            .network
+            .as_ref()
+            .ok_or_else(|| Fatal("partitions need --hosts".into()))?;
+        let host = network
+            .hosts()
+            .iter()
+            .find(|h| h.label == name)
+            .cloned()
+            .ok_or_else(|| Fatal(format!("there is no host {name}")))?;
+        Ok((network, host))
+    }
+
+    /// Cuts the network between members `a` and `b`, both ways.
+    pub fn cut(&self, a: &str, b: &str) -> Result<(), Fatal> {
+        let (network, a) = self.host_of(a)?;
+        network.cut(&a, &self.host_of(b)?.1)
+    }
+
+    /// Drops what member `from` sends to member `to`; the other way still works.
+    pub fn cut_one_way(&self, from: &str, to: &str) -> Result<(), Fatal> {
+        let (network, from) = self.host_of(from)?;
+        network.cut_one_way(&from, &self.host_of(to)?.1)
+    }
+
+    /// Cuts member `name` from every other host.
+    pub fn isolate(&self, name: &str) -> Result<(), Fatal> {
+        let (network, host) = self.host_of(name)?;
+        for other in network.hosts().iter().filter(|h| **h != host) {
+            network.cut(&host, other)?;
+        }
+        Ok(())
+    }
+
+    /// Ends every cut between member `name` and the other hosts.
+    pub fn heal(&self, name: &str) -> Result<(), Fatal> {
+        let (network, host) = self.host_of(name)?;
+        for other in network.hosts().iter().filter(|h| **h != host) {
+            network.heal(&host, other)?;
+        }
+        Ok(())
+    }
+
     /// The address to reach the coordinator at: its host's, or loopback.
     pub fn coordinator_host(&self) -> String {
         self.network

@@ -10,8 +10,11 @@
 //!    The clients' own reconnection and resending after failovers is what gets exercised.
 //! 3. Meanwhile faults chosen by a seeded random generator are injected ([`inject`]):
 //!    `kill -9` and restart of a master, of a slave, of a synchronizer and of the
-//!    coordinator, and SIGSTOP of a master until its slave is promoted, then SIGCONT. After
-//!    each the deployment must become whole again ([`health`]) before the next one.
+//!    coordinator, and SIGSTOP of a master until its slave is promoted, then SIGCONT; with
+//!    `--hosts`, partitions too: a master cut off from the coordinator, from its slave, or
+//!    from everyone, a slave, a synchronizer or the coordinator cut off from everyone, a
+//!    one-way cut, a flapping link. After each the deployment must become whole again
+//!    ([`health`]) before the next one.
 //! 4. After the last fault the clients stop posting. Every screen must show every post of
 //!    the others (the time that takes is the convergence time), every client must exit 0 at
 //!    the end of its input (so every post it sent was acknowledged), and every user's whole
@@ -80,7 +83,8 @@ struct Flags {
     /// Keep the data and logs after a passing run too (a failing run always keeps them).
     #[arg(long)]
     keep: bool,
-    /// Run each process on a simulated host of its own (network namespaces; needs root).
+    /// Run each process on a simulated host of its own (network namespaces; needs root),
+    /// and cut the network between them as well.
     #[arg(long)]
     hosts: bool,
     #[command(flatten)]
@@ -327,9 +331,9 @@ impl Report {
 
     fn print(&self) {
         let injected = &self.faults.injected;
-        let kinds: Vec<String> = Fault::ALL
+        let kinds: Vec<String> = injected
             .iter()
-            .map(|f| format!("{} {}", injected.get(f).copied().unwrap_or(0), f.label()))
+            .map(|(f, count)| format!("{count} {}", f.label()))
             .collect();
         let total: u32 = injected.values().sum();
         println!();

@@ -1,18 +1,33 @@
 //! `tsn-faults` in its short mode: faults of every kind (`kill -9` and restart of a master,
 //! a slave, a synchronizer and the coordinator; SIGSTOP of a master past the failure
-//! timeout) while the clients of nine users post, and no acknowledged post lost, doubled or
-//! out of order on any follower's timeline.
+//! timeout; across simulated hosts, partitions of every kind too) while the clients of
+//! nine users post, and no acknowledged post lost, doubled or out of order on any
+//! follower's timeline.
 
 use std::time::Duration;
 
-use crate::support::Proc;
+use crate::support::{Proc, hosts_available};
 
 /// How long the short mode may take on a loaded machine (it takes well under a minute).
 const LIMIT: Duration = Duration::from_secs(300);
 
 #[test]
 fn faults_of_every_kind_lose_double_and_reorder_no_acknowledged_post() {
-    let mut run = Proc::start("tsn-faults", &[]);
+    check_a_run(&[]);
+}
+
+#[test]
+fn partitions_across_hosts_lose_double_and_reorder_no_acknowledged_post() {
+    if !hosts_available() {
+        return;
+    }
+    // One fault of each kind, partitions included: thirteen in all.
+    check_a_run(&["--hosts".into(), "--faults".into(), "1".into()]);
+}
+
+/// Runs `tsn-faults` with `args` and checks its verdict and its figures.
+fn check_a_run(args: &[String]) {
+    let mut run = Proc::start("tsn-faults", args);
     let status = run.wait_exit_within(LIMIT);
     let printed = run.stdout();
     let seed = printed

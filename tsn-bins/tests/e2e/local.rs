@@ -1,6 +1,6 @@
 //! `tsn-local`: the whole deployment in one command, and nothing left behind on Ctrl-C.
 
-use crate::support::{Proc, eventually, unused_port};
+use crate::support::{Proc, eventually, hosts_available, unused_port};
 
 /// The processes whose command line mentions `needle`.
 fn processes_mentioning(needle: &str) -> Vec<u32> {
@@ -235,12 +235,7 @@ fn namespaces_of(pid: u32) -> Vec<String> {
 
 #[test]
 fn tsn_local_with_hosts_puts_each_process_on_a_host_and_ctrl_c_removes_them() {
-    if let Err(why) = tsn_bins::harness::Network::available() {
-        assert!(
-            std::env::var(tsn_bins::harness::hosts::REQUIRE_NETNS).as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("did not run tsn-local --hosts: {why}");
+    if !hosts_available() {
         return;
     }
     let data = tempfile::tempdir().expect("a folder");

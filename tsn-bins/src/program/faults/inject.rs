@@ -1,9 +1,11 @@
 //! The faults, and the injector that deals them out at random moments.
 //!
 //! Each fault is an episode: after a random pause the injector picks a cluster at random,
-//! does the damage, waits a random while (or, for a stopped master, until its slave is
-//! promoted, and then a random while), and undoes it: starts the killed process again with
-//! its former flags, or resumes the stopped one. Before the next episode the deployment
+//! does the damage, waits a random while (or, for a stopped or cut-off master, until its
+//! slave is promoted, and then a random while), and undoes it: starts the killed process
+//! again with its former flags, resumes the stopped one, or heals the cut network. The
+//! network's faults — partitions — need every process on a simulated host of its own
+//! (`--hosts`). Before the next episode the deployment
 //! must be whole again ([`health`](super::health)), so that every fault is survivable:
 //! the injector never kills the only server of a cluster that holds every acknowledged
 //! post.
@@ -20,6 +22,11 @@ use crate::cli::Fatal;
 use crate::harness::{COORDINATOR, Deployment, Timers, synchronizer_name, tsd_name};
 use crate::program::faults::{PATIENCE, health};
 
+/// How often a flapping link changes.
+const FLAP: Duration = Duration::from_millis(200);
+/// How long a link flaps.
+const FLAPPING: Duration = Duration::from_secs(5);
+
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Fault {
@@ -33,17 +40,54 @@ pub(super) enum Fault {
     KillCoordinator,
     /// SIGSTOP of a cluster's master until its slave is promoted, then SIGCONT.
     PauseMaster,
+    /// A master cut off from the coordinator only, both ways.
+    CutMasterFromCoordinator,
+    /// A master cut off from its slave only, both ways.
+    CutMasterFromSlave,
+    /// A master cut off from every other host.
+    IsolateMaster,
+    /// A slave cut off from every other host.
+    IsolateSlave,
+    /// A synchronizer cut off from every other host.
+    IsolateSynchronizer,
+    /// The coordinator cut off from every other host.
+    IsolateCoordinator,
+    /// What a master sends the coordinator dropped; the other way works.
+    CutMasterToCoordinatorOneWay,
+    /// A master's link to the coordinator cut and healed every 200 ms for 5 s.
+    FlapMasterAndCoordinator,
 }
 
 impl Fault {
-    /// Every kind.
-    pub(super) const ALL: [Fault; 5] = [
+    /// The kinds that kill or stop processes.
+    pub(super) const PROCESSES: [Fault; 5] = [
         Fault::KillMaster,
         Fault::KillSlave,
         Fault::KillSynchronizer,
         Fault::KillCoordinator,
         Fault::PauseMaster,
     ];
+
+    /// The kinds that cut the network (on simulated hosts only).
+    pub(super) const PARTITIONS: [Fault; 8] = [
+        Fault::CutMasterFromCoordinator,
+        Fault::CutMasterFromSlave,
+        Fault::IsolateMaster,
+        Fault::IsolateSlave,
+        Fault::IsolateSynchronizer,
+        Fault::IsolateCoordinator,
+        Fault::CutMasterToCoordinatorOneWay,
+        Fault::FlapMasterAndCoordinator,
+    ];
+
+    /// The kinds a run deals out: with partitions on simulated hosts.
+    pub(super) fn kinds(partitions: bool) -> Vec<Fault> {
+        let mut kinds = Fault::PROCESSES.to_vec();
+        if partitions {
+            kinds.extend(Fault::PARTITIONS);
+        }
+        kinds
+    }
 
     /// What it is called in the summary.
     pub(super) fn label(self) -> &'static str {
@@ -53,6 +97,14 @@ impl Fault {
             Fault::KillSynchronizer => "kill -9 of a synchronizer",
             Fault::KillCoordinator => "kill -9 of the coordinator",
             Fault::PauseMaster => "SIGSTOP of a master",
+            Fault::CutMasterFromCoordinator => "a master cut off from the coordinator",
+            Fault::CutMasterFromSlave => "a master cut off from its slave",
+            Fault::IsolateMaster => "a master cut off from everyone",
+            Fault::IsolateSlave => "a slave cut off from everyone",
+            Fault::IsolateSynchronizer => "a synchronizer cut off from everyone",
+            Fault::IsolateCoordinator => "the coordinator cut off from everyone",
+            Fault::CutMasterToCoordinatorOneWay => "a master's messages to the coordinator dropped",
+            Fault::FlapMasterAndCoordinator => "a master's link to the coordinator flapping",
         }
     }
 }
@@ -112,7 +164,8 @@ impl<'a> Injector<'a> {
         enough: impl Fn() -> bool,
         broken: impl Fn() -> bool,
     ) -> Result<(), Fatal> {
-        let mut plan: Vec<Fault> = Fault::ALL
+        let kinds = Fault::kinds(self.deployment.topology().hosts);
+        let mut plan: Vec<Fault> = kinds
             .iter()
             .flat_map(|&f| std::iter::repeat_n(f, per_kind as usize))
             .collect();
@@ -123,7 +176,7 @@ impl<'a> Injector<'a> {
             let fault = match planned.next() {
                 Some(fault) => fault,
                 None if enough() => return Ok(()),
-                None => *Fault::ALL.choose(&mut self.rng).expect("kinds"),
+                None => *kinds.choose(&mut self.rng).expect("kinds"),
             };
             if !first {
                 health::wait_healthy(self.deployment, &self.coordinator, PATIENCE).await?;
@@ -163,7 +216,103 @@ impl<'a> Injector<'a> {
             }
             Fault::KillCoordinator => self.kill_and_restart(COORDINATOR, "coordinator").await,
             Fault::PauseMaster => self.pause_master(cluster).await,
+            Fault::CutMasterFromCoordinator => {
+                let master = tsd_name(cluster, self.master_of(cluster).await?);
+                self.deployment.cut(&master, COORDINATOR)?;
+                self.until_promoted_then_heal(cluster, &master).await?;
+                Ok(format!(
+                    "{master} (master) cut off from the coordinator, then healed"
+                ))
+            }
+            Fault::CutMasterFromSlave => {
+                let master = tsd_name(cluster, self.master_of(cluster).await?);
+                let slave = tsd_name(cluster, self.slave_of(cluster).await?);
+                self.deployment.cut(&master, &slave)?;
+                self.hold().await;
+                self.deployment.heal(&master)?;
+                Ok(format!(
+                    "{master} (master) cut off from {slave} (slave), then healed"
+                ))
+            }
+            Fault::IsolateMaster => {
+                let master = tsd_name(cluster, self.master_of(cluster).await?);
+                self.deployment.isolate(&master)?;
+                self.until_promoted_then_heal(cluster, &master).await?;
+                Ok(format!(
+                    "{master} (master) cut off from everyone, then healed"
+                ))
+            }
+            Fault::IsolateSlave => {
+                let slave = tsd_name(cluster, self.slave_of(cluster).await?);
+                self.isolate_for_a_while(&slave).await?;
+                Ok(format!(
+                    "{slave} (slave) cut off from everyone, then healed"
+                ))
+            }
+            Fault::IsolateSynchronizer => {
+                let synchronizer = synchronizer_name(cluster);
+                self.isolate_for_a_while(&synchronizer).await?;
+                Ok(format!("{synchronizer} cut off from everyone, then healed"))
+            }
+            Fault::IsolateCoordinator => {
+                self.isolate_for_a_while(COORDINATOR).await?;
+                Ok("the coordinator cut off from everyone, then healed".into())
+            }
+            Fault::CutMasterToCoordinatorOneWay => {
+                let master = tsd_name(cluster, self.master_of(cluster).await?);
+                self.deployment.cut_one_way(&master, COORDINATOR)?;
+                self.until_promoted_then_heal(cluster, &master).await?;
+                Ok(format!(
+                    "{master} (master) could not send to the coordinator, then healed"
+                ))
+            }
+            Fault::FlapMasterAndCoordinator => {
+                let master = tsd_name(cluster, self.master_of(cluster).await?);
+                let flapping = Instant::now();
+                while flapping.elapsed() < FLAPPING {
+                    self.deployment.cut(&master, COORDINATOR)?;
+                    tokio::time::sleep(FLAP).await;
+                    self.deployment.heal(&master)?;
+                    tokio::time::sleep(FLAP).await;
+                }
+                Ok(format!(
+                    "{master} (master) cut off from the coordinator and healed every {} ms for {} s",
+                    FLAP.as_millis(),
+                    FLAPPING.as_secs()
+                ))
+            }
         }
+    }
+
+    /// Waits a random while of up to three failure timeouts (so sometimes before the
+    /// coordinator notices, sometimes after).
+    async fn hold(&mut self) {
+        let held = self.random_up_to(3 * self.timers.failure_timeout);
+        tokio::time::sleep(held).await;
+    }
+
+    /// Cuts `name` off from everyone for a while, then heals it.
+    async fn isolate_for_a_while(&mut self, name: &str) -> Result<(), Fatal> {
+        self.deployment.isolate(name)?;
+        self.hold().await;
+        self.deployment.heal(name)
+    }
+
+    /// Waits until the coordinator has promoted another server of `cluster` than the
+    /// member `master` (cut off), then up to two failure timeouts more, and heals it.
+    async fn until_promoted_then_heal(&mut self, cluster: u32, master: &str) -> Result<(), Fatal> {
+        let former = master
+            .rsplit('-')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| Fatal(format!("{master} is no tsd")))?;
+        let promoted = self.wait_promotion(cluster, former).await;
+        if promoted.is_ok() {
+            let extra = self.random_up_to(2 * self.timers.failure_timeout);
+            tokio::time::sleep(extra).await;
+        }
+        self.deployment.heal(master)?;
+        promoted.map(drop)
     }
 
     /// Kills the member `name` with SIGKILL and, after up to three failure timeouts (so

@@ -405,19 +405,25 @@ pub(crate) fn unused_port() -> u16 {
         .port()
 }
 
-/// A new network of simulated hosts; `None`, after one line on standard error saying why,
-/// where this machine cannot make them (not root). With `TSN_REQUIRE_NETNS=1` (as in CI)
-/// that fails the test instead.
+/// Whether this machine can make simulated hosts; if not, says why in one line on
+/// standard error. With `TSN_REQUIRE_NETNS=1` (as in CI) it must: a test fails instead.
+pub(crate) fn hosts_available() -> bool {
+    let Err(why) = Network::available() else {
+        return true;
+    };
+    assert!(
+        std::env::var(REQUIRE_NETNS).as_deref() != Ok("1"),
+        "{REQUIRE_NETNS}=1, but simulated hosts cannot be made: {why}"
+    );
+    eprintln!("did not run across simulated hosts: {why}");
+    false
+}
+
+/// A new network of simulated hosts, or `None` where none can be made
+/// ([`hosts_available`]).
 pub(crate) fn simulated_hosts() -> Option<Network> {
-    if let Err(why) = Network::available() {
-        assert!(
-            std::env::var(REQUIRE_NETNS).as_deref() != Ok("1"),
-            "{REQUIRE_NETNS}=1, but simulated hosts cannot be made: {why}"
-        );
-        eprintln!("did not run across simulated hosts: {why}");
-        return None;
-    }
-    Some(Network::create().unwrap_or_else(|e| panic!("simulated hosts: {}", e.0)))
+    hosts_available()
+        .then(|| Network::create().unwrap_or_else(|e| panic!("simulated hosts: {}", e.0)))
 }
 
 /// A new host called `label` on `network`.
