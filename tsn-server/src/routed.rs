@@ -40,7 +40,15 @@ pub struct Routed {
     current: Mutex<Option<(Endpoint, Arc<dyn SyncPeer>)>>,
     /// When the last read started, for the round.
     last_read: Mutex<Option<Instant>>,
+    /// When the coordinator was last asked where the target is.
+    last_asked: Mutex<Option<Instant>>,
 }
+
+/// How often a reader of a master's feed with nothing to read asks the coordinator
+/// whether the master moved.
+/// A master cut off from the coordinator but not from its readers may not know it was
+/// replaced, and answers on with nothing new; its readers must not wait for it to fail.
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 impl Routed {
     /// Reads `source`'s changes from the process holding `target`, found through
@@ -59,6 +67,7 @@ impl Routed {
             round: Duration::ZERO,
             current: Mutex::new(None),
             last_read: Mutex::new(None),
+            last_asked: Mutex::new(None),
         }
     }
 
@@ -74,6 +83,7 @@ impl Routed {
             return Ok(Arc::clone(feed));
         }
         let at = self.whereabouts().await?;
+        *lock(&self.last_asked) = Some(Instant::now());
         let feed = (self.connect)(&at, self.source)?;
         tracing::debug!(feed_of = ?self.target, %at, source = %self.source, "reading a feed");
         *lock(&self.current) = Some((at, Arc::clone(&feed)));
@@ -104,6 +114,30 @@ impl Routed {
                     .map(|s| s.endpoint)
                     .ok_or_else(|| unheld(format!("the synchronizer of cluster {cluster}")))
             }
+        }
+    }
+
+    /// After an answer with nothing new, asks the coordinator (at most every [`RECHECK`])
+    /// whether the target has moved; if it has, drops the feed, so that the next read goes
+    /// to where it is now.
+    async fn recheck(&self, answer: &Result<Changes>, cursor: Position) {
+        if !matches!(self.target, Target::MasterOf(_)) {
+            // A synchronizer that moved fails its readers' streams: they find it again.
+            return;
+        }
+        let idle = matches!(answer, Ok(changes) if changes.entries.is_empty() && changes.through == cursor);
+        let due = lock(&self.last_asked).is_none_or(|at| at.elapsed() >= RECHECK);
+        if !idle || !due {
+            return;
+        }
+        *lock(&self.last_asked) = Some(Instant::now());
+        let Ok(now_at) = self.whereabouts().await else {
+            return;
+        };
+        let mut current = lock(&self.current);
+        if current.as_ref().is_some_and(|(at, _)| *at != now_at) {
+            tracing::info!(feed_of = ?self.target, at = %now_at, "the target moved; reading it there");
+            *current = None;
         }
     }
 
@@ -140,7 +174,9 @@ impl SyncPeer for Routed {
     async fn changes_after(&self, cursor: Position, max: usize) -> Result<Changes> {
         self.pace().await;
         let feed = self.feed().await?;
-        self.forget(feed.changes_after(cursor, max).await)
+        let answer = feed.changes_after(cursor, max).await;
+        self.recheck(&answer, cursor).await;
+        self.forget(answer)
     }
 }
 
@@ -300,5 +336,31 @@ mod tests {
         for pair in started.windows(2) {
             assert!(pair[1] - pair[0] >= round, "{:?}", pair[1] - pair[0]);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_with_nothing_to_read_follows_its_target_when_the_coordinator_moves_it() {
+        let connected = Arc::new(Mutex::new(Vec::new()));
+        // The old master answers on, with nothing new: cut off from the coordinator, it
+        // does not know it was replaced.
+        let routed = Routed::new(
+            masters_at(&[10_000, 10_000, 10_001]),
+            Target::MasterOf(ClusterId(1)),
+            ClusterId(1),
+            feeds(1000, &connected),
+        );
+        // The coordinator is asked at the first read and after each idle second.
+        for _ in 0..4 {
+            routed
+                .changes_after(Position(0), 10)
+                .await
+                .expect("an answer");
+            tokio::time::sleep(RECHECK).await;
+        }
+        assert_eq!(
+            *lock(&connected),
+            [10_000, 10_001],
+            "it moved once the coordinator named the new master"
+        );
     }
 }

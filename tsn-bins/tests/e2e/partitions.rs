@@ -68,3 +68,34 @@ fn clients_of_a_master_cut_off_from_the_coordinator_move_to_the_new_master() {
     }
     reader.finish();
 }
+
+#[test]
+fn posts_cross_clusters_while_the_old_master_is_cut_off_from_the_coordinator() {
+    let Some(mut deployment) = Deployment::on_hosts(2, STEADY) else {
+        return;
+    };
+    deployment.start_master_and_in_sync_slave(1);
+    deployment.start_master_and_in_sync_slave(2);
+    deployment.start_synchronizer(1);
+    deployment.start_synchronizer(2);
+    let mut author = deployment.logged_in_client(1);
+    let mut reader = deployment.logged_in_client(2);
+    deployment.wait_listing(2, &[1, 2], &[]);
+    reader.command("FOLLOW 1", "Command completed successfully");
+    reader.enter_timeline();
+    author.enter_timeline();
+    author.send("before the cut");
+    reader.wait_for(">> before the cut\n");
+    author.finish();
+
+    // The old master keeps its synchronizer's stream open, answering nothing new; nobody
+    // writes to it, so nothing makes it step down. Its synchronizer must move all the same.
+    deployment.cut("tsd-1-1", "coordinator");
+    deployment.wait_master_is(1, 2);
+    let mut author = deployment.logged_in_client(1);
+    author.enter_timeline();
+    author.send("after the promotion");
+    reader.wait_for(">> after the promotion\n");
+    author.finish();
+    reader.finish();
+}
