@@ -204,6 +204,34 @@ async fn in_sync(master: &crate::master::Master<Memory>) {
     .await;
 }
 
+/// Connects slave 2 to `tsd`'s master (of epoch 1) through a stream the test holds, and
+/// waits until it is in sync: it acknowledges only what the test sends.
+async fn a_silent_slave(
+    tsd: &Tsd<Memory>,
+    master: &crate::master::Master<Memory>,
+) -> (
+    mpsc::Sender<SlaveMessage>,
+    mpsc::Receiver<Result<MasterMessage>>,
+) {
+    let last = tsd.store().read(|s| s.last());
+    let (slave, answers) = stream_into(tsd);
+    let answers = answers.expect("the stream opens");
+    slave.send(hello(2, 1, 1, last)).await.expect("sent");
+    in_sync(master).await;
+    (slave, answers)
+}
+
+/// Logs user `n` in through `master`, in a task that waits until the login commits.
+fn waiting_login(
+    tsd: &Tsd<Memory>,
+    master: &Arc<crate::master::Master<Memory>>,
+    n: u32,
+) -> tokio::task::JoinHandle<Result<()>> {
+    let master = Arc::clone(master);
+    let position = login(tsd, n);
+    tokio::spawn(async move { master.committed(position).await })
+}
+
 /// A slave's Hello to the master of `epoch`, its log ending at `last`.
 fn hello(server: u32, cluster: u32, epoch: u64, last: LogPoint) -> SlaveMessage {
     SlaveMessage::Hello(Hello {
@@ -317,18 +345,11 @@ async fn a_hello_with_a_newer_epoch_deposes_the_master_and_fails_every_waiting_w
     let _role = keep(&tsd, always(assignment(Role::Master, 1, 1)));
     let master = master_of(&tsd).await;
     // Slave 2 is in sync and acknowledges nothing: writes wait for it.
-    let last = tsd.store().read(|s| s.last());
-    let (slave, answers) = stream_into(&tsd);
-    let _answers = answers.expect("the stream opens");
-    slave.send(hello(2, 1, 1, last)).await.expect("sent");
-    in_sync(&master).await;
-    let waiting = tokio::spawn({
-        let master = Arc::clone(&master);
-        let position = login(&tsd, 1);
-        async move { master.committed(position).await }
-    });
+    let _slave = a_silent_slave(&tsd, &master).await;
+    let waiting = waiting_login(&tsd, &master, 1);
 
     // Another slave says the cluster has moved on to epoch 9.
+    let last = tsd.store().read(|s| s.last());
     let (newer, answers) = stream_into(&tsd);
     let mut answers = answers.expect("the stream opens");
     newer.send(hello(3, 1, 9, last)).await.expect("sent");
@@ -358,16 +379,8 @@ async fn a_newer_epoch_from_the_coordinator_deposes_the_master_and_fails_every_w
     let coordinator = answers(3, || Ok(assignment(Role::Slave, 2, 2)));
     let _role = keep(&tsd, coordinator);
     let master = master_of(&tsd).await;
-    let last = tsd.store().read(|s| s.last());
-    let (slave, answers) = stream_into(&tsd);
-    let _answers = answers.expect("the stream opens");
-    slave.send(hello(2, 1, 1, last)).await.expect("sent");
-    in_sync(&master).await;
-    let waiting = tokio::spawn({
-        let master = Arc::clone(&master);
-        let position = login(&tsd, 1);
-        async move { master.committed(position).await }
-    });
+    let _slave = a_silent_slave(&tsd, &master).await;
+    let waiting = waiting_login(&tsd, &master, 1);
 
     let failed = within(waiting).await.expect("the waiter");
     assert!(matches!(failed, Err(Error::NotMaster(_))), "{failed:?}");
@@ -737,11 +750,7 @@ async fn a_master_cut_off_from_the_coordinator_whose_writes_do_not_commit_steps_
     let _held = (slave.clone(), answers.expect("the stream opens"));
     slave.send(hello(2, 1, 1, last)).await.expect("sent");
     in_sync(&master).await;
-    let waiting = tokio::spawn({
-        let master = Arc::clone(&master);
-        let position = login(&tsd, 1);
-        async move { master.committed(position).await }
-    });
+    let waiting = waiting_login(&tsd, &master, 1);
     let failed = within(waiting).await.expect("the waiter");
     assert!(
         matches!(failed, Err(Error::NotMaster(_))),
