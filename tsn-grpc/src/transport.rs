@@ -84,6 +84,22 @@ impl Default for Health {
     }
 }
 
+/// Asks the server at `endpoint`, through the standard health check, whether it serves
+/// `service` now (a tsd serves `csce438.SNSService` only while it is its cluster's master).
+pub async fn is_serving(endpoint: &Endpoint, service: &str) -> Result<bool> {
+    let what = format!("the health service at {endpoint}");
+    let mut client = tonic_health::pb::health_client::HealthClient::new(call_channel(endpoint)?);
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let reply = client
+        .check(request)
+        .await
+        .map_err(|status| crate::error::from_status(&what, status))?;
+    Ok(reply.into_inner().status()
+        == tonic_health::pb::health_check_response::ServingStatus::Serving)
+}
+
 /// The names reflection lists beside a server's own services.
 const OPERATOR_SERVICES: [&str; 3] = [
     "grpc.health.v1.Health",

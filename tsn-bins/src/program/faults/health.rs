@@ -10,8 +10,10 @@
 use std::time::{Duration, Instant};
 
 use tsn_core::Coordinator;
+use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
+use tsn_grpc::transport::is_serving;
 
 use crate::cli::Fatal;
 use crate::harness::{COORDINATOR, Deployment, synchronizer_name, tsd_name};
@@ -42,7 +44,8 @@ pub(super) async fn wait_healthy(
 }
 
 /// The master of every cluster as `(cluster, server)`, once the coordinator and the
-/// servers' roles agree that each cluster has exactly one; otherwise what is wrong.
+/// servers themselves agree that each cluster has exactly one; otherwise what is wrong.
+/// Each tsd is asked itself, through its health check, whether it serves as master.
 pub(super) async fn masters(
     deployment: &mut Deployment,
     coordinator: &CoordClient,
@@ -51,9 +54,42 @@ pub(super) async fn masters(
     for cluster in 1..=deployment.topology().clusters {
         let master = master_of(coordinator, cluster).await?;
         roles_agree(deployment, cluster, master)?;
+        let mut serving = Vec::new();
+        for server in 1..=deployment.topology().servers {
+            let name = tsd_name(cluster, server);
+            let member = deployment
+                .member(&name)
+                .ok_or_else(|| format!("no member {name}"))?;
+            let endpoint = parse_endpoint(&member.address)?;
+            match is_serving(&endpoint, "csce438.SNSService").await {
+                Ok(true) => serving.push(server),
+                Ok(false) => {}
+                Err(error) => return Err(format!("{name} does not say its role: {error}")),
+            }
+        }
+        if serving != [master] {
+            return Err(format!(
+                "cluster {cluster}: the servers serving as master, by their own word, are \
+                 {serving:?}; the coordinator names server {master}"
+            ));
+        }
         masters.push((cluster, master));
     }
     Ok(masters)
+}
+
+/// `host:port` as an endpoint.
+fn parse_endpoint(address: &str) -> Result<Endpoint, String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{address}' is no address"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("'{address}' has no port"))?;
+    Ok(Endpoint {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// The server the coordinator names master of `cluster`.
