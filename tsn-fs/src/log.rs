@@ -1,9 +1,8 @@
-//! Records: the framing of the change log (and of the inbox), encoding, and reading back.
+//! Records: the framing of the change log, encoding, and reading back.
 //!
 //! A record is `[u32 LE payload length][u32 LE CRC-32 of the payload][payload]`, the
-//! payload being the JSON of one value: an [`Entry`] in a change log, a batch of another
-//! cluster's changes in an inbox. A reader stops at the first record that is not whole and
-//! sound, and says why with a [`Damage`].
+//! payload being the JSON of one value, an [`Entry`]. A reader stops at the first record
+//! that is not whole and sound, and says why with a [`Damage`].
 
 use std::fmt;
 use std::fs::File;

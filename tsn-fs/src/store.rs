@@ -29,7 +29,7 @@ const READ_BUFFER: usize = 1 << 16;
 pub const LOG_FILE: &str = "changes.log";
 
 /// The folder of one cluster: `<data_dir>/cluster_<cluster>`, holding a folder per
-/// replica and the inbox.
+/// replica.
 pub fn cluster_dir(data_dir: &Path, cluster: ClusterId) -> PathBuf {
     data_dir.join(format!("cluster_{}", cluster.0))
 }
