@@ -217,12 +217,10 @@ impl<'a> Injector<'a> {
             Fault::KillCoordinator => self.kill_and_restart(COORDINATOR, "coordinator").await,
             Fault::PauseMaster => self.pause_master(cluster).await,
             Fault::CutMasterFromCoordinator => {
-                let master = tsd_name(cluster, self.master_of(cluster).await?);
-                self.deployment.cut(&master, COORDINATOR)?;
-                self.until_promoted_then_heal(cluster, &master).await?;
-                Ok(format!(
-                    "{master} (master) cut off from the coordinator, then healed"
-                ))
+                self.cut_master(cluster, "cut off from the coordinator", |d, m| {
+                    d.cut(m, COORDINATOR)
+                })
+                .await
             }
             Fault::CutMasterFromSlave => {
                 let master = tsd_name(cluster, self.master_of(cluster).await?);
@@ -235,12 +233,8 @@ impl<'a> Injector<'a> {
                 ))
             }
             Fault::IsolateMaster => {
-                let master = tsd_name(cluster, self.master_of(cluster).await?);
-                self.deployment.isolate(&master)?;
-                self.until_promoted_then_heal(cluster, &master).await?;
-                Ok(format!(
-                    "{master} (master) cut off from everyone, then healed"
-                ))
+                self.cut_master(cluster, "cut off from everyone", |d, m| d.isolate(m))
+                    .await
             }
             Fault::IsolateSlave => {
                 let slave = tsd_name(cluster, self.slave_of(cluster).await?);
@@ -259,12 +253,10 @@ impl<'a> Injector<'a> {
                 Ok("the coordinator cut off from everyone, then healed".into())
             }
             Fault::CutMasterToCoordinatorOneWay => {
-                let master = tsd_name(cluster, self.master_of(cluster).await?);
-                self.deployment.cut_one_way(&master, COORDINATOR)?;
-                self.until_promoted_then_heal(cluster, &master).await?;
-                Ok(format!(
-                    "{master} (master) could not send to the coordinator, then healed"
-                ))
+                self.cut_master(cluster, "could not send to the coordinator", |d, m| {
+                    d.cut_one_way(m, COORDINATOR)
+                })
+                .await
             }
             Fault::FlapMasterAndCoordinator => {
                 let master = tsd_name(cluster, self.master_of(cluster).await?);
@@ -298,21 +290,28 @@ impl<'a> Injector<'a> {
         self.deployment.heal(name)
     }
 
-    /// Waits until the coordinator has promoted another server of `cluster` than the
-    /// member `master` (cut off), then up to two failure timeouts more, and heals it.
-    async fn until_promoted_then_heal(&mut self, cluster: u32, master: &str) -> Result<(), Fatal> {
-        let former = master
-            .rsplit('-')
-            .next()
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| Fatal(format!("{master} is no tsd")))?;
-        let promoted = self.wait_promotion(cluster, former).await;
+    /// Cuts the master of `cluster` off as `cut` does (given the deployment and the
+    /// master's name), waits until the coordinator has promoted another server and then up
+    /// to two failure timeouts more, and heals it; says what was done, `what` being the cut.
+    async fn cut_master(
+        &mut self,
+        cluster: u32,
+        what: &str,
+        cut: impl FnOnce(&Deployment, &str) -> Result<(), Fatal>,
+    ) -> Result<String, Fatal> {
+        let master = self.master_of(cluster).await?;
+        let name = tsd_name(cluster, master);
+        cut(self.deployment, &name)?;
+        let promoted = self.wait_promotion(cluster, master).await;
         if promoted.is_ok() {
             let extra = self.random_up_to(2 * self.timers.failure_timeout);
             tokio::time::sleep(extra).await;
         }
-        self.deployment.heal(master)?;
-        promoted.map(drop)
+        self.deployment.heal(&name)?;
+        let promoted = promoted?;
+        Ok(format!(
+            "{name} (master) {what}, server {promoted} promoted, then healed"
+        ))
     }
 
     /// Kills the member `name` with SIGKILL and, after up to three failure timeouts (so

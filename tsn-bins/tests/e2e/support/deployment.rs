@@ -71,28 +71,26 @@ impl Deployment {
         }
     }
 
-    /// Where the process called `label` runs: its host (the one it had before, or a new
-    /// one), the flags that bind it there and point it at the coordinator, and its data
-    /// folder (its own on a host; the deployment's on loopback).
-    fn place(&mut self, label: &str) -> (Option<Host>, Vec<String>, PathBuf) {
-        let mut flags = vec!["-h".to_owned(), self.coordinator_host.clone()];
-        let Some(network) = self.network.as_mut() else {
-            return (None, flags, self.dir.path().to_path_buf());
-        };
-        let host = network
-            .hosts()
-            .iter()
-            .find(|h| h.label == label)
-            .cloned()
-            .unwrap_or_else(|| new_host(network, label));
-        let address = host.address.to_string();
-        flags.extend([
-            "--bind".into(),
-            address.clone(),
-            "--advertise-host".into(),
-            address,
-        ]);
-        (Some(host), flags, self.dir.path().join(label))
+    /// The host of the process called `label`: the one it had before, or a new one; `None`
+    /// on loopback.
+    fn place(&mut self, label: &str) -> Option<Host> {
+        let network = self.network.as_mut()?;
+        let known = network.hosts().iter().find(|h| h.label == label).cloned();
+        Some(known.unwrap_or_else(|| new_host(network, label)))
+    }
+
+    /// The data folder of the process called `label`: its own on a host, the deployment's on
+    /// loopback (where each server keeps to its own folders in it).
+    fn data_dir_of(&self, label: &str) -> PathBuf {
+        match self.network {
+            Some(_) => self.dir.path().join(label),
+            None => self.dir.path().to_path_buf(),
+        }
+    }
+
+    /// The flags that point a process at the coordinator.
+    fn coordinator_flags(&self) -> [String; 2] {
+        ["-h".into(), self.coordinator_host.clone()]
     }
 
     /// Starts, for every cluster, a master (server 1), a slave (server 2) and the
@@ -112,7 +110,9 @@ impl Deployment {
 
     /// Like [`Deployment::start_synchronizer`], with `extra` flags.
     pub(crate) fn start_synchronizer_with(&mut self, cluster: u32, extra: &[&str]) -> &mut Proc {
-        self.start_synchronizer_as(&format!("synchronizer-{cluster}"), cluster, extra)
+        let label = format!("synchronizer-{cluster}");
+        let data_dir = self.data_dir_of(&label);
+        self.start_synchronizer_as(&label, &data_dir, cluster, extra)
     }
 
     /// Starts the synchronizer of `cluster` elsewhere: on a new host (or, on loopback, a
@@ -120,23 +120,30 @@ impl Deployment {
     pub(crate) fn start_synchronizer_elsewhere(&mut self, cluster: u32) -> &mut Proc {
         self.moves += 1;
         let label = format!("synchronizer-{cluster}-moved-{}", self.moves);
-        self.start_synchronizer_as(&label, cluster, &[])
+        let empty_folder = self.dir.path().join(&label);
+        self.start_synchronizer_as(&label, &empty_folder, cluster, &[])
     }
 
-    fn start_synchronizer_as(&mut self, label: &str, cluster: u32, extra: &[&str]) -> &mut Proc {
+    /// Starts the synchronizer of `cluster` as the process called `label`, with its folder
+    /// under `data_dir`.
+    fn start_synchronizer_as(
+        &mut self,
+        label: &str,
+        data_dir: &Path,
+        cluster: u32,
+        extra: &[&str],
+    ) -> &mut Proc {
         self.stop_synchronizer(cluster);
-        let (host, placement, mut data_dir) = self.place(label);
-        if self.network.is_none() && label.contains("moved") {
-            data_dir = self.dir.path().join(label);
-        }
+        let host = self.place(label);
         let mut args = synchronizer_flags(
             cluster,
             self.coordinator_port,
             0,
-            &data_dir,
+            data_dir,
             Some(&self.timers),
         );
-        args.extend(placement);
+        args.extend(self.coordinator_flags());
+        args.extend(bind_flags(host.as_ref()));
         args.extend(extra.iter().map(|a| a.to_string()));
         let proc = start_claiming_on(host, "synchronizer", &args);
         self.synchronizers.push((cluster, proc));
@@ -212,7 +219,7 @@ impl Deployment {
     /// port, with the data folder `data_dir` (the default timers).
     pub(crate) fn tsd_flags(&self, cluster: u32, server: u32, data_dir: &Path) -> Vec<String> {
         let mut flags = tsd_flags(cluster, server, self.coordinator_port, 0, data_dir, None);
-        flags.extend(["-h".into(), self.coordinator_host.clone()]);
+        flags.extend(self.coordinator_flags());
         flags
     }
 
@@ -220,23 +227,25 @@ impl Deployment {
     /// port, with the data folder `data_dir` (the default timers).
     pub(crate) fn synchronizer_flags(&self, cluster: u32, data_dir: &Path) -> Vec<String> {
         let mut flags = synchronizer_flags(cluster, self.coordinator_port, 0, data_dir, None);
-        flags.extend(["-h".into(), self.coordinator_host.clone()]);
+        flags.extend(self.coordinator_flags());
         flags
     }
 
     /// Starts `tsd -c cluster -s server` on a free port and waits until it listens.
     pub(crate) fn start_server(&mut self, cluster: u32, server: u32) -> &mut Proc {
         self.stop_server(cluster, server);
-        let (host, placement, data_dir) = self.place(&format!("tsd-{cluster}-{server}"));
+        let label = format!("tsd-{cluster}-{server}");
+        let host = self.place(&label);
         let mut args = tsd_flags(
             cluster,
             server,
             self.coordinator_port,
             0,
-            &data_dir,
+            &self.data_dir_of(&label),
             Some(&self.timers),
         );
-        args.extend(placement);
+        args.extend(self.coordinator_flags());
+        args.extend(bind_flags(host.as_ref()));
         let proc = start_claiming_on(host, "tsd", &args);
         eventually(
             &format!(
@@ -363,9 +372,8 @@ impl Deployment {
 
     /// Starts `tsc -h <coordinator> -k <port> -u user` (on a host of its own, on hosts).
     pub(crate) fn client(&mut self, user: u32) -> Proc {
-        let (host, mut args, _) = self.place(&format!("tsc-{user}"));
-        // A client takes no --bind or --advertise-host: it only connects.
-        args.truncate(2);
+        let host = self.place(&format!("tsc-{user}"));
+        let mut args = self.coordinator_flags().to_vec();
         args.extend([
             "-k".into(),
             self.coordinator_port.to_string(),
@@ -426,6 +434,21 @@ pub(crate) fn simulated_hosts() -> Option<Network> {
         .then(|| Network::create().unwrap_or_else(|e| panic!("simulated hosts: {}", e.0)))
 }
 
+/// The flags that have a server listen at `host`'s address and announce it; none on
+/// loopback (the programs' default).
+fn bind_flags(host: Option<&Host>) -> Vec<String> {
+    host.map(|host| {
+        let address = host.address.to_string();
+        vec![
+            "--bind".into(),
+            address.clone(),
+            "--advertise-host".into(),
+            address,
+        ]
+    })
+    .unwrap_or_default()
+}
+
 /// A new host called `label` on `network`.
 fn new_host(network: &mut Network, label: &str) -> Host {
     network
@@ -437,15 +460,7 @@ fn new_host(network: &mut Network, label: &str) -> Host {
 /// port it listens on.
 fn start_coordinator(clusters: u32, port: u16, timers: Timers, host: Option<&Host>) -> (Proc, u16) {
     let mut args = coordinator_flags(port, clusters, &timers);
-    if let Some(host) = host {
-        let address = host.address.to_string();
-        args.extend([
-            "--bind".into(),
-            address.clone(),
-            "--advertise-host".into(),
-            address,
-        ]);
-    }
+    args.extend(bind_flags(host));
     let proc = Proc::start_on(host.cloned(), "coordinator", &args);
     let port = announced_port(&proc);
     (proc, port)
@@ -464,50 +479,47 @@ impl Master {
     }
 }
 
-/// Asks the coordinator at `coordinator` (`host:port`) for the master of `cluster`.
-fn ask_master(coordinator: &str, cluster: u32) -> Option<Master> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// The master the coordinator at `coordinator` (`host:port`) routes `user` to, asked
+/// through the course's `GetServer`; `None` while there is none or no answer.
+async fn master_for(coordinator: &str, user: u32) -> Option<Master> {
+    let mut client = CoordServiceClient::connect(format!("http://{coordinator}"))
+        .await
+        .ok()?;
+    let info = client
+        .get_server(Id { id: user as i32 })
+        .await
+        .ok()?
+        .into_inner();
+    Some(Master {
+        id: info.server_id as u32,
+        host: info.hostname,
+        port: info.port.parse().ok()?,
+    })
+}
+
+/// Runs `future` on a runtime of its own, for the tests' synchronous waits.
+fn block_on<T>(future: impl Future<Output = Option<T>>) -> Option<T> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .ok()?;
-    runtime.block_on(async {
-        let mut client = CoordServiceClient::connect(format!("http://{coordinator}"))
-            .await
-            .ok()?;
-        // User `cluster` lives in cluster `cluster` whatever the number of clusters.
-        let info = client
-            .get_server(Id { id: cluster as i32 })
-            .await
-            .ok()?
-            .into_inner();
-        Some(Master {
-            id: info.server_id as u32,
-            host: info.hostname,
-            port: info.port.parse().ok()?,
-        })
-    })
+        .ok()?
+        .block_on(future)
+}
+
+/// Asks the coordinator at `coordinator` (`host:port`) for the master of `cluster`.
+fn ask_master(coordinator: &str, cluster: u32) -> Option<Master> {
+    // User `cluster` lives in cluster `cluster` whatever the number of clusters.
+    block_on(master_for(coordinator, cluster))
 }
 
 /// What `LIST` answers `user` now, asked through the course's protocol at the master of
 /// the user's cluster: every user, and the user's followers.
 fn listing(coordinator: &str, user: u32) -> Option<(Vec<String>, Vec<String>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
-        let mut coordinator = CoordServiceClient::connect(format!("http://{coordinator}"))
+    block_on(async {
+        let master = master_for(coordinator, user).await?;
+        let mut sns = SnsServiceClient::connect(format!("http://{}", master.address()))
             .await
             .ok()?;
-        let master = coordinator
-            .get_server(Id { id: user as i32 })
-            .await
-            .ok()?
-            .into_inner();
-        let mut sns =
-            SnsServiceClient::connect(format!("http://{}:{}", master.hostname, master.port))
-                .await
-                .ok()?;
         let reply = sns
             .list(request(&user.to_string(), &[]))
             .await
