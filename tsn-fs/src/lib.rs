@@ -181,6 +181,7 @@
 //!   a view file changed behind the store's back stays as it is. Deleting `view.pos` makes
 //!   the next open compare every file with what it should hold.
 
+mod audit;
 mod commit;
 mod folder_id;
 mod index;
@@ -193,6 +194,7 @@ mod synchronizer;
 mod throttle;
 mod view;
 
+pub use audit::{Audit, audit};
 pub use commit::COMMIT_FILE;
 pub use folder_id::{REPLICA_ID_FILE, SYNCHRONIZER_ID_FILE, folder_id};
 pub use log::Damage;

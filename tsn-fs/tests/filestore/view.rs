@@ -501,3 +501,47 @@ async fn a_burst_of_posts_leaves_the_view_a_full_rebuild_writes() {
     let (_store, recovery) = open(dir.path());
     assert_eq!(recovery.view_files, 0);
 }
+
+#[tokio::test]
+async fn an_audit_reads_the_log_back_and_finds_every_view_file_that_differs() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (store, _) = open(dir.path());
+    let (log, _) = scenario(&store);
+    store.append(&log).expect("append");
+    store.flush().await.expect("flush");
+    store.settle_view().await;
+    drop(store);
+
+    let clean = tsn_fs::audit(dir.path()).expect("an audit");
+    assert_eq!(clean.entries, log, "every entry, in order");
+    assert_eq!(clean.damage, None);
+    assert!(
+        clean.view_differences.is_empty(),
+        "{:?}",
+        clean.view_differences
+    );
+
+    // A timeline that lost its last record, a following file gone, a file of nobody.
+    let timeline = dir.path().join("1_timeline.txt");
+    let text = fs::read_to_string(&timeline).expect("read");
+    fs::write(&timeline, &text[..text.len() - 5]).expect("write");
+    fs::remove_file(dir.path().join("4_following.txt")).expect("remove");
+    fs::write(dir.path().join("9_timeline.txt"), "").expect("write");
+    let audit = tsn_fs::audit(dir.path()).expect("an audit");
+    let named: Vec<&str> = audit
+        .view_differences
+        .iter()
+        .map(|d| d.split(' ').next().expect("a name"))
+        .collect();
+    assert_eq!(
+        named,
+        ["1_timeline.txt", "4_following.txt", "9_timeline.txt"],
+        "{:?}",
+        audit.view_differences
+    );
+    assert_eq!(audit.entries, log);
+    assert!(
+        dir.path().join("9_timeline.txt").exists(),
+        "an audit repairs nothing"
+    );
+}
