@@ -69,7 +69,7 @@ pub async fn run(link: &mut Link, console: &mut Console) -> Option<ExitCode> {
                     console.say(&format::timeline_line(&post.author, post.time, &post.text));
                     false
                 }
-                Ok(Some(TimelineEvent::Acked { seq, error })) => {
+                Ok(Some(TimelineEvent::Acked { seq, error, .. })) => {
                     if let Some(error) = error {
                         console.say(&format!("Post not stored: {error}"));
                     }

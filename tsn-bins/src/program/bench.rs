@@ -294,7 +294,9 @@ async fn throughput(coordinator: &CoordClient, clients: u32, posts: u64) -> Resu
                 });
                 loop {
                     match stream.next().await {
-                        Ok(Some(TimelineEvent::Acked { seq, error: None })) if seq == posts => {
+                        Ok(Some(TimelineEvent::Acked {
+                            seq, error: None, ..
+                        })) if seq == posts => {
                             break;
                         }
                         Ok(Some(TimelineEvent::Acked {

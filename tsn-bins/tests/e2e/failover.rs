@@ -241,7 +241,9 @@ async fn acknowledged_until_the_end(stream: &mut TimelineConn) -> Vec<u64> {
     let mut acked = Vec::new();
     loop {
         match within("the end of user 7's stream", stream.next()).await {
-            Ok(Some(TimelineEvent::Acked { seq, error: None })) => acked.push(seq),
+            Ok(Some(TimelineEvent::Acked {
+                seq, error: None, ..
+            })) => acked.push(seq),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return acked,
         }
@@ -252,7 +254,9 @@ async fn acknowledged_until_the_end(stream: &mut TimelineConn) -> Vec<u64> {
 async fn wait_acknowledged(stream: &mut TimelineConn, seq: u64) {
     loop {
         match within(&format!("the acknowledgement of post {seq}"), stream.next()).await {
-            Ok(Some(TimelineEvent::Acked { seq: done, error })) if done >= seq => {
+            Ok(Some(TimelineEvent::Acked {
+                seq: done, error, ..
+            })) if done >= seq => {
                 assert_eq!(error, None, "post {seq} is stored");
                 return;
             }

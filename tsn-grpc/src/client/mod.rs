@@ -6,7 +6,7 @@
 
 mod timeline;
 
-pub use timeline::{Delivered, Poster, TimelineConn, TimelineEvent};
+pub use timeline::{Committed, Delivered, Poster, TimelineConn, TimelineEvent};
 
 use tonic::transport::Channel;
 use tonic::{Code, Status};

@@ -37,7 +37,19 @@ pub enum TimelineEvent {
         seq: u64,
         /// Why the post was refused; `None` when it was stored.
         error: Option<String>,
+        /// Where post `seq` was committed, when the server says: the acknowledging
+        /// master's epoch and the post's position in the cluster's log.
+        committed: Option<Committed>,
     },
+}
+
+/// Where an acknowledged post was committed (a TSN extension of the acknowledgement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The epoch of the master that acknowledged it.
+    pub epoch: u64,
+    /// Its position in its cluster's log.
+    pub position: u64,
 }
 
 /// An open Timeline stream.
@@ -140,9 +152,15 @@ impl TimelineConn {
             return Ok(None);
         };
         if message.acked > 0 {
+            let committed =
+                (message.acked_epoch > 0 && message.acked_position > 0).then_some(Committed {
+                    epoch: message.acked_epoch,
+                    position: message.acked_position,
+                });
             return Ok(Some(TimelineEvent::Acked {
                 seq: message.acked,
                 error: (!message.error.is_empty()).then_some(message.error),
+                committed,
             }));
         }
         let time = message

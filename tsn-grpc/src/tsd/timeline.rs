@@ -55,6 +55,9 @@ struct PendingAck {
     seq: u64,
     /// The position that must be committed first (0 for a refusal).
     position: Position,
+    /// The post's own position: `position` when the post was appended, 0 when it was
+    /// stored before or refused.
+    stored_at: Position,
     error: String,
 }
 
@@ -187,33 +190,37 @@ impl<S: Store> Watcher<S> {
         {
             let ack = self.pending.pop_front().expect("checked above");
             if ack.error.is_empty() {
-                stored = Some(ack.seq);
+                stored = Some(ack);
                 continue;
             }
-            if let Some(seq) = stored.take()
-                && !self.acknowledge(seq, String::new()).await
+            if let Some(last) = stored.take()
+                && !self.acknowledge(last).await
             {
                 return false;
             }
-            if !self.acknowledge(ack.seq, ack.error).await {
+            if !self.acknowledge(ack).await {
                 return false;
             }
         }
         match stored {
-            Some(seq) => self.acknowledge(seq, String::new()).await,
+            Some(last) => self.acknowledge(last).await,
             None => true,
         }
     }
 
-    /// Tells a TSN client that its posts up to `seq` are durable (or, with an error, that
-    /// post `seq` was refused); false once the client is gone.
-    async fn acknowledge(&self, seq: u64, error: String) -> bool {
+    /// Tells a TSN client that its posts up to `ack.seq` are durable, and where that post
+    /// was committed (or, with an error, that post `ack.seq` was refused); false once the
+    /// client is gone.
+    async fn acknowledge(&self, ack: PendingAck) -> bool {
         if !self.acks_wanted {
             return true;
         }
+        let stored = ack.error.is_empty() && ack.stored_at.0 > 0;
         let message = Message {
-            acked: seq,
-            error,
+            acked: ack.seq,
+            error: ack.error,
+            acked_epoch: if stored { self.master.epoch().0 } else { 0 },
+            acked_position: ack.stored_at.0,
             ..Default::default()
         };
         self.tx.send(Ok(message)).await.is_ok()
@@ -272,6 +279,7 @@ impl<S: Store> Poster<S> {
         let ack = PendingAck {
             seq,
             position: Position(0),
+            stored_at: Position(0),
             error: refusal,
         };
         self.acks.send(ack).is_ok()
@@ -301,6 +309,7 @@ impl<S: Store> Poster<S> {
             return true;
         };
         let user = self.user;
+        let mut last_is_new = false;
         let appended = self.master.append_all(|state| {
             let mut next = state.last().position.next().0;
             let mut changes = Vec::with_capacity(posts.len());
@@ -309,9 +318,11 @@ impl<S: Store> Poster<S> {
                     origin: 0,
                     seq: next,
                 });
+                last_is_new = false;
                 if let Posting::New(change) = command::post(state, user, id, text, wall_clock()) {
                     changes.push(change);
                     next += 1;
+                    last_is_new = true;
                 }
             }
             changes
@@ -321,6 +332,7 @@ impl<S: Store> Poster<S> {
                 let ack = PendingAck {
                     seq: last_seq,
                     position,
+                    stored_at: if last_is_new { position } else { Position(0) },
                     error: String::new(),
                 };
                 self.acks.send(ack).is_ok()
