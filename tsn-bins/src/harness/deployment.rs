@@ -257,12 +257,20 @@ impl Deployment {
     /// former flags, its log going on in the same file. Waits until it listens, and a tsd
     /// until it has a role. A server that listened on a free port gets a new one.
     pub async fn restart_member(&mut self, name: &str) -> Result<(), Fatal> {
+        self.respawn_member(name).await?;
+        self.wait_for_roles().await
+    }
+
+    /// Starts the member called `name` again as [`Deployment::restart_member`] does, but
+    /// waits only until it listens, not until a tsd has a role (which it cannot have while
+    /// the coordinator is out of its reach).
+    pub async fn respawn_member(&mut self, name: &str) -> Result<(), Fatal> {
         let member = self.member_mut(name)?;
         let (program, cluster, server) = (member.program.clone(), member.cluster, member.server);
         let args = member.args.clone();
         let restarted = self.spawn(&program, cluster, server, args, true).await?;
         *self.member_mut(name)? = restarted;
-        self.wait_for_roles().await
+        Ok(())
     }
 
     /// Stops the member called `name` with SIGSTOP: it keeps its sockets but does nothing,

@@ -162,10 +162,10 @@ impl Network {
     }
 
     /// Drops what `from` sends to `to` (a blackhole route in `from`'s namespace); what `to`
-    /// sends `from` still arrives.
+    /// sends `from` still arrives. Cutting what is cut already changes nothing.
     pub fn cut_one_way(&self, from: &Host, to: &Host) -> Result<(), Fatal> {
         let to = format!("{}/32", to.address);
-        ip(&["-n", &from.netns, "route", "add", "blackhole", &to])
+        ip(&["-n", &from.netns, "route", "replace", "blackhole", &to])
     }
 
     /// Ends every cut between `a` and `b`, either way.

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tsn_core::id::{ClusterId, ServerId};
+
 use crate::cli::Fatal;
 
 /// The name of the coordinator's member.
@@ -212,6 +214,15 @@ impl Topology {
         } else {
             self.data_dir.clone()
         }
+    }
+
+    /// The folder of the replica of tsd `server` of `cluster`.
+    pub fn replica_dir(&self, cluster: u32, server: u32) -> PathBuf {
+        tsn_fs::replica_dir(
+            &self.data_dir_of(&tsd_name(cluster, server)),
+            ClusterId(cluster),
+            ServerId(server),
+        )
     }
 
     /// The flags of the synchronizer of `cluster`.

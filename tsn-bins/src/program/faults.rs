@@ -8,28 +8,46 @@
 //! 2. Users 1 to 9, three per cluster, each run a real `tsc` ([`clients`]): each follows every
 //!    other user, enters its timeline and types `post <user> <n>` every `--interval` or so.
 //!    The clients' own reconnection and resending after failovers is what gets exercised.
+//!    Beside them users 10 to 18, the movers ([`movers`]), join at random moments once the
+//!    faults have begun and, through the protocol, follow, unfollow and post across
+//!    clusters, keeping every acknowledgement: when each change was sent and acknowledged,
+//!    and where each post was committed (epoch and log position).
 //! 3. Meanwhile faults chosen by a seeded random generator are injected ([`inject`]):
 //!    `kill -9` and restart of a master, of a slave, of a synchronizer and of the
 //!    coordinator, and SIGSTOP of a master until its slave is promoted, then SIGCONT; with
 //!    `--hosts`, partitions too: a master cut off from the coordinator, from its slave, or
 //!    from everyone, a slave, a synchronizer or the coordinator cut off from everyone, a
-//!    one-way cut, a flapping link. After each the deployment must become whole again
-//!    ([`health`]) before the next one.
+//!    one-way cut, a flapping link. In part of the run faults overlap: a second begins, on
+//!    another cluster, before the first is undone. After each episode the deployment must
+//!    become whole again ([`health`]) before the next one.
 //! 4. After the last fault the clients stop posting. Every screen must show every post of
 //!    the others (the time that takes is the convergence time), every client must exit 0 at
 //!    the end of its input (so every post it sent was acknowledged), and every user's whole
 //!    timeline, read through the protocol, must hold each post of the users it follows
-//!    exactly once, each author's in the order they were sent ([`check`]). No process may
+//!    exactly once, each author's in the order they were sent ([`check`]); a mover's, by its
+//!    follow history ([`delivery`]), and `LIST` must agree with that history. No process may
 //!    have panicked, and every cluster must have exactly one master.
+//! 5. Once the deployment has stopped, every replica's log and course files are read back
+//!    ([`replicas`]): the replicas of a cluster agree up to the commit point, the course
+//!    files hold what the logs say, and every acknowledged post is where its
+//!    acknowledgement said, in every replica, with no position acknowledged twice and none
+//!    acknowledged by a deposed master (fencing).
+//! 6. The summary gives, per kind of fault, how long the movers' calls waited on the
+//!    struck cluster and on the others, and how long the deployment took to be whole again
+//!    ([`availability`]).
 //!
 //! The seed fixes which faults come, in which order, at which cluster, and every pause; the
 //! system's own timing varies from run to run, so a seed repeats the schedule, not
 //! necessarily the outcome. The data and logs of a failing run are kept.
 
+mod availability;
 mod check;
 mod clients;
+mod delivery;
 mod health;
 mod inject;
+mod movers;
+mod replicas;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -44,7 +62,10 @@ use crate::cli::{self, Fatal};
 use crate::harness::{self, Deployment, Timers, Topology, free_port};
 use check::Findings;
 use clients::{Client, Posting};
-use inject::{Fault, Injector};
+use delivery::DeliveryFindings;
+use inject::{Fault, Injector, Struck};
+use movers::Movers;
+use replicas::ReplicaFindings;
 
 /// The number of clusters.
 const CLUSTERS: u32 = 3;
@@ -72,6 +93,9 @@ struct Flags {
     /// Posts to send at least, all clients together.
     #[arg(long, default_value_t = 300)]
     posts: u64,
+    /// Follows and unfollows to have acknowledged at least, all movers together.
+    #[arg(long, default_value_t = 100)]
+    changes: u64,
     /// The mean pause between two posts of one client (each pause is between half and
     /// one and a half times it).
     #[arg(long, default_value = "100ms", value_parser = cli::duration)]
@@ -114,6 +138,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let passed = match outcome {
         Ok(mut report) => {
             report.panics = check::panics(deployment.logs());
+            report.read_replicas(deployment.topology());
             report.print();
             report.passed()
         }
@@ -168,25 +193,42 @@ async fn exercise(flags: &Flags, seed: u64, deployment: &mut Deployment) -> Resu
         "{} clients follow each other; posting and injecting faults",
         clients.len()
     );
-    let (clients, faults) =
+    let (clients, movers, mut faults) =
         inject_while_posting(flags, seed, deployment, &coordinator, clients).await?;
     health::wait_healthy(deployment, &coordinator, PATIENCE)
         .await
         .map_err(|e| Fatal(format!("after the last fault: {}", e.0)))?;
+    inject::mark_whole(&mut faults.history, Instant::now());
     println!("faults over; waiting for every post to reach every follower");
-    settle_and_check(deployment, &coordinator, clients, faults).await
+    settle_and_check(deployment, &coordinator, clients, movers, faults).await
 }
 
 /// The faults a run injected.
 struct Faults {
-    /// How many of each kind.
-    injected: BTreeMap<Fault, u32>,
+    /// Each fault, in the order they began.
+    history: Vec<Struck>,
     /// From the first fault to the end of the last.
     took: Duration,
     /// When the last fault began.
     last_began: Instant,
     /// When the last fault was undone, and the clients stopped posting.
     last_undone: Instant,
+}
+
+impl Faults {
+    /// How many of each kind.
+    fn by_kind(&self) -> BTreeMap<Fault, u32> {
+        let mut kinds = BTreeMap::new();
+        for struck in &self.history {
+            *kinds.entry(struck.fault).or_default() += 1;
+        }
+        kinds
+    }
+
+    /// How many faults were in an overlapping pair: one that began while the other was on.
+    fn overlapping(&self) -> usize {
+        2 * self.history.iter().filter(|s| s.overlapped).count()
+    }
 }
 
 /// Has the clients post while the faults come; stops the posting as soon as the last fault
@@ -197,27 +239,30 @@ async fn inject_while_posting(
     deployment: &mut Deployment,
     coordinator: &CoordClient,
     clients: Vec<Client>,
-) -> Result<(Vec<Client>, Faults), Fatal> {
+) -> Result<(Vec<Client>, Vec<movers::Record>, Faults), Fatal> {
     let posting = Posting::start(clients, flags.interval, seed);
+    let movers = Movers::start(coordinator, flags.interval, seed);
     let mut injector = Injector::new(deployment, coordinator.clone(), seed, flags.timers);
     let injected = injector
         .run(
             flags.faults,
-            || posting.sent() >= flags.posts,
+            || posting.sent() >= flags.posts && movers.changes() >= flags.changes,
             || posting.failed(),
         )
         .await;
     let last_undone = Instant::now();
+    let history = injector.history().to_vec();
     let faults = Faults {
-        injected: injector.injected().clone(),
         took: injector.elapsed(),
-        last_began: injector.last_began().unwrap_or(last_undone),
+        last_began: history.last().map_or(last_undone, |s| s.began),
         last_undone,
+        history,
     };
     // A client's failure says more than the injector's noticing it.
     let clients = posting.stop().await?;
+    let records = movers.stop().await?;
     injected?;
-    Ok((clients, faults))
+    Ok((clients, records, faults))
 }
 
 /// Waits until every post is everywhere, ends the clients, and checks every timeline.
@@ -225,6 +270,7 @@ async fn settle_and_check(
     deployment: &mut Deployment,
     coordinator: &CoordClient,
     mut clients: Vec<Client>,
+    movers: Vec<movers::Record>,
     faults: Faults,
 ) -> Result<Report, Fatal> {
     let sent: BTreeMap<u32, u64> = clients.iter().map(|c| (c.user, c.sent)).collect();
@@ -235,10 +281,19 @@ async fn settle_and_check(
             after_began: at - faults.last_began,
         });
     let unfinished = finish(&mut clients).await;
-    let expected = clients::expected_on_timelines(&sent);
-    let timelines = check::read_timelines(coordinator, &expected).await?;
+    let mut expected = clients::expected_on_timelines(&sent);
+    // How many posts a mover's timeline holds is what the check finds out.
+    expected.extend(movers.iter().map(|m| (m.user, 0)));
+    let mut timelines = check::read_timelines(coordinator, &expected).await?;
+    let mover_timelines = timelines.split_off(&movers::FIRST);
+    let lists = delivery::read_lists(coordinator).await?;
     Ok(Report {
         findings: check::judge(&timelines, &sent),
+        movers,
+        mover_timelines,
+        lists,
+        replicas: None,
+        delivery: None,
         masters: health::masters(deployment, coordinator).await,
         faults,
         sent,
@@ -317,11 +372,47 @@ struct Report {
     masters: Result<Vec<(u32, u32)>, String>,
     /// Log lines that tell of a panic.
     panics: Vec<String>,
+    /// What the movers did.
+    movers: Vec<movers::Record>,
+    /// The movers' whole timelines.
+    mover_timelines: BTreeMap<u32, Vec<tsn_grpc::client::Delivered>>,
+    /// `LIST` of every user, at its own cluster.
+    lists: BTreeMap<u32, tsn_grpc::client::Listing>,
+    /// What the replicas show, once read; or why they could not be.
+    replicas: Option<Result<ReplicaFindings, String>>,
+    /// What the movers' timelines and the lists show, once the replicas are read.
+    delivery: Option<DeliveryFindings>,
 }
 
 impl Report {
+    /// Reads the replicas of the stopped deployment and holds them, the movers' timelines
+    /// and the lists against what the clients were told.
+    fn read_replicas(&mut self, topology: &Topology) {
+        let replicas = match replicas::read(topology) {
+            Ok(replicas) => replicas,
+            Err(fatal) => {
+                self.replicas = Some(Err(fatal.0));
+                return;
+            }
+        };
+        let clusters = topology.clusters;
+        self.replicas = Some(Ok(replicas.judge(&self.movers, clusters)));
+        self.delivery = Some(delivery::judge(
+            &self.movers,
+            &self.mover_timelines,
+            |author| replicas.posts_by(author, clusters),
+            &self.lists,
+        ));
+    }
+
     fn passed(&self) -> bool {
-        self.findings.is_clean()
+        matches!(&self.replicas, Some(Ok(r)) if r.is_clean())
+            && self
+                .delivery
+                .as_ref()
+                .is_some_and(DeliveryFindings::is_clean)
+            && self.movers.iter().all(|m| m.surprises.is_empty())
+            && self.findings.is_clean()
             && self.unfinished.is_empty()
             && self.shown_twice.is_empty()
             && self.converged.is_ok()
@@ -330,17 +421,22 @@ impl Report {
     }
 
     fn print(&self) {
-        let injected = &self.faults.injected;
-        let kinds: Vec<String> = injected
+        let kinds: Vec<String> = self
+            .faults
+            .by_kind()
             .iter()
             .map(|(f, count)| format!("{count} {}", f.label()))
             .collect();
-        let total: u32 = injected.values().sum();
+        let total = self.faults.history.len();
         println!();
         println!(
             "faults injected: {} ({total} in all, over {:.1} s)",
             kinds.join(", "),
             self.faults.took.as_secs_f64()
+        );
+        println!(
+            "overlapping: {} of {total} faults (in pairs, the second begun while the first was on)",
+            self.faults.overlapping()
         );
         let sent: u64 = self.sent.values().sum();
         match self.unfinished.is_empty() {
@@ -351,6 +447,8 @@ impl Report {
             println!("  {problem}");
         }
         self.findings.print();
+        self.print_movers();
+        availability::print(&self.faults.history, &self.movers);
         match &self.converged {
             Ok(time) => println!(
                 "converged: {:.2} s after the last fault began, {:.2} s after it was undone",
@@ -380,6 +478,32 @@ impl Report {
         println!("panics: {}", self.panics.len());
         for panic in self.panics.iter().take(check::LISTED) {
             println!("  {panic}");
+        }
+    }
+}
+
+impl Report {
+    /// What the movers did, and what the replicas, the movers' timelines and the lists
+    /// show.
+    fn print_movers(&self) {
+        let changes: usize = self.movers.iter().map(|m| m.changes.len()).sum();
+        let posts: usize = self.movers.iter().map(|m| m.posts.len()).sum();
+        println!(
+            "movers: {} users joined during the faults; {changes} follows and unfollows and {posts} posts acknowledged",
+            self.movers.len()
+        );
+        let surprises: Vec<&String> = self.movers.iter().flat_map(|m| &m.surprises).collect();
+        println!("surprising answers: {}", surprises.len());
+        for surprise in surprises.iter().take(check::LISTED) {
+            println!("  {surprise}");
+        }
+        if let Some(delivery) = &self.delivery {
+            delivery.print();
+        }
+        match &self.replicas {
+            Some(Ok(replicas)) => replicas.print(),
+            Some(Err(problem)) => println!("replicas: {problem}"),
+            None => println!("replicas: not read"),
         }
     }
 }

@@ -1,21 +1,24 @@
 //! The faults, and the injector that deals them out at random moments.
 //!
-//! Each fault is an episode: after a random pause the injector picks a cluster at random,
-//! does the damage, waits a random while (or, for a stopped or cut-off master, until its
-//! slave is promoted, and then a random while), and undoes it: starts the killed process
-//! again with its former flags, resumes the stopped one, or heals the cut network. The
-//! network's faults — partitions — need every process on a simulated host of its own
-//! (`--hosts`). Before the next episode the deployment
-//! must be whole again ([`health`](super::health)), so that every fault is survivable:
-//! the injector never kills the only server of a cluster that holds every acknowledged
-//! post.
+//! Each fault strikes a cluster picked at random (or the coordinator): it does the damage,
+//! waits a random while (or, for a stopped or cut-off master, until its slave is promoted,
+//! and then a random while), and undoes it: starts the killed process again with its former
+//! flags, resumes the stopped one, or heals the cut network. The network's faults —
+//! partitions — need every process on a simulated host of its own (`--hosts`).
+//!
+//! Faults come in episodes. In most an episode is one fault; in about [`OVERLAP`] of them a
+//! second fault, on another cluster, begins a moment after the first, usually before the
+//! first is undone: faults overlap. Before the next episode the deployment must be whole
+//! again ([`health`](super::health)), so that every fault is survivable: the injector never
+//! strikes two servers of one cluster at once, so never the only server of a cluster that
+//! holds every acknowledged post.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
+use tokio::sync::Mutex;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::Fatal;
@@ -26,6 +29,8 @@ use crate::program::faults::{PATIENCE, health};
 const FLAP: Duration = Duration::from_millis(200);
 /// How long a link flaps.
 const FLAPPING: Duration = Duration::from_secs(5);
+/// The share of episodes with a second fault that overlaps the first.
+const OVERLAP: f64 = 0.4;
 
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,6 +94,11 @@ impl Fault {
         kinds
     }
 
+    /// Whether it strikes the coordinator itself rather than a cluster.
+    fn strikes_coordinator(self) -> bool {
+        matches!(self, Fault::KillCoordinator | Fault::IsolateCoordinator)
+    }
+
     /// What it is called in the summary.
     pub(super) fn label(self) -> &'static str {
         match self {
@@ -109,16 +119,69 @@ impl Fault {
     }
 }
 
+/// One fault as it happened.
+#[derive(Clone, Debug)]
+pub(super) struct Struck {
+    pub(super) fault: Fault,
+    /// The cluster it struck; `None` for the coordinator.
+    pub(super) cluster: Option<u32>,
+    pub(super) began: Instant,
+    /// When it was undone: the process started again or resumed, the network healed.
+    pub(super) undone: Instant,
+    /// Whether it began while another fault was still on.
+    pub(super) overlapped: bool,
+    /// When the deployment was whole again after it (and the fault it overlapped).
+    pub(super) whole: Option<Instant>,
+}
+
+/// Notes that the deployment is whole at `at`, after every fault of `history` that was
+/// not known to be followed by a whole deployment yet.
+pub(super) fn mark_whole(history: &mut [Struck], at: Instant) {
+    for struck in history.iter_mut().rev().take_while(|s| s.whole.is_none()) {
+        struck.whole = Some(at);
+    }
+}
+
+/// The faults still to come: a shuffled plan, then random kinds while more are wanted.
+struct Plan {
+    planned: std::vec::IntoIter<Fault>,
+    kinds: Vec<Fault>,
+    /// A fault drawn but not yet dealt.
+    held: Option<Fault>,
+}
+
+impl Plan {
+    /// `per_kind` faults of each of `kinds`, in an order drawn from `rng`.
+    fn new(kinds: Vec<Fault>, per_kind: u32, rng: &mut StdRng) -> Plan {
+        let mut plan: Vec<Fault> = kinds
+            .iter()
+            .flat_map(|&f| std::iter::repeat_n(f, per_kind as usize))
+            .collect();
+        plan.shuffle(rng);
+        Plan {
+            planned: plan.into_iter(),
+            kinds,
+            held: None,
+        }
+    }
+
+    /// The next fault: the planned ones first, then random ones until `enough` holds.
+    fn next(&mut self, rng: &mut StdRng, enough: &impl Fn() -> bool) -> Option<Fault> {
+        if let Some(fault) = self.held.take().or_else(|| self.planned.next()) {
+            return Some(fault);
+        }
+        (!enough()).then(|| *self.kinds.choose(rng).expect("kinds"))
+    }
+}
+
 /// Deals out faults to a deployment.
 pub(super) struct Injector<'a> {
-    deployment: &'a mut Deployment,
+    deployment: Mutex<&'a mut Deployment>,
     coordinator: CoordClient,
     rng: StdRng,
     timers: Timers,
     started: Instant,
-    injected: BTreeMap<Fault, u32>,
-    /// When the last fault began.
-    last_began: Option<Instant>,
+    history: Vec<Struck>,
 }
 
 impl<'a> Injector<'a> {
@@ -130,29 +193,23 @@ impl<'a> Injector<'a> {
         timers: Timers,
     ) -> Self {
         Injector {
-            deployment,
+            deployment: Mutex::new(deployment),
             coordinator,
             rng: StdRng::seed_from_u64(seed),
             timers,
             started: Instant::now(),
-            injected: BTreeMap::new(),
-            last_began: None,
+            history: Vec::new(),
         }
     }
 
-    /// The faults injected so far, by kind.
-    pub(super) fn injected(&self) -> &BTreeMap<Fault, u32> {
-        &self.injected
+    /// The faults injected so far, in the order they began.
+    pub(super) fn history(&self) -> &[Struck] {
+        &self.history
     }
 
     /// The time since the injector was made.
     pub(super) fn elapsed(&self) -> Duration {
         self.started.elapsed()
-    }
-
-    /// When the last fault began, if any did.
-    pub(super) fn last_began(&self) -> Option<Instant> {
-        self.last_began
     }
 
     /// Injects `per_kind` faults of each kind in a random order, then more of random kinds
@@ -164,41 +221,106 @@ impl<'a> Injector<'a> {
         enough: impl Fn() -> bool,
         broken: impl Fn() -> bool,
     ) -> Result<(), Fatal> {
-        let kinds = Fault::kinds(self.deployment.topology().hosts);
-        let mut plan: Vec<Fault> = kinds
-            .iter()
-            .flat_map(|&f| std::iter::repeat_n(f, per_kind as usize))
-            .collect();
-        plan.shuffle(&mut self.rng);
-        let mut planned = plan.into_iter();
+        let hosts = self.deployment.get_mut().topology().hosts;
+        let mut plan = Plan::new(Fault::kinds(hosts), per_kind, &mut self.rng);
         let mut first = true;
-        loop {
-            let fault = match planned.next() {
-                Some(fault) => fault,
-                None if enough() => return Ok(()),
-                None => *kinds.choose(&mut self.rng).expect("kinds"),
-            };
+        while let Some(fault) = plan.next(&mut self.rng, &enough) {
             if !first {
-                health::wait_healthy(self.deployment, &self.coordinator, PATIENCE).await?;
+                let deployment = self.deployment.get_mut();
+                health::wait_healthy(deployment, &self.coordinator, PATIENCE).await?;
+                mark_whole(&mut self.history, Instant::now());
             }
             first = false;
             if broken() {
                 return Ok(());
             }
-            let gap = self.random_up_to(2 * self.timers.failure_timeout);
+            let gap = random_up_to(&mut self.rng, 2 * self.timers.failure_timeout);
             tokio::time::sleep(gap).await;
-            let began = Instant::now();
-            self.last_began = Some(began);
-            let what = self.inject(fault).await?;
-            *self.injected.entry(fault).or_default() += 1;
-            println!("[{:6.1} s] {what}", (began - self.started).as_secs_f64());
+            let second = match self.rng.random_bool(OVERLAP) {
+                true => plan.next(&mut self.rng, &enough),
+                false => None,
+            };
+            match second {
+                Some(other) if fault.strikes_coordinator() && other.strikes_coordinator() => {
+                    plan.held = Some(other);
+                    self.episode(fault, None).await?;
+                }
+                second => self.episode(fault, second).await?,
+            }
         }
+        Ok(())
+    }
+
+    /// Strikes with `fault` and, a moment after it began, with `second` on another cluster.
+    async fn episode(&mut self, fault: Fault, second: Option<Fault>) -> Result<(), Fatal> {
+        let clusters = self.deployment.get_mut().topology().clusters;
+        let mut order: Vec<u32> = (1..=clusters).collect();
+        order.shuffle(&mut self.rng);
+        let seeds: [u64; 2] = self.rng.random();
+        let delay = random_up_to(&mut self.rng, self.timers.failure_timeout / 2);
+        let [mut first, mut other] = seeds.map(|seed| Hand {
+            deployment: &self.deployment,
+            coordinator: &self.coordinator,
+            rng: StdRng::seed_from_u64(seed),
+            timers: self.timers,
+        });
+        let Some(second) = second else {
+            let struck = first.strike(fault, order[0]).await?;
+            self.record(struck, false);
+            return Ok(());
+        };
+        let (a, b) = tokio::join!(first.strike(fault, order[0]), async {
+            tokio::time::sleep(delay).await;
+            other.strike(second, order[1]).await
+        });
+        let (a, b) = (a?, b?);
+        let overlapped = b.0.began < a.0.undone;
+        self.record(a, false);
+        self.record(b, overlapped);
+        Ok(())
+    }
+
+    /// Notes a fault that was struck and undone, and prints what was done.
+    fn record(&mut self, (mut struck, what): (Struck, String), overlapped: bool) {
+        struck.overlapped = overlapped;
+        let at = (struck.began - self.started).as_secs_f64();
+        let note = if overlapped {
+            " (while the fault before was on)"
+        } else {
+            ""
+        };
+        println!("[{at:6.1} s] {what}{note}");
+        self.history.push(struck);
+    }
+}
+
+/// Strikes one fault at a time. Two hands may strike at once, on different clusters: each
+/// takes the deployment only for the moment it acts on it.
+struct Hand<'i, 'a> {
+    deployment: &'i Mutex<&'a mut Deployment>,
+    coordinator: &'i CoordClient,
+    rng: StdRng,
+    timers: Timers,
+}
+
+impl Hand<'_, '_> {
+    /// Does `fault` to `cluster` (or to the coordinator) and undoes it; what was done.
+    async fn strike(&mut self, fault: Fault, cluster: u32) -> Result<(Struck, String), Fatal> {
+        let began = Instant::now();
+        let what = self.inject(fault, cluster).await?;
+        let struck = Struck {
+            fault,
+            cluster: (!fault.strikes_coordinator()).then_some(cluster),
+            began,
+            undone: Instant::now(),
+            overlapped: false,
+            whole: None,
+        };
+        Ok((struck, what))
     }
 
     /// Does `fault` and undoes it; says what was done.
-    async fn inject(&mut self, fault: Fault) -> Result<String, Fatal> {
-        let clusters = self.deployment.topology().clusters;
-        let cluster = self.rng.random_range(1..=clusters);
+    async fn inject(&mut self, fault: Fault, cluster: u32) -> Result<String, Fatal> {
         match fault {
             Fault::KillMaster => {
                 let master = self.master_of(cluster).await?;
@@ -225,9 +347,9 @@ impl<'a> Injector<'a> {
             Fault::CutMasterFromSlave => {
                 let master = tsd_name(cluster, self.master_of(cluster).await?);
                 let slave = tsd_name(cluster, self.slave_of(cluster).await?);
-                self.deployment.cut(&master, &slave)?;
+                self.deployment.lock().await.cut(&master, &slave)?;
                 self.hold().await;
-                self.deployment.heal(&master)?;
+                self.deployment.lock().await.heal(&master)?;
                 Ok(format!(
                     "{master} (master) cut off from {slave} (slave), then healed"
                 ))
@@ -262,9 +384,9 @@ impl<'a> Injector<'a> {
                 let master = tsd_name(cluster, self.master_of(cluster).await?);
                 let flapping = Instant::now();
                 while flapping.elapsed() < FLAPPING {
-                    self.deployment.cut(&master, COORDINATOR)?;
+                    self.deployment.lock().await.cut(&master, COORDINATOR)?;
                     tokio::time::sleep(FLAP).await;
-                    self.deployment.heal(&master)?;
+                    self.deployment.lock().await.heal(&master)?;
                     tokio::time::sleep(FLAP).await;
                 }
                 Ok(format!(
@@ -279,15 +401,15 @@ impl<'a> Injector<'a> {
     /// Waits a random while of up to three failure timeouts (so sometimes before the
     /// coordinator notices, sometimes after).
     async fn hold(&mut self) {
-        let held = self.random_up_to(3 * self.timers.failure_timeout);
+        let held = random_up_to(&mut self.rng, 3 * self.timers.failure_timeout);
         tokio::time::sleep(held).await;
     }
 
     /// Cuts `name` off from everyone for a while, then heals it.
     async fn isolate_for_a_while(&mut self, name: &str) -> Result<(), Fatal> {
-        self.deployment.isolate(name)?;
+        self.deployment.lock().await.isolate(name)?;
         self.hold().await;
-        self.deployment.heal(name)
+        self.deployment.lock().await.heal(name)
     }
 
     /// Cuts the master of `cluster` off as `cut` does (given the deployment and the
@@ -301,13 +423,13 @@ impl<'a> Injector<'a> {
     ) -> Result<String, Fatal> {
         let master = self.master_of(cluster).await?;
         let name = tsd_name(cluster, master);
-        cut(self.deployment, &name)?;
+        cut(*self.deployment.lock().await, &name)?;
         let promoted = self.wait_promotion(cluster, master).await;
         if promoted.is_ok() {
-            let extra = self.random_up_to(2 * self.timers.failure_timeout);
+            let extra = random_up_to(&mut self.rng, 2 * self.timers.failure_timeout);
             tokio::time::sleep(extra).await;
         }
-        self.deployment.heal(&name)?;
+        self.deployment.lock().await.heal(&name)?;
         let promoted = promoted?;
         Ok(format!(
             "{name} (master) {what}, server {promoted} promoted, then healed"
@@ -317,10 +439,10 @@ impl<'a> Injector<'a> {
     /// Kills the member `name` with SIGKILL and, after up to three failure timeouts (so
     /// sometimes before the coordinator notices, sometimes after), starts it again.
     async fn kill_and_restart(&mut self, name: &str, role: &str) -> Result<String, Fatal> {
-        let down = self.random_up_to(3 * self.timers.failure_timeout);
-        self.deployment.kill_member(name)?;
+        let down = random_up_to(&mut self.rng, 3 * self.timers.failure_timeout);
+        self.deployment.lock().await.kill_member(name)?;
         tokio::time::sleep(down).await;
-        self.deployment.restart_member(name).await?;
+        self.deployment.lock().await.respawn_member(name).await?;
         Ok(format!(
             "kill -9 of {name} ({role}), started again after {} ms",
             down.as_millis()
@@ -333,13 +455,13 @@ impl<'a> Injector<'a> {
         let master = self.master_of(cluster).await?;
         let name = tsd_name(cluster, master);
         let stopped = Instant::now();
-        self.deployment.pause(&name)?;
+        self.deployment.lock().await.pause(&name)?;
         let promoted = self.wait_promotion(cluster, master).await;
-        let extra = self.random_up_to(2 * self.timers.failure_timeout);
+        let extra = random_up_to(&mut self.rng, 2 * self.timers.failure_timeout);
         if promoted.is_ok() {
             tokio::time::sleep(extra).await;
         }
-        self.deployment.resume(&name)?;
+        self.deployment.lock().await.resume(&name)?;
         let promoted = promoted?;
         Ok(format!(
             "SIGSTOP of {name} (master), server {promoted} promoted, SIGCONT after {} ms",
@@ -351,7 +473,7 @@ impl<'a> Injector<'a> {
     async fn wait_promotion(&self, cluster: u32, former: u32) -> Result<u32, Fatal> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Ok(master) = health::master_of(&self.coordinator, cluster).await
+            if let Ok(master) = health::master_of(self.coordinator, cluster).await
                 && master != former
             {
                 return Ok(master);
@@ -366,26 +488,32 @@ impl<'a> Injector<'a> {
         }
     }
 
+    /// The master of `cluster`, asked of the coordinator until it answers (it may be struck
+    /// itself, by the other hand).
     async fn master_of(&self, cluster: u32) -> Result<u32, Fatal> {
-        health::master_of(&self.coordinator, cluster)
-            .await
-            .map_err(Fatal)
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match health::master_of(self.coordinator, cluster).await {
+                Ok(master) => return Ok(master),
+                Err(problem) if Instant::now() >= deadline => return Err(Fatal(problem)),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
     }
 
     /// A server of `cluster` that is not its master, chosen at random.
     async fn slave_of(&mut self, cluster: u32) -> Result<u32, Fatal> {
         let master = self.master_of(cluster).await?;
-        let slaves: Vec<u32> = (1..=self.deployment.topology().servers)
-            .filter(|&s| s != master)
-            .collect();
+        let servers = self.deployment.lock().await.topology().servers;
+        let slaves: Vec<u32> = (1..=servers).filter(|&s| s != master).collect();
         slaves
             .choose(&mut self.rng)
             .copied()
             .ok_or_else(|| Fatal(format!("cluster {cluster} has no slave")))
     }
+}
 
-    /// A random duration from zero to `most`.
-    fn random_up_to(&mut self, most: Duration) -> Duration {
-        most.mul_f64(self.rng.random_range(0.0..=1.0))
-    }
+/// A random duration from zero to `most`.
+fn random_up_to(rng: &mut StdRng, most: Duration) -> Duration {
+    most.mul_f64(rng.random_range(0.0..=1.0))
 }
