@@ -257,19 +257,27 @@ impl Deployment {
     /// former flags, its log going on in the same file. Waits until it listens, and a tsd
     /// until it has a role. A server that listened on a free port gets a new one.
     pub async fn restart_member(&mut self, name: &str) -> Result<(), Fatal> {
-        self.respawn_member(name).await?;
+        let member = self.relaunch(name)?.ready().await?;
+        self.rejoin(member)?;
         self.wait_for_roles().await
     }
 
-    /// Starts the member called `name` again as [`Deployment::restart_member`] does, but
-    /// waits only until it listens, not until a tsd has a role (which it cannot have while
-    /// the coordinator is out of its reach).
-    pub async fn respawn_member(&mut self, name: &str) -> Result<(), Fatal> {
+    /// Starts the member called `name` again (after [`Deployment::kill_member`]) with its
+    /// former flags, its log going on in the same file, without waiting: the caller waits
+    /// with [`Starting::ready`], without holding the deployment (a member may need another
+    /// one, started meanwhile, to get ready), and hands the member back with
+    /// [`Deployment::rejoin`].
+    pub fn relaunch(&mut self, name: &str) -> Result<Starting, Fatal> {
         let member = self.member_mut(name)?;
         let (program, cluster, server) = (member.program.clone(), member.cluster, member.server);
         let args = member.args.clone();
-        let restarted = self.spawn(&program, cluster, server, args, true).await?;
-        *self.member_mut(name)? = restarted;
+        self.launch(&program, cluster, server, args, true)
+    }
+
+    /// Takes back a member started again with [`Deployment::relaunch`], in its place.
+    pub fn rejoin(&mut self, member: Member) -> Result<(), Fatal> {
+        let name = member.name.clone();
+        *self.member_mut(&name)? = member;
         Ok(())
     }
 
@@ -329,6 +337,20 @@ impl Deployment {
         args: Vec<String>,
         again: bool,
     ) -> Result<Member, Fatal> {
+        self.launch(program, cluster, server, args, again)?
+            .ready()
+            .await
+    }
+
+    /// Starts `program` as a member, as [`Deployment::spawn`] does, without waiting.
+    fn launch(
+        &mut self,
+        program: &str,
+        cluster: Option<u32>,
+        server: Option<u32>,
+        args: Vec<String>,
+        again: bool,
+    ) -> Result<Starting, Fatal> {
         let name = member_name(program, cluster, server);
         let log_path = self.log_path(&name);
         let log_start = match again {
@@ -362,26 +384,48 @@ impl Deployment {
             ..Setup::default()
         };
         let full: Vec<String> = args.iter().cloned().chain(placed).collect();
-        let mut process = Process::start(&self.launcher, program, &full, setup)
+        let process = Process::start(&self.launcher, program, &full, setup)
             .map_err(|e| Fatal::new(format_args!("cannot start {name}"), e))?;
-        match ready(&mut process).await {
-            Ok(address) => Ok(Member {
+        Ok(Starting {
+            member: Member {
                 name,
                 program: program.to_owned(),
                 cluster,
                 server,
-                address,
+                address: String::new(),
                 args,
                 process,
                 exit_reported: false,
                 log_start,
+            },
+            log_path,
+        })
+    }
+}
+
+/// A member started, not yet listening ([`Deployment::relaunch`]).
+#[derive(Debug)]
+pub struct Starting {
+    member: Member,
+    log_path: PathBuf,
+}
+
+impl Starting {
+    /// Waits until the member listens, and gives it; or kills it and says why it did not
+    /// start.
+    pub async fn ready(mut self) -> Result<Member, Fatal> {
+        match ready(&mut self.member.process).await {
+            Ok(address) => Ok(Member {
+                address,
+                ..self.member
             }),
             Err(why) => {
-                process.kill();
+                self.member.process.kill();
                 Err(Fatal(format!(
-                    "{name} did not start: {why}; {} (log: {})",
-                    process.stderr().last_line(),
-                    log_path.display()
+                    "{} did not start: {why}; {} (log: {})",
+                    self.member.name,
+                    self.member.process.stderr().last_line(),
+                    self.log_path.display()
                 )))
             }
         }

@@ -22,7 +22,7 @@ pub mod process;
 pub mod screen;
 pub mod topology;
 
-pub use deployment::Deployment;
+pub use deployment::{Deployment, Starting};
 pub use hosts::{Host, Network};
 pub use launch::{Launcher, run_as};
 pub use member::Member;

@@ -111,6 +111,9 @@ struct Flags {
     /// and cut the network between them as well.
     #[arg(long)]
     hosts: bool,
+    /// Deal out only these kinds of fault (default: every kind; partitions need --hosts).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Fault>,
     #[command(flatten)]
     timers: Timers,
 }
@@ -121,6 +124,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
+    let kinds = Fault::kinds(&flags.only, flags.hosts).map_err(Fatal)?;
     let seed = flags.seed.unwrap_or_else(rand::random);
     println!("seed {seed} (run it again with --seed {seed})");
     let data_dir = new_data_dir(flags.data_dir.clone())?;
@@ -133,7 +137,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         "deployment running; data and logs in {}",
         data_dir.display()
     );
-    let outcome = exercise(&flags, seed, &mut deployment).await;
+    let outcome = exercise(&flags, kinds, seed, &mut deployment).await;
     deployment.stop().await;
     let passed = match outcome {
         Ok(mut report) => {
@@ -184,7 +188,12 @@ fn new_data_dir(chosen: Option<PathBuf>) -> Result<PathBuf, Fatal> {
 }
 
 /// Sets the clients going, injects the faults, and checks what came of it.
-async fn exercise(flags: &Flags, seed: u64, deployment: &mut Deployment) -> Result<Report, Fatal> {
+async fn exercise(
+    flags: &Flags,
+    kinds: Vec<Fault>,
+    seed: u64,
+    deployment: &mut Deployment,
+) -> Result<Report, Fatal> {
     let coordinator = CoordClient::new(&deployment.coordinator())
         .map_err(|e| Fatal::new("bad coordinator address", e))?;
     health::wait_healthy(deployment, &coordinator, PATIENCE).await?;
@@ -194,7 +203,7 @@ async fn exercise(flags: &Flags, seed: u64, deployment: &mut Deployment) -> Resu
         clients.len()
     );
     let (clients, movers, mut faults) =
-        inject_while_posting(flags, seed, deployment, &coordinator, clients).await?;
+        inject_while_posting(flags, kinds, seed, deployment, &coordinator, clients).await?;
     health::wait_healthy(deployment, &coordinator, PATIENCE)
         .await
         .map_err(|e| Fatal(format!("after the last fault: {}", e.0)))?;
@@ -235,6 +244,7 @@ impl Faults {
 /// is undone, and gives the clients back.
 async fn inject_while_posting(
     flags: &Flags,
+    kinds: Vec<Fault>,
     seed: u64,
     deployment: &mut Deployment,
     coordinator: &CoordClient,
@@ -245,6 +255,7 @@ async fn inject_while_posting(
     let mut injector = Injector::new(deployment, coordinator.clone(), seed, flags.timers);
     let injected = injector
         .run(
+            kinds,
             flags.faults,
             || posting.sent() >= flags.posts && movers.changes() >= flags.changes,
             || posting.failed(),

@@ -1,8 +1,10 @@
 //! `tsn-faults` in its short mode: faults of every kind (`kill -9` and restart of a master,
 //! a slave, a synchronizer and the coordinator; SIGSTOP of a master past the failure
-//! timeout; across simulated hosts, partitions of every kind too) while the clients of
-//! nine users post, and no acknowledged post lost, doubled or out of order on any
-//! follower's timeline.
+//! timeout; across simulated hosts, partitions of every kind too), some overlapping, while
+//! the clients of nine users post and nine more users join, follow, unfollow and post; no
+//! acknowledged post lost, doubled, out of order or wrongly delivered, no fencing
+//! violation, and replicas and course files that agree with each other and with what the
+//! clients were told.
 
 use std::time::Duration;
 
@@ -40,7 +42,19 @@ fn check_a_run(args: &[String]) {
         run.stderr()
     );
     assert!(status.success(), "tsn-faults failed: {status}; {context}");
-    for figure in ["\nlost: 0\n", "\ndoubled: 0\n", "\nout of order: 0\n"] {
+    let figures = [
+        "\nlost: 0\n",
+        "\ndoubled: 0\n",
+        "\nout of order: 0\n",
+        "\nlost by the movers' timelines: 0\n",
+        "\nwrongly delivered: 0\n",
+        "\nlists that differ: 0\n",
+        "\ndiverged replicas: 0\n",
+        "\ndiverged course files: 0\n",
+        "\nacknowledged posts not where acknowledged: 0\n",
+        "\nfencing violations: 0\n",
+    ];
+    for figure in figures {
         assert!(
             printed.contains(figure),
             "the summary says {:?}; {context}",

@@ -33,7 +33,7 @@ const FLAPPING: Duration = Duration::from_secs(5);
 const OVERLAP: f64 = 0.4;
 
 /// A kind of fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub(super) enum Fault {
     /// `kill -9` of a cluster's master, then a restart.
     KillMaster,
@@ -85,13 +85,22 @@ impl Fault {
         Fault::FlapMasterAndCoordinator,
     ];
 
-    /// The kinds a run deals out: with partitions on simulated hosts.
-    pub(super) fn kinds(partitions: bool) -> Vec<Fault> {
-        let mut kinds = Fault::PROCESSES.to_vec();
-        if partitions {
-            kinds.extend(Fault::PARTITIONS);
+    /// The kinds a run deals out: those of `only` if any are named, else every kind, with
+    /// partitions on simulated hosts only; an error for a partition without them.
+    pub(super) fn kinds(only: &[Fault], partitions: bool) -> Result<Vec<Fault>, String> {
+        if only.is_empty() {
+            let mut kinds = Fault::PROCESSES.to_vec();
+            if partitions {
+                kinds.extend(Fault::PARTITIONS);
+            }
+            return Ok(kinds);
         }
-        kinds
+        match only.iter().find(|f| Fault::PARTITIONS.contains(f)) {
+            Some(partition) if !partitions => {
+                Err(format!("{} (a partition) needs --hosts", partition.label()))
+            }
+            _ => Ok(only.to_vec()),
+        }
     }
 
     /// Whether it strikes the coordinator itself rather than a cluster.
@@ -212,17 +221,18 @@ impl<'a> Injector<'a> {
         self.started.elapsed()
     }
 
-    /// Injects `per_kind` faults of each kind in a random order, then more of random kinds
-    /// until `enough` holds. Returns right after the last fault is undone, without waiting
-    /// for the deployment to recover from it; early, with no error, once `broken` holds.
+    /// Injects `per_kind` faults of each of `kinds` in a random order, then more of random
+    /// kinds until `enough` holds. Returns right after the last fault is undone, without
+    /// waiting for the deployment to recover from it; early, with no error, once `broken`
+    /// holds.
     pub(super) async fn run(
         &mut self,
+        kinds: Vec<Fault>,
         per_kind: u32,
         enough: impl Fn() -> bool,
         broken: impl Fn() -> bool,
     ) -> Result<(), Fatal> {
-        let hosts = self.deployment.get_mut().topology().hosts;
-        let mut plan = Plan::new(Fault::kinds(hosts), per_kind, &mut self.rng);
+        let mut plan = Plan::new(kinds, per_kind, &mut self.rng);
         let mut first = true;
         while let Some(fault) = plan.next(&mut self.rng, &enough) {
             if !first {
@@ -442,7 +452,11 @@ impl Hand<'_, '_> {
         let down = random_up_to(&mut self.rng, 3 * self.timers.failure_timeout);
         self.deployment.lock().await.kill_member(name)?;
         tokio::time::sleep(down).await;
-        self.deployment.lock().await.respawn_member(name).await?;
+        // Not holding the deployment while the member gets ready: it may need the
+        // coordinator, which the other hand may be starting again meanwhile.
+        let starting = self.deployment.lock().await.relaunch(name)?;
+        let member = starting.ready().await?;
+        self.deployment.lock().await.rejoin(member)?;
         Ok(format!(
             "kill -9 of {name} ({role}), started again after {} ms",
             down.as_millis()
