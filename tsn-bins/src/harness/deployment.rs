@@ -153,14 +153,14 @@ impl Deployment {
 
     async fn start_all(&mut self) -> Result<(), Fatal> {
         let args = self.topology.coordinator_args();
-        let coordinator = self.spawn(COORDINATOR, None, None, args, false).await?;
+        let coordinator = self.launch(COORDINATOR, None, None, args, false)?;
+        let coordinator = coordinator.ready().await?;
         self.members.push(coordinator);
         for cluster in 1..=self.topology.clusters {
             for server in 1..=self.topology.servers {
                 let args = self.topology.tsd_args(cluster, server);
-                let tsd = self
-                    .spawn("tsd", Some(cluster), Some(server), args, false)
-                    .await?;
+                let tsd = self.launch("tsd", Some(cluster), Some(server), args, false)?;
+                let tsd = tsd.ready().await?;
                 self.members.push(tsd);
             }
         }
@@ -171,9 +171,8 @@ impl Deployment {
         };
         for cluster in 1..=synchronized {
             let args = self.topology.synchronizer_args(cluster);
-            let synchronizer = self
-                .spawn("synchronizer", Some(cluster), None, args, false)
-                .await?;
+            let synchronizer = self.launch("synchronizer", Some(cluster), None, args, false)?;
+            let synchronizer = synchronizer.ready().await?;
             self.members.push(synchronizer);
         }
         self.wait_for_roles().await
@@ -327,22 +326,9 @@ impl Deployment {
         }
     }
 
-    /// Starts `program` as a member and waits until it listens. Its log goes to
-    /// `<logs>/<name>.log`: a new file, or with `again` the former one, continued.
-    async fn spawn(
-        &mut self,
-        program: &str,
-        cluster: Option<u32>,
-        server: Option<u32>,
-        args: Vec<String>,
-        again: bool,
-    ) -> Result<Member, Fatal> {
-        self.launch(program, cluster, server, args, again)?
-            .ready()
-            .await
-    }
-
-    /// Starts `program` as a member, as [`Deployment::spawn`] does, without waiting.
+    /// Starts `program` as a member, without waiting until it listens
+    /// ([`Starting::ready`]). Its log goes to `<logs>/<name>.log`: a new file, or with
+    /// `again` the former one, continued.
     fn launch(
         &mut self,
         program: &str,
