@@ -96,7 +96,9 @@ impl fmt::Display for ServerId {
 /// synchronizer) again, and a second process claiming the same place from another folder is
 /// told apart. [`FolderId::UNKNOWN`] (0) is sent by processes that keep no such number (the
 /// course's own programs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct FolderId(pub u64);
 
 impl FolderId {

@@ -9,9 +9,11 @@
 
 mod registry;
 
-pub use registry::{Registry, RegistryConfig, RoleChange};
+pub use registry::{ClusterState, Registry, RegistryConfig, RoleChange};
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use async_trait::async_trait;
 
@@ -20,7 +22,7 @@ use crate::error::Result;
 use crate::id::{ClusterId, Epoch, FolderId, ServerId, UserId};
 
 /// What a server does in its cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Serves the cluster's clients and writes its log.
     Master,
@@ -38,7 +40,7 @@ impl fmt::Display for Role {
 }
 
 /// Where a process can be reached.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Host name or address, as the process announces it.
     pub host: String,
@@ -53,7 +55,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// A server (or a synchronizer) of a cluster and where it listens.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServerRef {
     /// Its cluster.
     pub cluster: ClusterId,
@@ -64,7 +66,7 @@ pub struct ServerRef {
 }
 
 /// What a server tells the coordinator in each heartbeat.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Who is reporting.
     pub server: ServerRef,

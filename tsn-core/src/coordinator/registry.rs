@@ -10,9 +10,11 @@
 //!   hold everything it acknowledged), or every live server when no set is known (a new
 //!   cluster, or a coordinator that has just restarted). Best means the furthest log, then
 //!   the earliest first heartbeat, then the lowest server id.
-//! * For one failure timeout after the registry starts it promotes no one, only listens:
-//!   a restarted coordinator learns the current masters and epochs from their heartbeats
-//!   before it could wrongly replace them. Meanwhile it confirms no smaller in-sync set.
+//! * For one failure timeout after the registry starts it promotes no one and declares no
+//!   master lost, only listens: a restarted coordinator learns the current masters and
+//!   epochs from their heartbeats before it could wrongly replace them. Meanwhile it
+//!   confirms no smaller in-sync set. A registry that could not hear for a while (its
+//!   shared store stalled) listens again likewise ([`Registry::listen_again`]).
 //! * A master that reports any other role (it restarted) loses its role; a report of a
 //!   newer epoch than the master's deposes the master. Either way the next promotion starts
 //!   a new epoch, above every epoch seen and above the registry's floor.
@@ -33,6 +35,8 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::change::LogPoint;
 use crate::coordinator::{Assignment, Report, Role, ServerRef};
@@ -88,14 +92,25 @@ struct ServerRecord {
     epoch: Epoch,
 }
 
+/// What coordinators that share a store must agree on about a cluster: its epoch, its
+/// master and its in-sync set. A registry decides it; a shared store keeps it, changed only
+/// by compare-and-swap, so that of two coordinators deciding at once one wins and the other
+/// [adopts](Registry::adopt) what won.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The newest epoch of the cluster.
+    pub epoch: Epoch,
+    /// Its master, if it has one.
+    pub master: Option<ServerId>,
+    /// The incarnation of the master's process when it was given the role.
+    pub master_incarnation: u64,
+    /// The master and the slaves it last reported in sync; empty when unknown.
+    pub in_sync: Vec<ServerId>,
+}
+
 #[derive(Clone, Debug, Default)]
 struct ClusterRecord {
-    epoch: Epoch,
-    master: Option<ServerId>,
-    /// The incarnation of the master's process when it was given the role.
-    master_incarnation: u64,
-    /// The master and the slaves it last reported in sync; empty when unknown.
-    in_sync: Vec<ServerId>,
+    state: ClusterState,
     servers: BTreeMap<ServerId, ServerRecord>,
 }
 
@@ -159,6 +174,13 @@ impl Registry {
         now < self.listen_until
     }
 
+    /// Listens again for one failure timeout from `now`, promoting no one and confirming
+    /// no smaller in-sync set meanwhile: for a registry that could not hear heartbeats for a
+    /// while (its shared store stalled), so that it does not take silence for failure.
+    pub fn listen_again(&mut self, now: Instant) {
+        self.listen_until = self.listen_until.max(now + self.config.failure_timeout);
+    }
+
     /// The number of clusters.
     pub fn clusters(&self) -> u32 {
         self.config.clusters
@@ -209,24 +231,26 @@ impl Registry {
         record.log = report.log;
         record.epoch = report.epoch;
 
-        if cluster.master == Some(id) && report.incarnation != cluster.master_incarnation {
+        if cluster.state.master == Some(id)
+            && report.incarnation != cluster.state.master_incarnation
+        {
             // The master restarted: it may have written entries of its epoch that it lost
             // and a slave kept. Whoever is promoted next, itself included, starts a new
             // epoch, so that no two logs hold different entries written in one epoch.
-            cluster.master = None;
+            cluster.state.master = None;
             self.changes.push(RoleChange::MasterLost {
                 cluster: cluster_id,
                 server: id,
             });
         }
-        if report.role != Some(Role::Master) && report.epoch > cluster.epoch {
+        if report.role != Some(Role::Master) && report.epoch > cluster.state.epoch {
             // A server knows a newer epoch than the one its master claims (a coordinator
             // that restarted adopted a stale master before hearing of it): epochs never go
             // back, and that master is deposed.
-            cluster.epoch = report.epoch;
+            cluster.state.epoch = report.epoch;
             // What that master said was in sync says nothing of the newer epoch.
-            cluster.in_sync.clear();
-            if let Some(master) = cluster.master.take() {
+            cluster.state.in_sync.clear();
+            if let Some(master) = cluster.state.master.take() {
                 self.changes.push(RoleChange::MasterLost {
                     cluster: cluster_id,
                     server: master,
@@ -234,25 +258,25 @@ impl Registry {
             }
         }
         if report.role == Some(Role::Master) {
-            let current = cluster.master == Some(id) && report.epoch == cluster.epoch;
-            let unopposed = cluster.master.is_none() && report.epoch >= cluster.epoch;
-            let newer = report.epoch > cluster.epoch;
+            let current = cluster.state.master == Some(id) && report.epoch == cluster.state.epoch;
+            let unopposed = cluster.state.master.is_none() && report.epoch >= cluster.state.epoch;
+            let newer = report.epoch > cluster.state.epoch;
             if current || unopposed || newer {
-                if cluster.master != Some(id) {
+                if cluster.state.master != Some(id) {
                     self.changes.push(RoleChange::Promoted {
                         cluster: cluster_id,
                         server: id,
                         epoch: report.epoch,
                     });
                 }
-                cluster.epoch = report.epoch;
-                cluster.master = Some(id);
-                cluster.master_incarnation = report.incarnation;
+                cluster.state.epoch = report.epoch;
+                cluster.state.master = Some(id);
+                cluster.state.master_incarnation = report.incarnation;
                 let in_sync: Vec<ServerId> = std::iter::once(id)
                     .chain(report.in_sync.iter().copied().filter(|&s| s != id))
                     .collect();
-                if in_sync != cluster.in_sync {
-                    cluster.in_sync = in_sync.clone();
+                if in_sync != cluster.state.in_sync {
+                    cluster.state.in_sync = in_sync.clone();
                     self.changes.push(RoleChange::InSync {
                         cluster: cluster_id,
                         servers: in_sync,
@@ -264,16 +288,18 @@ impl Registry {
         Ok(self.assignment(cluster_id, id, now))
     }
 
-    fn assignment(&self, cluster_id: ClusterId, id: ServerId, now: Instant) -> Assignment {
-        let cluster = &self.clusters[&cluster_id];
+    /// The assignment of server `id` of `cluster_id` as the registry stands: what a
+    /// heartbeat of it is answered with.
+    pub fn assignment(&self, cluster_id: ClusterId, id: ServerId, now: Instant) -> Assignment {
+        let state = self.cluster_state(cluster_id);
         let master = self.live_master(cluster_id, now);
         Assignment {
-            role: if cluster.master == Some(id) {
+            role: if state.master == Some(id) {
                 Role::Master
             } else {
                 Role::Slave
             },
-            epoch: cluster.epoch,
+            epoch: state.epoch,
             master,
             clusters: self.config.clusters,
             in_sync_confirmed: !self.is_listening(now),
@@ -290,28 +316,28 @@ impl Registry {
         }
     }
 
-    /// Detects a failed master of `cluster_id` and promotes a replacement.
+    /// Detects a failed master of `cluster_id` and promotes a replacement; while listening,
+    /// does neither (silence may be the registry's deafness, not the master's failure).
     fn tick_cluster(&mut self, cluster_id: ClusterId, now: Instant) {
-        let listening = now < self.listen_until;
+        if now < self.listen_until {
+            return;
+        }
         let timeout = self.config.failure_timeout;
         let live = |r: &ServerRecord| now.duration_since(r.last_seen) < timeout;
         let Some(cluster) = self.clusters.get_mut(&cluster_id) else {
             return;
         };
-        if let Some(master) = cluster.master {
+        if let Some(master) = cluster.state.master {
             if cluster.servers.get(&master).is_some_and(&live) {
                 return;
             }
-            cluster.master = None;
+            cluster.state.master = None;
             self.changes.push(RoleChange::MasterLost {
                 cluster: cluster_id,
                 server: master,
             });
         }
-        if listening {
-            return;
-        }
-        let in_sync = &cluster.in_sync;
+        let in_sync = &cluster.state.in_sync;
         let best = cluster
             .servers
             .values()
@@ -337,14 +363,19 @@ impl Registry {
                 .map(|r| r.epoch)
                 .max()
                 .unwrap_or_default();
-            cluster.epoch = cluster.epoch.max(newest_known).max(self.epoch_floor).next();
-            cluster.master = Some(server);
-            cluster.master_incarnation = cluster.servers[&server].incarnation;
-            cluster.in_sync = vec![server];
+            cluster.state.epoch = cluster
+                .state
+                .epoch
+                .max(newest_known)
+                .max(self.epoch_floor)
+                .next();
+            cluster.state.master = Some(server);
+            cluster.state.master_incarnation = cluster.servers[&server].incarnation;
+            cluster.state.in_sync = vec![server];
             self.changes.push(RoleChange::Promoted {
                 cluster: cluster_id,
                 server,
-                epoch: cluster.epoch,
+                epoch: cluster.state.epoch,
             });
             self.changes.push(RoleChange::InSync {
                 cluster: cluster_id,
@@ -353,14 +384,51 @@ impl Registry {
         }
     }
 
+    /// What the registry holds of `cluster` that coordinators sharing a store agree on.
+    pub fn cluster_state(&self, cluster: ClusterId) -> ClusterState {
+        self.clusters
+            .get(&cluster)
+            .map(|c| c.state.clone())
+            .unwrap_or_default()
+    }
+
+    /// Takes `state` as what `cluster` is, as a shared store holds it (another coordinator
+    /// decided it, or this one's own decision lost to it). What the registry knows of the
+    /// cluster's servers stays; a change of master or in-sync set is noted among the role
+    /// changes.
+    pub fn adopt(&mut self, cluster: ClusterId, state: ClusterState) {
+        let record = self.clusters.entry(cluster).or_default();
+        if record.state == state {
+            return;
+        }
+        if let Some(server) = state.master
+            && record.state.master != state.master
+        {
+            self.changes.push(RoleChange::Promoted {
+                cluster,
+                server,
+                epoch: state.epoch,
+            });
+        }
+        if record.state.in_sync != state.in_sync && !state.in_sync.is_empty() {
+            self.changes.push(RoleChange::InSync {
+                cluster,
+                servers: state.in_sync.clone(),
+            });
+        }
+        record.state = state;
+    }
+
     /// The role changes decided since the last call, oldest first.
     pub fn take_changes(&mut self) -> Vec<RoleChange> {
         std::mem::take(&mut self.changes)
     }
 
-    fn live_master(&self, cluster_id: ClusterId, now: Instant) -> Option<ServerRef> {
+    /// The master of `cluster_id` as the registry stands, if it is live; unlike
+    /// [`Registry::master_of`], decides nothing.
+    pub fn live_master(&self, cluster_id: ClusterId, now: Instant) -> Option<ServerRef> {
         let cluster = self.clusters.get(&cluster_id)?;
-        let record = cluster.servers.get(&cluster.master?)?;
+        let record = cluster.servers.get(&cluster.state.master?)?;
         self.is_live(record, now).then(|| record.server.clone())
     }
 
