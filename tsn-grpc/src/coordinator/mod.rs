@@ -19,15 +19,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tsn_core::coordinator::RoleChange;
 use tsn_core::{Error, Result};
-use tsn_server::coordinator::Local;
+use tsn_server::coordinator::Ticking;
 
 use crate::proto::csce438::coord_service_server::CoordServiceServer;
 use crate::transport::{Health, serve_until, service_name, with_operator_services};
 
 /// Serves `coordinator` on `listener` until `shutdown` completes, checking for failed
 /// masters ten times per failure timeout and logging every role change.
-pub async fn serve(
-    coordinator: Arc<Local>,
+pub async fn serve<C: Ticking + 'static>(
+    coordinator: Arc<C>,
     listener: TcpListener,
     failure_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send,
@@ -39,7 +39,7 @@ pub async fn serve(
                 tokio::time::interval((failure_timeout / 10).max(Duration::from_millis(10)));
             loop {
                 interval.tick().await;
-                for change in coordinator.tick() {
+                for change in coordinator.tick().await {
                     log_change(&change);
                 }
             }
@@ -47,7 +47,7 @@ pub async fn serve(
     });
     let service = CoordServiceServer::new(CoordServer::new(coordinator));
     let router = tonic::transport::Server::builder().add_service(service);
-    let services = [service_name::<CoordServiceServer<CoordServer<Local>>>()];
+    let services = [service_name::<CoordServiceServer<CoordServer<C>>>()];
     let health = Health::new();
     health.set(&services, true).await;
     let router = with_operator_services(router, &services, &health).await?;

@@ -1,0 +1,362 @@
+//! [`Shared`]: one of any number of coordinators that share a [`Board`].
+//!
+//! Each keeps a [`Registry`] of its own, the same rules as [`Local`](super::Local)'s, fed
+//! with everything written on the board: every server's heartbeats and every
+//! synchronizer's registration (whichever coordinator received them) and each cluster's
+//! record — epoch, master, in-sync set. Liveness is judged on this process's own monotonic
+//! clock, from when each heartbeat was seen, so coordinators need no common clock.
+//!
+//! Only a cluster's record is decided, and it changes only by compare-and-swap on the
+//! board: a coordinator whose registry decides something (a heartbeat reports a new in-sync
+//! set, a master fell silent) writes the new record if the record is still the one it knows,
+//! and answers heartbeats only from what the board holds. Of two coordinators deciding at
+//! once, one wins; the other adopts what won. A promotion is also guarded by the silent
+//! master's last heartbeat: if the master sent one since (through another coordinator,
+//! whose write this one has not seen yet), the swap fails and nobody is promoted. Epochs
+//! live in the records, so they never go back, whichever coordinators restart.
+//!
+//! Silence on a stalled board is not failure: each coordinator writes a pulse four times
+//! per failure timeout, and when it has not seen its own pulse come back for half a failure
+//! timeout (the store is electing a leader, or unreachable, or the watch lags) it listens
+//! again for a whole failure timeout before it may promote anyone.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tsn_core::Result;
+use tsn_core::coordinator::{
+    Assignment, ClusterState, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
+};
+use tsn_core::id::{ClusterId, Epoch, FolderId, ServerId, UserId, home_cluster};
+
+use super::Ticking;
+use super::board::{Board, Notice, Revision, Swap};
+use super::local::route;
+use crate::clock;
+
+/// How long a coordinator waits before reading the board again after its watch broke.
+const REWATCH: Duration = Duration::from_millis(100);
+
+/// A coordinator sharing a [`Board`] with others. See the [module docs](self).
+#[derive(Debug)]
+pub struct Shared<B> {
+    board: Arc<B>,
+    inner: Mutex<Inner>,
+    /// Held while deciding and writing a record, so that this coordinator's own decisions
+    /// do not race each other.
+    deciding: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// This coordinator's random id, in its pulses.
+    me: u64,
+    failure_timeout: Duration,
+    /// When this coordinator last saw its own pulse come back.
+    last_pulse: Instant,
+    registry: Registry,
+    /// By cluster: its record as the board holds it, and the record's revision.
+    committed: BTreeMap<ClusterId, (ClusterState, Revision)>,
+    /// By server: the revision of its last heartbeat seen on the board.
+    heard: BTreeMap<(ClusterId, ServerId), Revision>,
+    /// Role changes seen (decided here or adopted) since the last tick.
+    changes: Vec<RoleChange>,
+}
+
+/// A record a registry decided, to write on the board.
+#[derive(Debug)]
+struct Proposal {
+    cluster: ClusterId,
+    state: ClusterState,
+    /// The last heartbeat of the master it replaces, which must not have changed.
+    guard: Option<(ServerId, Revision)>,
+}
+
+impl Inner {
+    /// The record of `cluster` as the board holds it.
+    fn committed(&self, cluster: ClusterId) -> (ClusterState, Revision) {
+        self.committed.get(&cluster).cloned().unwrap_or_default()
+    }
+
+    /// Puts the registry's record of `cluster` back to what the board holds, dropping
+    /// what the registry decided on its own.
+    fn settle(&mut self, cluster: ClusterId) {
+        let (state, _) = self.committed(cluster);
+        self.registry.adopt(cluster, state);
+        self.registry.take_changes();
+    }
+
+    /// Takes in a record the board holds, unless an older one than known.
+    fn adopt(&mut self, cluster: ClusterId, state: ClusterState, revision: Revision) {
+        if revision <= self.committed(cluster).1 {
+            return;
+        }
+        self.committed.insert(cluster, (state.clone(), revision));
+        self.registry.adopt(cluster, state);
+        let adopted = self.registry.take_changes();
+        self.changes.extend(adopted);
+    }
+
+    /// Takes in what was written on the board.
+    fn apply(&mut self, notice: Notice) {
+        let now = clock::now();
+        match notice {
+            Notice::Heartbeat { report, revision } => {
+                let key = (report.server.cluster, report.server.server);
+                if revision > self.heard.get(&key).copied().unwrap_or(0) {
+                    self.heard.insert(key, revision);
+                    // Only liveness is learned here; the coordinator that received the
+                    // heartbeat decides on it.
+                    let _ = self.registry.heartbeat(&report, now);
+                    self.settle(report.server.cluster);
+                }
+            }
+            Notice::Sync { sync, folder } => {
+                let _ = self.registry.register_sync(sync, folder, now);
+            }
+            Notice::Pulse { from } if from == self.me => self.last_pulse = now,
+            Notice::Pulse { .. } => {}
+            Notice::Cluster {
+                cluster,
+                state,
+                revision,
+            } => self.adopt(cluster, state, revision),
+        }
+    }
+
+    /// Has the registry listen again if this coordinator has not seen its own pulse come
+    /// back for half a failure timeout: it cannot tell silence from a stalled board.
+    fn mind_the_board(&mut self, now: Instant) {
+        if now.duration_since(self.last_pulse) > self.failure_timeout / 2 {
+            self.registry.listen_again(now);
+        }
+    }
+
+    /// The records the registry decided that the board does not hold yet.
+    fn proposals(&self) -> Vec<Proposal> {
+        (1..=self.registry.clusters())
+            .map(ClusterId)
+            .filter_map(|cluster| {
+                let decided = self.registry.cluster_state(cluster);
+                let (held, _) = self.committed(cluster);
+                if decided == held {
+                    return None;
+                }
+                let guard = held
+                    .master
+                    .filter(|&m| decided.master != Some(m))
+                    .map(|m| (m, self.heard.get(&(cluster, m)).copied().unwrap_or(0)));
+                Some(Proposal {
+                    cluster,
+                    state: decided,
+                    guard,
+                })
+            })
+            .collect()
+    }
+}
+
+impl<B: Board> Shared<B> {
+    /// A coordinator on `board`: it reads the board, and follows it from then on (in a task
+    /// that ends when the coordinator is dropped). Like [`Local`](super::Local), it
+    /// promotes no one during its first failure timeout, while it learns which servers
+    /// are live.
+    pub async fn start(config: RegistryConfig, board: Arc<B>) -> Result<Arc<Shared<B>>> {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        let shared = Arc::new(Shared {
+            board,
+            inner: Mutex::new(Inner {
+                me: rand_id(),
+                failure_timeout: config.failure_timeout,
+                last_pulse: clock::now(),
+                registry: Registry::new(config, clock::now(), Epoch(millis)),
+                committed: BTreeMap::new(),
+                heard: BTreeMap::new(),
+                changes: Vec::new(),
+            }),
+            deciding: tokio::sync::Mutex::new(()),
+        });
+        let revision = shared.read_board().await?;
+        tokio::spawn(follow(Arc::downgrade(&shared), revision));
+        tokio::spawn(pulse(Arc::downgrade(&shared), config.failure_timeout / 4));
+        Ok(shared)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes in everything on the board; the revision it was read at.
+    async fn read_board(&self) -> Result<Revision> {
+        let snapshot = self.board.snapshot().await?;
+        let mut inner = self.lock();
+        for notice in snapshot.notices {
+            inner.apply(notice);
+        }
+        Ok(snapshot.revision)
+    }
+
+    /// Writes every record the registry decided; a lost swap adopts what won.
+    async fn write_decisions(&self) -> Result<()> {
+        let proposals = self.lock().proposals();
+        for Proposal {
+            cluster,
+            state,
+            guard,
+        } in proposals
+        {
+            let expected = self.lock().committed(cluster).1;
+            let swapped = self
+                .board
+                .swap_cluster(cluster, expected, &state, guard)
+                .await;
+            let mut inner = self.lock();
+            match swapped {
+                Ok(Swap::Done(revision)) => {
+                    inner.committed.insert(cluster, (state, revision));
+                    let decided = inner.registry.take_changes();
+                    inner.changes.extend(decided);
+                }
+                Ok(Swap::Lost(held)) => {
+                    if let Some((state, revision)) = held {
+                        inner.adopt(cluster, state, revision);
+                    }
+                    inner.settle(cluster);
+                }
+                Err(error) => {
+                    inner.settle(cluster);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Follows the board from `revision` on, for as long as the coordinator lives: applies
+/// every write, and reads the whole board again whenever the watch breaks.
+async fn follow<B: Board>(shared: Weak<Shared<B>>, mut revision: Revision) {
+    loop {
+        let Some(board) = shared.upgrade().map(|s| Arc::clone(&s.board)) else {
+            return;
+        };
+        if let Ok(mut watch) = board.watch(revision).await {
+            drop(board);
+            while let Some(Ok(notices)) = watch.recv().await {
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let mut inner = shared.lock();
+                for notice in notices {
+                    revision = revision.max(notice_revision(&notice));
+                    inner.apply(notice);
+                }
+            }
+        }
+        tokio::time::sleep(REWATCH).await;
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        match strong.read_board().await {
+            Ok(read) => revision = read,
+            Err(error) => tracing::warn!(%error, "cannot read the coordinators' board"),
+        }
+    }
+}
+
+/// Writes the coordinator's pulse every `every`, for as long as it lives.
+async fn pulse<B: Board>(shared: Weak<Shared<B>>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let me = shared.lock().me;
+        let _ = shared.board.pulse(me).await;
+    }
+}
+
+/// A random id for a coordinator's pulses, from the time and the process.
+fn rand_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// The revision a write was made at, where the notice says.
+fn notice_revision(notice: &Notice) -> Revision {
+    match notice {
+        Notice::Heartbeat { revision, .. } | Notice::Cluster { revision, .. } => *revision,
+        Notice::Sync { .. } | Notice::Pulse { .. } => 0,
+    }
+}
+
+#[async_trait]
+impl<B: Board> Ticking for Shared<B> {
+    async fn tick(&self) -> Vec<RoleChange> {
+        let _deciding = self.deciding.lock().await;
+        {
+            let mut inner = self.lock();
+            let now = clock::now();
+            inner.mind_the_board(now);
+            inner.registry.tick(now);
+        }
+        if let Err(error) = self.write_decisions().await {
+            tracing::warn!(%error, "cannot write a decision on the coordinators' board");
+        }
+        std::mem::take(&mut self.lock().changes)
+    }
+}
+
+#[async_trait]
+impl<B: Board> Coordinator for Shared<B> {
+    async fn heartbeat(&self, report: Report) -> Result<Assignment> {
+        let _deciding = self.deciding.lock().await;
+        let revision = self.board.post_heartbeat(&report).await?;
+        let (cluster, server) = (report.server.cluster, report.server.server);
+        {
+            let mut inner = self.lock();
+            let heard = inner.heard.entry((cluster, server)).or_default();
+            *heard = (*heard).max(revision);
+            let now = clock::now();
+            inner.mind_the_board(now);
+            inner.registry.heartbeat(&report, now)?;
+        }
+        self.write_decisions().await?;
+        Ok(self
+            .lock()
+            .registry
+            .assignment(cluster, server, clock::now()))
+    }
+
+    /// See [`route`]; a cluster's master is as the board holds it, and live.
+    async fn server_for(&self, user: UserId) -> Result<Option<ServerRef>> {
+        route(|now| {
+            let inner = self.lock();
+            let cluster = home_cluster(user, inner.registry.clusters());
+            (
+                inner.registry.live_master(cluster, now),
+                inner.registry.is_listening(now),
+            )
+        })
+        .await
+    }
+
+    async fn register_sync(&self, sync: ServerRef, folder: FolderId) -> Result<u32> {
+        let clusters = self
+            .lock()
+            .registry
+            .register_sync(sync.clone(), folder, clock::now())?;
+        self.board.post_sync(&sync, folder).await?;
+        Ok(clusters)
+    }
+
+    async fn sync_servers(&self) -> Result<Vec<ServerRef>> {
+        Ok(self.lock().registry.sync_servers(clock::now()))
+    }
+}
