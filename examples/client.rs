@@ -36,7 +36,7 @@ async fn main() -> Result {
     let data = tempfile::tempdir()?;
     let (stop, stopped) = watch::channel(());
     let (coordinator_at, coordinator_task) = start_coordinator(stopped.clone()).await?;
-    let coordinator = CoordClient::new(&coordinator_at)?;
+    let coordinator = CoordClient::new(std::slice::from_ref(&coordinator_at))?;
 
     // Server 1 starts first and becomes master; server 2 then joins as its slave.
     let (master, master_task) =

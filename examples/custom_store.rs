@@ -44,7 +44,7 @@ async fn main() -> Result {
     };
     let store = Arc::new(Audited::new(store::Memory::new(membership), true));
     let tsd_task = start_tsd(Arc::clone(&store), 1, &coordinator_at, stopped).await?;
-    let coordinator = CoordClient::new(&coordinator_at)?;
+    let coordinator = CoordClient::new(std::slice::from_ref(&coordinator_at))?;
 
     println!("\n== User 1 follows user 2, who posts");
     let one = log_in(&coordinator, 1).await?;

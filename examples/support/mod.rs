@@ -70,7 +70,7 @@ pub(crate) async fn start_tsd(
         replication_timeout: Duration::from_secs(1),
         imports: Vec::new(), // one cluster: nothing to import from others
     };
-    let coordinator = Arc::new(CoordClient::new(coordinator)?);
+    let coordinator = Arc::new(CoordClient::new(std::slice::from_ref(coordinator))?);
     let serve = tsd::serve(config, store, coordinator, listener, until(stopped));
     Ok(tokio::spawn(serve))
 }

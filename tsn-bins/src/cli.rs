@@ -11,10 +11,67 @@ use std::time::Duration;
 use clap::Parser;
 use clap::error::ErrorKind;
 use tokio::net::TcpListener;
+use tsn_core::coordinator::Endpoint;
+use tsn_grpc::coordinator::CoordClient;
 
 /// The most clusters a deployment may have: the coordinator's `--clusters`, a tsd's `-c`
 /// and a synchronizer's `-n` are refused above it.
 pub const MAX_CLUSTERS: u32 = 1000;
+
+/// The help of the coordinator host flag (`-h`) of the programs that talk to coordinators.
+pub const COORDINATOR_HOSTS_HELP: &str = "Host of the coordinator; or several coordinators sharing etcd, comma-separated, each `host` (at the coordinator port) or `host:port`";
+
+/// A list of addresses as a flag takes them: `host`, or comma-separated `host` or
+/// `host:port` entries, a host without a port being at a default port. The coordinators a
+/// program reports to (`-h`, at the coordinator port flag's port), or the members of an
+/// etcd cluster (`--etcd`). Displayed as the list, every port said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addresses(Vec<Endpoint>);
+
+impl Addresses {
+    /// The addresses `hosts` names, at `port` where it names none; what is wrong with it
+    /// otherwise.
+    pub fn parse(hosts: &str, port: u16) -> Result<Addresses, String> {
+        let parsed = hosts
+            .split(',')
+            .map(|entry| {
+                let entry = entry.trim();
+                let (host, port) = match entry.rsplit_once(':') {
+                    Some((host, p)) => match p.parse::<u16>() {
+                        Ok(p) if p > 0 => (host, p),
+                        _ => return Err(format!("'{entry}' has no valid port after ':'")),
+                    },
+                    None => (entry, port),
+                };
+                if host.is_empty() {
+                    return Err(format!("'{hosts}' names an empty host"));
+                }
+                Ok(Endpoint {
+                    host: host.to_owned(),
+                    port,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Addresses(parsed))
+    }
+
+    /// The addresses.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.0
+    }
+
+    /// A client of the coordinators at these addresses (connecting lazily).
+    pub fn coordinators(&self) -> Result<CoordClient, Fatal> {
+        CoordClient::new(&self.0).map_err(|e| Fatal::new("bad coordinator address", e))
+    }
+}
+
+impl std::fmt::Display for Addresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&list.join(","))
+    }
+}
 
 /// Runs a program: parses `args` (the first being the program's name) as `F` and runs
 /// `run` on a multi-threaded runtime. A failure is printed as one line and ends the
@@ -187,6 +244,17 @@ mod tests {
         assert_eq!(log_filter(Some("h2=trace,info")), "h2=trace,info");
         for spec in ["debug", "trace", "h2=trace,info", "warn"] {
             assert!(tracing_subscriber::EnvFilter::try_new(log_filter(Some(spec))).is_ok());
+        }
+    }
+
+    #[test]
+    fn addresses_are_one_host_or_a_list_of_hosts_with_or_without_ports() {
+        let one = Addresses::parse("10.0.0.1", 9090).expect("one host");
+        assert_eq!(one.to_string(), "10.0.0.1:9090");
+        let list = Addresses::parse("a, b:9191,c", 9090).expect("a list");
+        assert_eq!(list.to_string(), "a:9090,b:9191,c:9090");
+        for bad in ["", "a,,b", "a:x", "a:0", ":9090"] {
+            assert!(Addresses::parse(bad, 9090).is_err(), "{bad:?}");
         }
     }
 

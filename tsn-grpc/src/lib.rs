@@ -18,6 +18,7 @@ pub mod client;
 pub mod convert;
 pub mod coordinator;
 pub mod error;
+pub mod etcd;
 pub mod feed;
 pub mod proto;
 pub mod replies;

@@ -1,4 +1,5 @@
-//! The generated protocol types: the course's package `csce438` and TSN's package `tsn`.
+//! The generated protocol types: the course's package `csce438`, TSN's package `tsn`, and
+//! the part of etcd's API (`etcdserverpb`) that TSN's coordinators use.
 //!
 //! These types never leave this crate's API boundary except through
 //! [`convert`](crate::convert); clients that speak the course protocol directly (tests,
@@ -14,6 +15,11 @@ pub mod csce438 {
 /// TSN's own services.
 pub mod tsn {
     tonic::include_proto!("tsn");
+}
+
+/// etcd's v3 API, the part TSN's coordinators use (client side only).
+pub mod etcd {
+    tonic::include_proto!("etcdserverpb");
 }
 
 /// The encoded file descriptor set of every `.proto` file, for server reflection.

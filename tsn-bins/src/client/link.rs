@@ -12,6 +12,7 @@ use tsn_core::id::UserId;
 use tsn_grpc::client::{LoginReply, SessionState, SnsClient};
 use tsn_grpc::coordinator::CoordClient;
 
+use crate::cli::Addresses;
 use crate::client::console::Console;
 use crate::client::format;
 
@@ -38,8 +39,8 @@ pub enum ConnectError {
     /// The coordinator or the master could not be reached in time.
     #[error("cannot connect through the coordinator at {coordinator}: {reason}")]
     Unreachable {
-        /// The coordinator's address.
-        coordinator: Endpoint,
+        /// The coordinators' addresses.
+        coordinator: Addresses,
         /// The last failure.
         reason: String,
     },
@@ -48,7 +49,7 @@ pub enum ConnectError {
 /// The connection of one user's client.
 pub struct Link {
     coordinator: CoordClient,
-    coordinator_at: Endpoint,
+    coordinator_at: Addresses,
     user: UserId,
     session: String,
     server: Option<SnsClient>,
@@ -60,10 +61,10 @@ pub struct Link {
 }
 
 impl Link {
-    /// A client of `user` that asks the coordinator at `coordinator` for its server.
-    pub fn new(coordinator: &Endpoint, user: UserId) -> Result<Link, String> {
-        let coordinator_at = coordinator.clone();
-        let coordinator = CoordClient::new(coordinator).map_err(|e| e.to_string())?;
+    /// A client of `user` that asks the coordinators at `coordinators` for its server.
+    pub fn new(coordinators: Addresses, user: UserId) -> Result<Link, String> {
+        let coordinator = CoordClient::new(coordinators.endpoints()).map_err(|e| e.to_string())?;
+        let coordinator_at = coordinators;
         Ok(Link {
             coordinator,
             coordinator_at,

@@ -15,18 +15,18 @@ pub mod timeline;
 use std::process::ExitCode;
 
 use tokio::time::Instant;
-use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
 use tsn_grpc::client::{CallError, FollowReply, UnfollowReply};
 
+use crate::cli::Addresses;
 use crate::client::command::Command;
 use crate::client::console::{Console, Input};
 use crate::client::link::{ConnectError, Link};
 
-/// Runs the client for `user` against the coordinator at `coordinator`.
-pub async fn run(coordinator: Endpoint, user: UserId) -> ExitCode {
+/// Runs the client for `user` against the coordinators at `coordinators`.
+pub async fn run(coordinators: Addresses, user: UserId) -> ExitCode {
     let mut console = Console::open();
-    let mut link = match Link::new(&coordinator, user) {
+    let mut link = match Link::new(coordinators, user) {
         Ok(link) => link,
         Err(error) => {
             eprintln!("tsc: {error}");

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::EtcdCluster;
 use super::hosts::{Host, Network};
 use super::launch::Launcher;
 use super::member::Member;
 use super::output::Sink;
 use super::process::{Process, Setup};
 use super::screen::Screen;
-use super::topology::{COORDINATOR, Topology, member_name, tsd_name};
+use super::topology::{COORDINATOR, SECOND_COORDINATOR, Topology, synchronizer_name, tsd_name};
 use tsn_core::coordinator::Endpoint;
 
 use crate::cli::Fatal;
@@ -38,6 +39,8 @@ pub struct Deployment {
     pub members: Vec<Member>,
     /// The hosts the members run on, with [`Topology::hosts`]; dropped after them.
     network: Option<Network>,
+    /// The etcd cluster the coordinators keep their records on, with coordination on etcd.
+    etcd: Option<EtcdCluster>,
 }
 
 impl Deployment {
@@ -51,12 +54,27 @@ impl Deployment {
         let logs = topology.data_dir.join("logs");
         std::fs::create_dir_all(&logs)
             .map_err(|e| Fatal::new(format_args!("cannot create {}", logs.display()), e))?;
+        let etcd = match topology.etcd {
+            true if topology.hosts => {
+                return Err(Fatal(
+                    "coordination on etcd does not run across simulated hosts yet".into(),
+                ));
+            }
+            true => {
+                let dir = topology.data_dir.join("etcd");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Fatal::new(format_args!("cannot create {}", dir.display()), e))?;
+                Some(EtcdCluster::start(3, &dir).await?)
+            }
+            false => None,
+        };
         let mut deployment = Deployment {
             launcher,
             logs,
             topology,
             members: Vec::new(),
             network,
+            etcd,
         };
         match deployment.start_all().await {
             Ok(()) => Ok(deployment),
@@ -78,6 +96,23 @@ impl Deployment {
             host: self.coordinator_host(),
             port: self.topology.coordinator_port,
         }
+    }
+
+    /// Where to reach every coordinator: the coordinator's address, and with coordination
+    /// on etcd the second coordinator's (where it listens now).
+    pub fn coordinators(&self) -> Vec<Endpoint> {
+        let mut all = vec![self.coordinator()];
+        if let Some(second) = self.member(SECOND_COORDINATOR)
+            && let Ok(endpoint) = second.endpoint()
+        {
+            all.push(endpoint);
+        }
+        all
+    }
+
+    /// The etcd cluster of a deployment with coordination on etcd.
+    pub fn etcd(&mut self) -> Option<&mut EtcdCluster> {
+        self.etcd.as_mut()
     }
 
     /// The host of the member (or client) called `name`; an error on loopback.
@@ -134,11 +169,17 @@ impl Deployment {
     }
 
     /// The host called `label` (made if new), and the flags that bind a program there and
-    /// point it at the coordinator; nothing on loopback.
+    /// point it at the coordinator (or, on etcd, at both coordinators); no host and no
+    /// flags on loopback without etcd.
     fn place(&mut self, label: &str) -> Result<(Option<Host>, Vec<String>), Fatal> {
         let coordinator = self.coordinator_host();
         let Some(network) = self.network.as_mut() else {
-            return Ok((None, Vec::new()));
+            let coordinators = self.coordinators();
+            if self.etcd.is_none() || label.starts_with(COORDINATOR) {
+                return Ok((None, Vec::new()));
+            }
+            let list: Vec<String> = coordinators.iter().map(ToString::to_string).collect();
+            return Ok((None, vec!["-h".into(), list.join(",")]));
         };
         let host = match network.hosts().iter().find(|h| h.label == label) {
             Some(host) => host.clone(),
@@ -152,14 +193,27 @@ impl Deployment {
     }
 
     async fn start_all(&mut self) -> Result<(), Fatal> {
-        let args = self.topology.coordinator_args();
-        let coordinator = self.launch(COORDINATOR, None, None, args, false)?;
+        let on_etcd: Vec<String> = match &self.etcd {
+            Some(etcd) => vec!["--etcd".into(), etcd.endpoints_flag()],
+            None => Vec::new(),
+        };
+        let mut args = self.topology.coordinator_args();
+        args.extend(on_etcd.iter().cloned());
+        let coordinator = self.launch(COORDINATOR, "coordinator", None, None, args, false)?;
         let coordinator = coordinator.ready().await?;
         self.members.push(coordinator);
+        if !on_etcd.is_empty() {
+            let mut args = self.topology.second_coordinator_args();
+            args.extend(on_etcd);
+            let second = self.launch(SECOND_COORDINATOR, "coordinator", None, None, args, false)?;
+            let second = second.ready().await?;
+            self.members.push(second);
+        }
         for cluster in 1..=self.topology.clusters {
             for server in 1..=self.topology.servers {
                 let args = self.topology.tsd_args(cluster, server);
-                let tsd = self.launch("tsd", Some(cluster), Some(server), args, false)?;
+                let name = tsd_name(cluster, server);
+                let tsd = self.launch(&name, "tsd", Some(cluster), Some(server), args, false)?;
                 let tsd = tsd.ready().await?;
                 self.members.push(tsd);
             }
@@ -171,7 +225,9 @@ impl Deployment {
         };
         for cluster in 1..=synchronized {
             let args = self.topology.synchronizer_args(cluster);
-            let synchronizer = self.launch("synchronizer", Some(cluster), None, args, false)?;
+            let name = synchronizer_name(cluster);
+            let synchronizer =
+                self.launch(&name, "synchronizer", Some(cluster), None, args, false)?;
             let synchronizer = synchronizer.ready().await?;
             self.members.push(synchronizer);
         }
@@ -270,7 +326,7 @@ impl Deployment {
         let member = self.member_mut(name)?;
         let (program, cluster, server) = (member.program.clone(), member.cluster, member.server);
         let args = member.args.clone();
-        self.launch(&program, cluster, server, args, true)
+        self.launch(name, &program, cluster, server, args, true)
     }
 
     /// Takes back a member started again with [`Deployment::relaunch`], in its place.
@@ -326,18 +382,19 @@ impl Deployment {
         }
     }
 
-    /// Starts `program` as a member, without waiting until it listens
+    /// Starts `program` as the member called `name`, without waiting until it listens
     /// ([`Starting::ready`]). Its log goes to `<logs>/<name>.log`: a new file, or with
     /// `again` the former one, continued.
     fn launch(
         &mut self,
+        name: &str,
         program: &str,
         cluster: Option<u32>,
         server: Option<u32>,
         args: Vec<String>,
         again: bool,
     ) -> Result<Starting, Fatal> {
-        let name = member_name(program, cluster, server);
+        let name = name.to_owned();
         let log_path = self.log_path(&name);
         let log_start = match again {
             true => std::fs::metadata(&log_path).map_or(0, |m| m.len()),

@@ -84,8 +84,10 @@ fn name_this_process(name: &str) {
     }
 }
 
+/// Has the child that `command` starts sent SIGTERM when the thread that starts it ends
+/// (on Linux), so that it does not outlive its harness.
 #[cfg(target_os = "linux")]
-fn stop_with_parent(command: &mut Command) {
+pub(super) fn stop_with_parent(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe and changes only the child being created.
     unsafe {
         command.pre_exec(|| {
@@ -98,4 +100,4 @@ fn stop_with_parent(command: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn stop_with_parent(_command: &mut Command) {}
+pub(super) fn stop_with_parent(_command: &mut Command) {}

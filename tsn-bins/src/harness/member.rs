@@ -2,6 +2,8 @@
 
 use std::process::ExitStatus;
 
+use tsn_core::coordinator::Endpoint;
+
 use super::process::Process;
 
 /// One member of a [`Deployment`](super::Deployment): a running program with its name, its
@@ -40,6 +42,21 @@ impl Member {
         let status = self.process.try_wait()?;
         self.exit_reported = true;
         Some(status)
+    }
+
+    /// Where it listens, as an endpoint.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        let (host, port) = self
+            .address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{}' is no address", self.address))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("'{}' has no port", self.address))?;
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+        })
     }
 
     /// The process id, unless it was killed or seen exited.

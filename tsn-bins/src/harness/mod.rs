@@ -9,11 +9,13 @@
 //! * [`Deployment`] and [`Member`]: a whole local deployment, member by member.
 //! * [`Screen`]: a `tsc` driven through pipes, line by line.
 //! * [`hosts`]: simulated hosts (network namespaces on a bridge) to run programs on.
+//! * [`etcd`]: a cluster of real etcd members, for coordination on etcd.
 //!
 //! On Linux the kernel sends a child SIGTERM when the thread that started it ends, and a
 //! [`Process`] is killed when dropped: no child outlives its harness.
 
 pub mod deployment;
+pub mod etcd;
 pub mod hosts;
 pub mod launch;
 pub mod member;
@@ -23,9 +25,12 @@ pub mod screen;
 pub mod topology;
 
 pub use deployment::{Deployment, Starting};
+pub use etcd::EtcdCluster;
 pub use hosts::{Host, Network};
 pub use launch::{Launcher, run_as};
 pub use member::Member;
 pub use process::{Process, Setup};
 pub use screen::Screen;
-pub use topology::{COORDINATOR, Timers, Topology, free_port, synchronizer_name, tsd_name};
+pub use topology::{
+    COORDINATOR, SECOND_COORDINATOR, Timers, Topology, free_port, synchronizer_name, tsd_name,
+};

@@ -11,6 +11,9 @@ use crate::cli::Fatal;
 /// The name of the coordinator's member.
 pub const COORDINATOR: &str = "coordinator";
 
+/// The name of the second coordinator's member, with coordination on etcd.
+pub const SECOND_COORDINATOR: &str = "coordinator-2";
+
 /// The name of the member that is tsd `server` of `cluster`: `tsd-<cluster>-<server>`.
 pub fn tsd_name(cluster: u32, server: u32) -> String {
     member_name("tsd", Some(cluster), Some(server))
@@ -168,6 +171,10 @@ pub struct Topology {
     /// Whether each member runs on a simulated host of its own ([`hosts`](super::hosts)),
     /// with a data folder of its own, `<data_dir>/<member>`.
     pub hosts: bool,
+    /// Whether the coordination runs on etcd: a cluster of 3 etcd members (in
+    /// `<data_dir>/etcd`) and two coordinators on it, [`COORDINATOR`] and
+    /// [`SECOND_COORDINATOR`]; every other member is given both.
+    pub etcd: bool,
 }
 
 impl Topology {
@@ -189,6 +196,7 @@ impl Topology {
             servers: 2,
             synchronizers: true,
             hosts: false,
+            etcd: false,
         }
     }
 
@@ -204,6 +212,11 @@ impl Topology {
     /// The coordinator's flags.
     pub fn coordinator_args(&self) -> Vec<String> {
         coordinator_flags(self.coordinator_port, self.clusters, &self.timers)
+    }
+
+    /// The second coordinator's flags (with coordination on etcd), on a free port.
+    pub fn second_coordinator_args(&self) -> Vec<String> {
+        coordinator_flags(0, self.clusters, &self.timers)
     }
 
     /// The data folder of the member called `name`: its own on a host of its own, the

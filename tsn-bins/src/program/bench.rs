@@ -73,6 +73,10 @@ struct Flags {
     /// are measured on one host only, and skipped.
     #[arg(long)]
     hosts: bool,
+    /// Run the coordination on etcd: a cluster of 3 etcd members (the `etcd` program must
+    /// be on the PATH) and two coordinators on it.
+    #[arg(long)]
+    etcd: bool,
     #[command(flatten)]
     timers: Timers,
 }
@@ -86,6 +90,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let data_dir = std::env::temp_dir().join(format!("tsn-bench-{}", std::process::id()));
     let topology = Topology {
         hosts: flags.hosts,
+        etcd: flags.etcd,
         ..Topology::standard(3, free_port()?, true, data_dir.clone(), flags.timers)
     };
     let mut deployment = Deployment::start(topology).await?;
@@ -150,7 +155,7 @@ struct Figures {
 }
 
 async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, Fatal> {
-    let coordinator = CoordClient::new(&deployment.coordinator())
+    let coordinator = CoordClient::new(&deployment.coordinators())
         .map_err(|e| Fatal::new("bad coordinator address", e))?;
     // u1 (cluster 1) reads u4 (cluster 1) and u2 (cluster 2).
     let mut near = deployment.screen(4)?;
@@ -420,6 +425,7 @@ async fn measure_resident(data_dir: &std::path::Path, flags: &Flags) -> Result<M
         servers: 1,
         synchronizers: false,
         hosts: false,
+        etcd: false,
     };
     let started = Instant::now();
     let mut deployment = Deployment::start(topology).await?;

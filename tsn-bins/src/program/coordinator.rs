@@ -1,15 +1,24 @@
 //! The coordinator: assigns roles in every cluster, detects failed masters, and tells clients
-//! which server serves them.
+//! which server serves them. Alone, with its records in memory; or, with `--etcd`, as one
+//! of any number of coordinators that keep their records on an etcd cluster.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{self, Fatal};
+use crate::cli::{self, Addresses, Fatal};
 use clap::Parser;
 use tsn_core::coordinator::RegistryConfig;
-use tsn_server::coordinator::Local;
+use tsn_grpc::coordinator::EtcdBoard;
+use tsn_grpc::etcd::Etcd;
+use tsn_server::coordinator::{Local, Shared};
+
+/// etcd's client port, for `--etcd` members named without one.
+const ETCD_PORT: u16 = 2379;
+
+/// How long a coordinator on etcd tries to read etcd at start before giving up.
+const ETCD_AT_START: Duration = Duration::from_secs(10);
 
 /// The coordinator's flags.
 #[derive(Parser, Debug)]
@@ -35,6 +44,11 @@ struct Flags {
     /// Host name to announce to others (default: the bind address).
     #[arg(long)]
     advertise_host: Option<String>,
+    /// Keep the records on this etcd cluster, shared with any other coordinators on it:
+    /// its members, comma-separated, each `host` (at port 2379) or `host:port`. Without it,
+    /// the records are in this process's memory.
+    #[arg(long, value_name = "MEMBERS")]
+    etcd: Option<String>,
 }
 
 /// Runs the coordinator with `args` (the first being the program's name).
@@ -49,22 +63,64 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         .local_addr()
         .map_err(|e| Fatal::new("cannot read the listening address", e))?
         .port();
-    let coordinator = Arc::new(Local::new(RegistryConfig {
+    let config = RegistryConfig {
         clusters: flags.clusters,
         failure_timeout: flags.failure_timeout,
-    }));
-    println!(
-        "coordinator listening on {}:{port} ({} clusters, failure timeout {})",
-        flags.advertise_host.as_deref().unwrap_or(&flags.bind),
-        flags.clusters,
-        humantime::format_duration(flags.failure_timeout)
-    );
-    tsn_grpc::coordinator::serve(
-        coordinator,
-        listener,
-        flags.failure_timeout,
-        cli::shutdown_signal(),
-    )
-    .await
-    .map_err(|e| Fatal::new("the coordinator stopped", e))
+    };
+    let etcd = match &flags.etcd {
+        Some(members) => Some(
+            Addresses::parse(members, ETCD_PORT).map_err(|e| Fatal(format!("bad --etcd: {e}")))?,
+        ),
+        None => None,
+    };
+    let records = etcd
+        .as_ref()
+        .map_or_else(|| "in memory".to_owned(), |e| format!("on etcd at {e}"));
+    let announce = || {
+        println!(
+            "coordinator listening on {}:{port} ({} clusters, failure timeout {}, records {records})",
+            flags.advertise_host.as_deref().unwrap_or(&flags.bind),
+            flags.clusters,
+            humantime::format_duration(flags.failure_timeout)
+        );
+    };
+    let shutdown = cli::shutdown_signal();
+    let served = match etcd {
+        None => {
+            announce();
+            let coordinator = Arc::new(Local::new(config));
+            tsn_grpc::coordinator::serve(coordinator, listener, flags.failure_timeout, shutdown)
+                .await
+        }
+        Some(members) => {
+            let coordinator = on_etcd(config, &members).await?;
+            announce();
+            tsn_grpc::coordinator::serve(coordinator, listener, flags.failure_timeout, shutdown)
+                .await
+        }
+    };
+    served.map_err(|e| Fatal::new("the coordinator stopped", e))
+}
+
+/// A coordinator whose records are on the etcd cluster at `members`, once it has read
+/// them; tries for [`ETCD_AT_START`].
+async fn on_etcd(
+    config: RegistryConfig,
+    members: &Addresses,
+) -> Result<Arc<Shared<EtcdBoard>>, Fatal> {
+    let etcd = Etcd::new(members.endpoints()).map_err(|e| Fatal::new("bad --etcd", e))?;
+    let board = Arc::new(EtcdBoard::new(etcd));
+    let deadline = tokio::time::Instant::now() + ETCD_AT_START;
+    loop {
+        match Shared::start(config, Arc::clone(&board)).await {
+            Ok(coordinator) => return Ok(coordinator),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(Fatal::new(
+                    format_args!("cannot read etcd at {members}"),
+                    error,
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }

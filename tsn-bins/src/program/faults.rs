@@ -111,6 +111,10 @@ struct Flags {
     /// and cut the network between them as well.
     #[arg(long)]
     hosts: bool,
+    /// Run the coordination on etcd: a cluster of 3 etcd members (the `etcd` program must
+    /// be on the PATH) and two coordinators on it.
+    #[arg(long)]
+    etcd: bool,
     /// Deal out only these kinds of fault (default: every kind; partitions need --hosts).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Fault>,
@@ -124,12 +128,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 }
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
-    let kinds = Fault::kinds(&flags.only, flags.hosts).map_err(Fatal)?;
+    let kinds = Fault::kinds(&flags.only, flags.hosts, flags.etcd).map_err(Fatal)?;
     let seed = flags.seed.unwrap_or_else(rand::random);
     println!("seed {seed} (run it again with --seed {seed})");
     let data_dir = new_data_dir(flags.data_dir.clone())?;
     let topology = Topology {
         hosts: flags.hosts,
+        etcd: flags.etcd,
         ..Topology::standard(CLUSTERS, free_port()?, true, data_dir.clone(), flags.timers)
     };
     let mut deployment = Deployment::start(topology).await?;
@@ -194,7 +199,7 @@ async fn exercise(
     seed: u64,
     deployment: &mut Deployment,
 ) -> Result<Report, Fatal> {
-    let coordinator = CoordClient::new(&deployment.coordinator())
+    let coordinator = CoordClient::new(&deployment.coordinators())
         .map_err(|e| Fatal::new("bad coordinator address", e))?;
     health::wait_healthy(deployment, &coordinator, PATIENCE).await?;
     let clients = clients::start(deployment, &coordinator).await?;

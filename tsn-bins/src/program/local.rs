@@ -5,7 +5,9 @@
 //! to connect, reports role changes and dead children as they happen, and stops everything
 //! on Ctrl-C. Children are this same executable run as the program they stand for (so they
 //! are always the same version), and the kernel stops them if `tsn-local` dies. With
-//! `--hosts` (root only) each runs on a simulated host of its own, removed on Ctrl-C.
+//! `--hosts` (root only) each runs on a simulated host of its own, removed on Ctrl-C. With
+//! `--etcd` the coordination runs on a cluster of 3 etcd members (from the PATH), with two
+//! coordinators on it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -54,6 +56,10 @@ struct Flags {
     /// address (198.18.0.0/15) and data folder, reachable from this machine. Needs root.
     #[arg(long)]
     hosts: bool,
+    /// Run the coordination on etcd: a cluster of 3 etcd members (the `etcd` program must
+    /// be on the PATH) and two coordinators on it.
+    #[arg(long)]
+    etcd: bool,
     #[command(flatten)]
     timers: Timers,
 }
@@ -88,6 +94,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     };
     let topology = Topology {
         hosts: flags.hosts,
+        etcd: flags.etcd,
         ..Topology::standard(
             flags.clusters,
             coordinator_port,
@@ -98,9 +105,13 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     };
     let mut deployment = Deployment::start(topology).await?;
     let exe = std::env::current_exe().unwrap_or_default();
-    let coordinator = deployment.coordinator();
-    print_table(&flags, &coordinator, &deployment.members, &exe);
-    watch(&flags, &coordinator, &mut deployment.members).await;
+    let coordinators = deployment.coordinators();
+    if let Some(etcd) = deployment.etcd() {
+        let members = etcd.endpoints_flag();
+        println!("Coordination runs on etcd ({members}), with two coordinators.");
+    }
+    print_table(&flags, &coordinators, &deployment.members, &exe);
+    watch(&flags, &coordinators, &mut deployment.members).await;
     deployment.stop().await;
     drop(claim);
     println!(
@@ -110,7 +121,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn print_table(flags: &Flags, coordinator: &Endpoint, members: &[Member], exe: &Path) {
+fn print_table(flags: &Flags, coordinators: &[Endpoint], members: &[Member], exe: &Path) {
     println!(
         "TSN is running: {} clusters, data in {}, logs in {}.",
         flags.clusters,
@@ -137,10 +148,13 @@ fn print_table(flags: &Flags, coordinator: &Endpoint, members: &[Member], exe: &
     }
     println!();
     let tsc = exe.with_file_name("tsc");
-    let at = if flags.hosts {
-        format!("-h {} -k {}", coordinator.host, coordinator.port)
-    } else {
-        format!("-k {}", coordinator.port)
+    let at = match coordinators {
+        [only] if !flags.hosts => format!("-k {}", only.port),
+        [only] => format!("-h {} -k {}", only.host, only.port),
+        all => {
+            let list: Vec<String> = all.iter().map(ToString::to_string).collect();
+            format!("-h {}", list.join(","))
+        }
     };
     let client = if tsc.is_file() {
         format!("{} {at}", tsc.display())
@@ -156,8 +170,8 @@ fn print_table(flags: &Flags, coordinator: &Endpoint, members: &[Member], exe: &
 }
 
 /// Reports role changes and dead children until Ctrl-C.
-async fn watch(flags: &Flags, coordinator: &Endpoint, members: &mut [Member]) {
-    let coordinator = CoordClient::new(coordinator);
+async fn watch(flags: &Flags, coordinators: &[Endpoint], members: &mut [Member]) {
+    let coordinator = CoordClient::new(coordinators);
     let mut masters: BTreeMap<u32, Option<String>> = BTreeMap::new();
     let shutdown = cli::shutdown_signal();
     tokio::pin!(shutdown);

@@ -17,7 +17,7 @@ use tsn_grpc::coordinator::CoordClient;
 use tsn_grpc::feed::FeedClient;
 use tsn_server::routed::ConnectFeed;
 
-use crate::cli::Fatal;
+use crate::cli::{Addresses, Fatal};
 
 /// How long a server tries to reach the coordinator at start before giving up.
 pub(crate) const COORDINATOR_AT_START: Duration = Duration::from_secs(5);
@@ -66,13 +66,11 @@ impl ServerFlags {
     }
 }
 
-/// A client of the coordinator at `host:port` (connecting lazily), and its address.
-pub fn coordinator_client(host: &str, port: u16) -> Result<(Endpoint, Arc<CoordClient>), Fatal> {
-    let at = Endpoint {
-        host: host.to_owned(),
-        port,
-    };
-    let client = CoordClient::new(&at).map_err(|e| Fatal::new("bad coordinator address", e))?;
+/// A client of the coordinators the `-h` flag names (`hosts`, at `port` where it names
+/// none; connecting lazily), and their addresses.
+pub fn coordinator_client(hosts: &str, port: u16) -> Result<(Addresses, Arc<CoordClient>), Fatal> {
+    let at = Addresses::parse(hosts, port).map_err(|e| Fatal(format!("bad -h: {e}")))?;
+    let client = at.coordinators()?;
     Ok((at, Arc::new(client)))
 }
 
@@ -94,7 +92,7 @@ pub async fn open_replica(
     me: &ServerRef,
     incarnation: u64,
     coordinator: &impl Coordinator,
-    coordinator_at: &Endpoint,
+    coordinator_at: &Addresses,
 ) -> Result<(FileStore, FolderId), Fatal> {
     let dir = tsn_fs::replica_dir(data_dir, me.cluster, me.server);
     let unusable = |e| {
@@ -140,7 +138,7 @@ async fn ask_clusters(
     node: &Node,
     log: LogPoint,
     coordinator: &impl Coordinator,
-    coordinator_at: &Endpoint,
+    coordinator_at: &Addresses,
 ) -> Result<u32, Fatal> {
     let report = node.report(log, Vec::new());
     let deadline = tokio::time::Instant::now() + COORDINATOR_AT_START;

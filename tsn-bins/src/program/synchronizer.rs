@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use tsn_core::Coordinator;
-use tsn_core::coordinator::{Endpoint, ServerRef};
+use tsn_core::coordinator::ServerRef;
 use tsn_core::id::{ClusterId, FolderId};
 use tsn_server::synchronizer::{self, Relay, keep_registered};
 
-use crate::cli::{self, Fatal};
+use crate::cli::{self, Addresses, Fatal};
 use crate::program::server::{self, COORDINATOR_AT_START, ServerFlags};
 
 /// The synchronizer's flags.
@@ -25,8 +25,7 @@ use crate::program::server::{self, COORDINATOR_AT_START, ServerFlags};
     disable_help_flag = true
 )]
 struct Flags {
-    /// Host of the coordinator.
-    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
+    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1", help = cli::COORDINATOR_HOSTS_HELP)]
     coordinator_host: String,
     /// Port of the coordinator.
     #[arg(short = 'j', long = "coordinator-port", default_value_t = 9090, value_parser = clap::value_parser!(u16).range(1..))]
@@ -107,7 +106,7 @@ async fn register(
     me: &ServerRef,
     folder: FolderId,
     coordinator: &impl Coordinator,
-    at: &Endpoint,
+    at: &Addresses,
 ) -> Result<u32, Fatal> {
     let deadline = tokio::time::Instant::now() + COORDINATOR_AT_START;
     loop {

@@ -3,9 +3,8 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::cli;
+use crate::cli::{self, Addresses};
 use clap::{ArgAction, Parser};
-use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
 
 /// The client's flags.
@@ -18,8 +17,7 @@ use tsn_core::id::UserId;
     disable_help_flag = true
 )]
 struct Flags {
-    /// Host of the coordinator.
-    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
+    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1", help = cli::COORDINATOR_HOSTS_HELP)]
     coordinator_host: String,
     /// Port of the coordinator.
     #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090, value_parser = clap::value_parser!(u16).range(1..))]
@@ -39,9 +37,11 @@ fn parse_user(text: &str) -> Result<UserId, String> {
 /// Runs the client with `args` (the first being the program's name).
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let flags: Flags = cli::parse_flags("tsc", args);
-    let coordinator = Endpoint {
-        host: flags.coordinator_host,
-        port: flags.coordinator_port,
-    };
-    cli::runtime().block_on(crate::client::run(coordinator, flags.user))
+    match Addresses::parse(&flags.coordinator_host, flags.coordinator_port) {
+        Ok(coordinators) => cli::runtime().block_on(crate::client::run(coordinators, flags.user)),
+        Err(error) => {
+            eprintln!("tsc: bad -h: {error}");
+            ExitCode::from(2)
+        }
+    }
 }

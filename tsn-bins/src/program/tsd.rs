@@ -31,8 +31,7 @@ struct Flags {
     /// This server's id within its cluster.
     #[arg(short = 's', long = "server", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     server: u32,
-    /// Host of the coordinator.
-    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1")]
+    #[arg(short = 'h', long = "coordinator-host", default_value = "127.0.0.1", help = crate::cli::COORDINATOR_HOSTS_HELP)]
     coordinator_host: String,
     /// Port of the coordinator.
     #[arg(short = 'k', long = "coordinator-port", default_value_t = 9090, value_parser = clap::value_parser!(u16).range(1..))]

@@ -1,11 +1,13 @@
 //! The coordinator over gRPC: [`CoordServer`] serves `CoordService` from any
 //! [`tsn_core::Coordinator`], and [`CoordClient`] is a [`tsn_core::Coordinator`] that calls
-//! one over the network.
+//! one over the network; [`EtcdBoard`] is the board coordinators share on etcd.
 
 mod client;
+mod etcd_board;
 mod server;
 
 pub use client::CoordClient;
+pub use etcd_board::EtcdBoard;
 pub use server::CoordServer;
 
 /// Metadata key marking a `GetServer` answer of `UNAVAILABLE` that means "the cluster has

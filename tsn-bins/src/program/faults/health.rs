@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use tsn_core::Coordinator;
-use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
 use tsn_grpc::transport::is_serving;
@@ -60,7 +59,7 @@ pub(super) async fn masters(
             let member = deployment
                 .member(&name)
                 .ok_or_else(|| format!("no member {name}"))?;
-            let endpoint = parse_endpoint(&member.address)?;
+            let endpoint = member.endpoint()?;
             match is_serving(&endpoint, "csce438.SNSService").await {
                 Ok(true) => serving.push(server),
                 Ok(false) => {}
@@ -76,20 +75,6 @@ pub(super) async fn masters(
         masters.push((cluster, master));
     }
     Ok(masters)
-}
-
-/// `host:port` as an endpoint.
-fn parse_endpoint(address: &str) -> Result<Endpoint, String> {
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| format!("'{address}' is no address"))?;
-    let port = port
-        .parse()
-        .map_err(|_| format!("'{address}' has no port"))?;
-    Ok(Endpoint {
-        host: host.to_owned(),
-        port,
-    })
 }
 
 /// The server the coordinator names master of `cluster`.

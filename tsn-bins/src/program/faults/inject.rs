@@ -22,7 +22,9 @@ use tokio::sync::Mutex;
 use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::Fatal;
-use crate::harness::{COORDINATOR, Deployment, Timers, synchronizer_name, tsd_name};
+use crate::harness::{
+    COORDINATOR, Deployment, SECOND_COORDINATOR, Timers, synchronizer_name, tsd_name,
+};
 use crate::program::faults::{PATIENCE, health};
 
 /// How often a flapping link changes.
@@ -41,8 +43,11 @@ pub(super) enum Fault {
     KillSlave,
     /// `kill -9` of a cluster's synchronizer, then a restart.
     KillSynchronizer,
-    /// `kill -9` of the coordinator, then a restart on the same port.
+    /// `kill -9` of the coordinator (of one of the two, on etcd), then a restart on the
+    /// same port.
     KillCoordinator,
+    /// `kill -9` of an etcd member (on etcd only), sometimes the leader, then a restart.
+    KillEtcdMember,
     /// SIGSTOP of a cluster's master until its slave is promoted, then SIGCONT.
     PauseMaster,
     /// A master cut off from the coordinator only, both ways.
@@ -86,26 +91,40 @@ impl Fault {
     ];
 
     /// The kinds a run deals out: those of `only` if any are named, else every kind, with
-    /// partitions on simulated hosts only; an error for a partition without them.
-    pub(super) fn kinds(only: &[Fault], partitions: bool) -> Result<Vec<Fault>, String> {
+    /// partitions on simulated hosts only and etcd's members on etcd only; an error for a
+    /// kind the run cannot deal out.
+    pub(super) fn kinds(
+        only: &[Fault],
+        partitions: bool,
+        etcd: bool,
+    ) -> Result<Vec<Fault>, String> {
         if only.is_empty() {
             let mut kinds = Fault::PROCESSES.to_vec();
             if partitions {
                 kinds.extend(Fault::PARTITIONS);
             }
+            if etcd {
+                kinds.push(Fault::KillEtcdMember);
+            }
             return Ok(kinds);
         }
-        match only.iter().find(|f| Fault::PARTITIONS.contains(f)) {
-            Some(partition) if !partitions => {
-                Err(format!("{} (a partition) needs --hosts", partition.label()))
-            }
-            _ => Ok(only.to_vec()),
+        if let Some(partition) = only.iter().find(|f| Fault::PARTITIONS.contains(f))
+            && !partitions
+        {
+            return Err(format!("{} (a partition) needs --hosts", partition.label()));
         }
+        if only.contains(&Fault::KillEtcdMember) && !etcd {
+            return Err(format!("{} needs --etcd", Fault::KillEtcdMember.label()));
+        }
+        Ok(only.to_vec())
     }
 
     /// Whether it strikes the coordinator itself rather than a cluster.
     fn strikes_coordinator(self) -> bool {
-        matches!(self, Fault::KillCoordinator | Fault::IsolateCoordinator)
+        matches!(
+            self,
+            Fault::KillCoordinator | Fault::IsolateCoordinator | Fault::KillEtcdMember
+        )
     }
 
     /// What it is called in the summary.
@@ -115,6 +134,7 @@ impl Fault {
             Fault::KillSlave => "kill -9 of a slave",
             Fault::KillSynchronizer => "kill -9 of a synchronizer",
             Fault::KillCoordinator => "kill -9 of the coordinator",
+            Fault::KillEtcdMember => "kill -9 of an etcd member",
             Fault::PauseMaster => "SIGSTOP of a master",
             Fault::CutMasterFromCoordinator => "a master cut off from the coordinator",
             Fault::CutMasterFromSlave => "a master cut off from its slave",
@@ -346,7 +366,15 @@ impl Hand<'_, '_> {
                 self.kill_and_restart(&synchronizer_name(cluster), "synchronizer")
                     .await
             }
-            Fault::KillCoordinator => self.kill_and_restart(COORDINATOR, "coordinator").await,
+            Fault::KillCoordinator => {
+                let on_etcd = self.deployment.lock().await.topology().etcd;
+                let which = match on_etcd && self.rng.random_bool(0.5) {
+                    true => SECOND_COORDINATOR,
+                    false => COORDINATOR,
+                };
+                self.kill_and_restart(which, "coordinator").await
+            }
+            Fault::KillEtcdMember => self.kill_etcd_member().await,
             Fault::PauseMaster => self.pause_master(cluster).await,
             Fault::CutMasterFromCoordinator => {
                 self.cut_master(cluster, "cut off from the coordinator", |d, m| {
@@ -459,6 +487,33 @@ impl Hand<'_, '_> {
         self.deployment.lock().await.rejoin(member)?;
         Ok(format!(
             "kill -9 of {name} ({role}), started again after {} ms",
+            down.as_millis()
+        ))
+    }
+
+    /// Kills an etcd member with SIGKILL (the leader half the time) and, after up to three
+    /// failure timeouts, starts it again on its data.
+    async fn kill_etcd_member(&mut self) -> Result<String, Fatal> {
+        let down = random_up_to(&mut self.rng, 3 * self.timers.failure_timeout);
+        let mut deployment = self.deployment.lock().await;
+        let etcd = deployment
+            .etcd()
+            .ok_or_else(|| Fatal("etcd's members are struck only on etcd".into()))?;
+        let leader = etcd.leader().await;
+        let (member, which) = match leader {
+            Some(leader) if self.rng.random_bool(0.5) => (leader, "the leader"),
+            _ => (self.rng.random_range(0..etcd.len()), "a member"),
+        };
+        etcd.kill(member);
+        drop(deployment);
+        tokio::time::sleep(down).await;
+        let mut deployment = self.deployment.lock().await;
+        if let Some(etcd) = deployment.etcd() {
+            etcd.restart(member)?;
+        }
+        Ok(format!(
+            "kill -9 of etcd member {} ({which}), started again after {} ms",
+            member + 1,
             down.as_millis()
         ))
     }

@@ -1,0 +1,217 @@
+//! [`EtcdCluster`]: a cluster of real etcd members, started from the `etcd` binary on the
+//! PATH, on free loopback ports, each member's data in a folder of its own: for
+//! `tsn-local --etcd`, the tools and the tests. Killed when dropped, and (on Linux) sent
+//! SIGTERM when the thread that started them ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tsn_core::coordinator::Endpoint;
+use tsn_grpc::etcd::Etcd;
+
+use crate::cli::Fatal;
+use crate::harness::free_port;
+use crate::harness::launch::stop_with_parent;
+
+/// The program.
+const ETCD: &str = "etcd";
+
+/// How long a cluster may take to elect its first leader.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often a starting cluster is asked whether it has a leader.
+const POLL: Duration = Duration::from_millis(50);
+
+/// One member: its flags, and its process while it runs.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client: Endpoint,
+    args: Vec<String>,
+    log: PathBuf,
+    process: Option<Child>,
+}
+
+/// A running etcd cluster.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    client: Etcd,
+}
+
+impl EtcdCluster {
+    /// Whether `etcd` can be started here; if not, why.
+    pub fn available() -> Result<(), String> {
+        match Command::new(ETCD)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("`{ETCD} --version` exited with {status}")),
+            Err(e) => Err(format!("no `{ETCD}` program on the PATH ({e})")),
+        }
+    }
+
+    /// Starts a cluster of `members` members, their data and logs in `dir` (which must
+    /// exist), with timers fit for one machine (heartbeat 50 ms, election timeout 500 ms),
+    /// and waits until it has a leader.
+    pub async fn start(members: usize, dir: &Path) -> Result<EtcdCluster, Fatal> {
+        EtcdCluster::available().map_err(Fatal)?;
+        let token = format!("tsn-{:016x}", rand::random::<u64>());
+        let mut planned = Vec::new();
+        for i in 1..=members {
+            let client = Endpoint {
+                host: "127.0.0.1".into(),
+                port: free_port()?,
+            };
+            planned.push((format!("member-{i}"), client, free_port()?));
+        }
+        let initial_cluster: Vec<String> = planned
+            .iter()
+            .map(|(name, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
+            .collect();
+        let members: Vec<Member> = planned
+            .into_iter()
+            .map(|(name, client, peer)| {
+                let args = vec![
+                    format!("--name={name}"),
+                    format!("--data-dir={}", dir.join(&name).display()),
+                    format!("--listen-client-urls=http://{client}"),
+                    format!("--advertise-client-urls=http://{client}"),
+                    format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                    format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                    format!("--initial-cluster={}", initial_cluster.join(",")),
+                    format!("--initial-cluster-token={token}"),
+                    "--initial-cluster-state=new".into(),
+                    "--heartbeat-interval=50".into(),
+                    "--election-timeout=500".into(),
+                ];
+                Member {
+                    log: dir.join(format!("{name}.log")),
+                    name,
+                    client,
+                    args,
+                    process: None,
+                }
+            })
+            .collect();
+        let endpoints: Vec<Endpoint> = members.iter().map(|m: &Member| m.client.clone()).collect();
+        let mut cluster = EtcdCluster {
+            client: Etcd::new(&endpoints).map_err(|e| Fatal::new("bad etcd addresses", e))?,
+            members,
+        };
+        for i in 0..cluster.members.len() {
+            cluster.start_member(i)?;
+        }
+        cluster.wait_leader(START_TIMEOUT).await?;
+        Ok(cluster)
+    }
+
+    /// How many members the cluster has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the cluster has no member (never: a cluster starts with at least one).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The members' client addresses.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.members.iter().map(|m| m.client.clone()).collect()
+    }
+
+    /// The members' client addresses as a flag takes them: `host:port,host:port,...`.
+    pub fn endpoints_flag(&self) -> String {
+        let list: Vec<String> = self.endpoints().iter().map(ToString::to_string).collect();
+        list.join(",")
+    }
+
+    /// A client of the cluster.
+    pub fn client(&self) -> &Etcd {
+        &self.client
+    }
+
+    fn start_member(&mut self, i: usize) -> Result<(), Fatal> {
+        let member = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .map_err(|e| Fatal::new(format_args!("cannot write {}", member.log.display()), e))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| Fatal::new("cannot share a log file", e))?;
+        let mut command = Command::new(ETCD);
+        stop_with_parent(&mut command);
+        let child = command
+            .args(&member.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Fatal::new(format_args!("cannot start {ETCD} {}", member.name), e))?;
+        member.process = Some(child);
+        Ok(())
+    }
+
+    /// Kills member `i` (from 0) with SIGKILL, as `kill -9` does.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` (from 0) again on its data, after [`EtcdCluster::kill`].
+    pub fn restart(&mut self, i: usize) -> Result<(), Fatal> {
+        self.start_member(i)
+    }
+
+    /// The member (from 0) that is the leader now, as the members say.
+    pub async fn leader(&self) -> Option<usize> {
+        let statuses = self.client.statuses().await;
+        let leader = statuses
+            .iter()
+            .flatten()
+            .map(|s| s.leader)
+            .find(|&l| l != 0)?;
+        statuses
+            .iter()
+            .position(|s| s.is_some_and(|s| s.member == leader))
+    }
+
+    /// Waits at most `limit` until the cluster has a leader.
+    pub async fn wait_leader(&self, limit: Duration) -> Result<usize, Fatal> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return Ok(leader);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .members
+                    .iter()
+                    .map(|m| m.log.display().to_string())
+                    .collect();
+                return Err(Fatal(format!(
+                    "the etcd cluster elected no leader within {limit:?} (logs: {})",
+                    logs.join(", ")
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
