@@ -1,6 +1,7 @@
 //! `tsn-faults` in its short mode: faults of every kind (`kill -9` and restart of a master,
 //! a slave, a synchronizer and the coordinator; SIGSTOP of a master past the failure
-//! timeout; across simulated hosts, partitions of every kind too), some overlapping, while
+//! timeout; across simulated hosts, partitions of every kind too; with coordination on
+//! etcd, `kill -9` of its members too), some overlapping, while
 //! the clients of nine users post and nine more users join, follow, unfollow and post; no
 //! acknowledged post lost, doubled, out of order or wrongly delivered, no fencing
 //! violation, and replicas and course files that agree with each other and with what the
@@ -8,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Proc, hosts_available};
+use crate::support::{Proc, etcd_available, hosts_available};
 
 /// How long the short mode may take on a loaded machine (it takes well under a minute).
 const LIMIT: Duration = Duration::from_secs(300);
@@ -25,6 +26,16 @@ fn partitions_across_hosts_lose_double_and_reorder_no_acknowledged_post() {
     }
     // One fault of each kind, partitions included: thirteen in all.
     check_a_run(&["--hosts".into(), "--faults".into(), "1".into()]);
+}
+
+#[test]
+fn faults_with_coordination_on_etcd_lose_double_and_reorder_no_acknowledged_post() {
+    if !etcd_available() {
+        return;
+    }
+    // One fault of each kind on one host, kill -9 of a coordinator and of an etcd member
+    // among them.
+    check_a_run(&["--etcd".into(), "--faults".into(), "1".into()]);
 }
 
 /// Runs `tsn-faults` with `args` and checks its verdict and its figures.

@@ -8,6 +8,7 @@ mod course_case1;
 mod course_protocol;
 mod course_servers;
 mod duplicates;
+mod etcd;
 mod failover;
 mod faults;
 mod hostile;

@@ -30,6 +30,13 @@ fn course_test_cases_2_and_3_with_every_process_on_a_host_of_its_own() {
     }
 }
 
+#[test]
+fn course_test_cases_2_and_3_on_etcd_with_two_coordinators() {
+    if let Some(deployment) = Deployment::on_etcd(3, STEADY) {
+        course_test_cases_2_and_3(deployment);
+    }
+}
+
 fn course_test_cases_2_and_3(mut deployment: Deployment) {
     deployment.start_clusters();
     let mut u1 = deployment.logged_in_client(1);

@@ -31,6 +31,18 @@ pub(crate) struct Deployment {
     /// The simulated hosts, when the deployment spreads over them; dropped after the
     /// processes.
     network: Option<Network>,
+    /// With coordination on etcd: the etcd cluster, the second coordinator, and the list
+    /// of both coordinators' addresses the others are given.
+    on_etcd: Option<OnEtcd>,
+}
+
+/// A deployment's coordination on etcd.
+pub(crate) struct OnEtcd {
+    pub(crate) etcd: Etcd,
+    /// The coordinator besides [`Deployment::coordinator`].
+    pub(crate) second: Proc,
+    /// `host:port,host:port`: both coordinators.
+    list: String,
 }
 
 impl Deployment {
@@ -53,21 +65,64 @@ impl Deployment {
         Some(Deployment::start_in(clusters, timers, Some(network)))
     }
 
+    /// Starts two coordinators for `clusters` clusters with `timers`, keeping their records
+    /// on a new etcd cluster of 3 members; every process started later is given both
+    /// coordinators' addresses. `None`, after one line on standard error saying why, where
+    /// no `etcd` can be started; with `TSN_REQUIRE_ETCD=1` (as in CI) that fails the test
+    /// instead.
+    pub(crate) fn on_etcd(clusters: u32, timers: Timers) -> Option<Deployment> {
+        let etcd = etcd_cluster()?;
+        let members = etcd.cluster.endpoints_flag();
+        let extra = ["--etcd".to_owned(), members];
+        let (first, first_port) = start_coordinator_with(clusters, 0, timers, None, &extra);
+        let (second, second_port) = start_coordinator_with(clusters, 0, timers, None, &extra);
+        let list = format!("127.0.0.1:{first_port},127.0.0.1:{second_port}");
+        let mut deployment = Deployment::around(clusters, timers, None, first, first_port);
+        deployment.on_etcd = Some(OnEtcd { etcd, second, list });
+        Some(deployment)
+    }
+
+    /// Kills the first coordinator (the one every process tries first) with `kill -9`;
+    /// the second carries on alone, and this deployment asks it from then on.
+    pub(crate) fn kill_first_coordinator(&mut self) {
+        let on_etcd = self.on_etcd.as_mut().expect("two coordinators, on etcd");
+        self.coordinator.kill();
+        let second_port = announced_port(&on_etcd.second);
+        std::mem::swap(&mut self.coordinator, &mut on_etcd.second);
+        self.coordinator_port = second_port;
+    }
+
     fn start_in(clusters: u32, timers: Timers, mut network: Option<Network>) -> Deployment {
-        let dir = tempfile::tempdir().expect("a temporary folder");
         let host = network.as_mut().map(|n| new_host(n, "coordinator"));
         let (coordinator, coordinator_port) = start_coordinator(clusters, 0, timers, host.as_ref());
+        let mut deployment =
+            Deployment::around(clusters, timers, network, coordinator, coordinator_port);
+        if let Some(host) = host {
+            deployment.coordinator_host = host.address.to_string();
+        }
+        deployment
+    }
+
+    /// A deployment around a started coordinator, on loopback unless `network` is given.
+    fn around(
+        clusters: u32,
+        timers: Timers,
+        network: Option<Network>,
+        coordinator: Proc,
+        coordinator_port: u16,
+    ) -> Deployment {
         Deployment {
-            dir,
+            dir: tempfile::tempdir().expect("a temporary folder"),
             clusters,
             coordinator,
-            coordinator_host: host.map_or("127.0.0.1".into(), |h| h.address.to_string()),
+            coordinator_host: "127.0.0.1".into(),
             coordinator_port,
             timers,
             servers: Vec::new(),
             synchronizers: Vec::new(),
             moves: 0,
             network,
+            on_etcd: None,
         }
     }
 
@@ -88,9 +143,18 @@ impl Deployment {
         }
     }
 
-    /// The flags that point a process at the coordinator.
+    /// The flags that point a process at the coordinator (at both, on etcd).
     fn coordinator_flags(&self) -> [String; 2] {
-        ["-h".into(), self.coordinator_host.clone()]
+        let hosts = match &self.on_etcd {
+            Some(on_etcd) => on_etcd.list.clone(),
+            None => self.coordinator_host.clone(),
+        };
+        ["-h".into(), hosts]
+    }
+
+    /// The etcd cluster of a deployment on etcd.
+    pub(crate) fn etcd(&mut self) -> &mut Etcd {
+        &mut self.on_etcd.as_mut().expect("a deployment on etcd").etcd
     }
 
     /// Starts, for every cluster, a master (server 1), a slave (server 2) and the
@@ -459,8 +523,20 @@ fn new_host(network: &mut Network, label: &str) -> Host {
 /// Starts a coordinator on `port` (0: a free one), on `host` if given; returns it with the
 /// port it listens on.
 fn start_coordinator(clusters: u32, port: u16, timers: Timers, host: Option<&Host>) -> (Proc, u16) {
+    start_coordinator_with(clusters, port, timers, host, &[])
+}
+
+/// Like [`start_coordinator`], with `extra` flags.
+fn start_coordinator_with(
+    clusters: u32,
+    port: u16,
+    timers: Timers,
+    host: Option<&Host>,
+    extra: &[String],
+) -> (Proc, u16) {
     let mut args = coordinator_flags(port, clusters, &timers);
     args.extend(bind_flags(host));
+    args.extend(extra.iter().cloned());
     let proc = Proc::start_on(host.cloned(), "coordinator", &args);
     let port = announced_port(&proc);
     (proc, port)

@@ -5,11 +5,13 @@
 #![allow(dead_code)]
 
 mod deployment;
+mod etcd;
 mod process;
 mod protocol;
 mod text;
 
 pub(crate) use deployment::*;
+pub(crate) use etcd::*;
 pub(crate) use process::*;
 pub(crate) use protocol::*;
 pub(crate) use text::*;
