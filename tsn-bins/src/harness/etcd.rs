@@ -3,6 +3,7 @@
 //! `tsn-local --etcd`, the tools and the tests. Killed when dropped, and (on Linux) sent
 //! SIGTERM when the thread that started them ends.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -55,23 +56,33 @@ impl EtcdCluster {
         }
     }
 
-    /// Starts a cluster of `members` members, their data and logs in `dir` (which must
-    /// exist), with timers fit for one machine (heartbeat 50 ms, election timeout 500 ms),
-    /// and waits until it has a leader.
+    /// Starts a cluster of `members` members on loopback, their data and logs in `dir`
+    /// (which must exist), with timers fit for one machine (heartbeat 50 ms, election
+    /// timeout 500 ms), and waits until it has a leader.
     pub async fn start(members: usize, dir: &Path) -> Result<EtcdCluster, Fatal> {
+        EtcdCluster::start_at(members, dir, Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Like [`EtcdCluster::start`], every member listening at `address` (this machine's
+    /// address on a network of simulated hosts, say) on ports free on loopback.
+    pub async fn start_at(
+        members: usize,
+        dir: &Path,
+        address: Ipv4Addr,
+    ) -> Result<EtcdCluster, Fatal> {
         EtcdCluster::available().map_err(Fatal)?;
         let token = format!("tsn-{:016x}", rand::random::<u64>());
         let mut planned = Vec::new();
         for i in 1..=members {
             let client = Endpoint {
-                host: "127.0.0.1".into(),
+                host: address.to_string(),
                 port: free_port()?,
             };
             planned.push((format!("member-{i}"), client, free_port()?));
         }
         let initial_cluster: Vec<String> = planned
             .iter()
-            .map(|(name, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
+            .map(|(name, _, peer)| format!("{name}=http://{address}:{peer}"))
             .collect();
         let members: Vec<Member> = planned
             .into_iter()
@@ -81,8 +92,8 @@ impl EtcdCluster {
                     format!("--data-dir={}", dir.join(&name).display()),
                     format!("--listen-client-urls=http://{client}"),
                     format!("--advertise-client-urls=http://{client}"),
-                    format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
-                    format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                    format!("--listen-peer-urls=http://{address}:{peer}"),
+                    format!("--initial-advertise-peer-urls=http://{address}:{peer}"),
                     format!("--initial-cluster={}", initial_cluster.join(",")),
                     format!("--initial-cluster-token={token}"),
                     "--initial-cluster-state=new".into(),

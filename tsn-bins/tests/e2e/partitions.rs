@@ -1,6 +1,7 @@
-//! Partitions on simulated hosts: a master cut off from the coordinator, whose slave the
-//! coordinator promotes, steps down once its writes stop committing, and its clients move
-//! to the new master by themselves; nothing acknowledged is lost or doubled.
+//! Partitions on simulated hosts: a master cut off from the coordinator (or, on etcd, from
+//! both coordinators), whose slave is promoted, steps down once its writes stop committing,
+//! and its clients move to the new master by themselves; nothing acknowledged is lost or
+//! doubled.
 
 use std::time::{Duration, Instant};
 
@@ -12,9 +13,31 @@ const MOVES_WITHIN: Duration = Duration::from_secs(10);
 
 #[test]
 fn clients_of_a_master_cut_off_from_the_coordinator_move_to_the_new_master() {
-    let Some(mut deployment) = Deployment::on_hosts(1, STEADY) else {
-        return;
-    };
+    if let Some(deployment) = Deployment::on_hosts(1, STEADY) {
+        clients_move_when_their_master_is_cut_off_from(deployment, &["coordinator"]);
+    }
+}
+
+/// With coordination on etcd: the master cut off from both coordinators (and so from
+/// etcd, which only they talk to) while its clients and slave still reach it.
+#[test]
+fn a_master_cut_off_from_the_coordinators_on_etcd_acknowledges_nothing_its_successor_lacks() {
+    if let Some(deployment) = Deployment::on_hosts_and_etcd(1, STEADY) {
+        clients_move_when_their_master_is_cut_off_from(
+            deployment,
+            &["coordinator", "coordinator-2"],
+        );
+    }
+}
+
+/// Cuts cluster 1's master off from the hosts `coordinators` while a client posts and
+/// another reads: the slave is promoted, the old master steps down, both clients move to
+/// the new master by themselves, and every post the author's client had acknowledged (it
+/// exits 0 only once all are) is on the reader's screen exactly once.
+fn clients_move_when_their_master_is_cut_off_from(
+    mut deployment: Deployment,
+    coordinators: &[&str],
+) {
     deployment.start_master_and_in_sync_slave(1);
     let old_master = deployment.master_address(1).expect("a master");
     let mut author = deployment.logged_in_client(1);
@@ -25,7 +48,9 @@ fn clients_of_a_master_cut_off_from_the_coordinator_move_to_the_new_master() {
     author.send("before the cut");
     reader.wait_for(">> before the cut\n");
 
-    deployment.cut("tsd-1-1", "coordinator");
+    for coordinator in coordinators {
+        deployment.cut("tsd-1-1", coordinator);
+    }
     deployment.wait_master_is(1, 2);
     let new_master = deployment.master_address(1).expect("the new master");
     assert_ne!(new_master, old_master);
@@ -49,7 +74,9 @@ fn clients_of_a_master_cut_off_from_the_coordinator_move_to_the_new_master() {
     }
     reader.wait_for(&format!(">> during the cut {sent}\n"));
 
-    deployment.heal("tsd-1-1", "coordinator");
+    for coordinator in coordinators {
+        deployment.heal("tsd-1-1", coordinator);
+    }
     deployment
         .server(1, 1)
         .wait_for_log_count("serving as slave", 1);

@@ -72,14 +72,45 @@ impl Deployment {
     /// instead.
     pub(crate) fn on_etcd(clusters: u32, timers: Timers) -> Option<Deployment> {
         let etcd = etcd_cluster()?;
-        let members = etcd.cluster.endpoints_flag();
-        let extra = ["--etcd".to_owned(), members];
-        let (first, first_port) = start_coordinator_with(clusters, 0, timers, None, &extra);
-        let (second, second_port) = start_coordinator_with(clusters, 0, timers, None, &extra);
-        let list = format!("127.0.0.1:{first_port},127.0.0.1:{second_port}");
-        let mut deployment = Deployment::around(clusters, timers, None, first, first_port);
+        Some(Deployment::start_on_etcd(clusters, timers, etcd, None))
+    }
+
+    /// Like [`Deployment::on_etcd`], every process on a simulated host of its own (the two
+    /// coordinators `coordinator` and `coordinator-2`), and etcd at this machine's address
+    /// on their network, where only the coordinators talk to it. `None` where this machine
+    /// cannot make hosts or has no `etcd`, as [`Deployment::on_hosts`] and
+    /// [`Deployment::on_etcd`] say.
+    pub(crate) fn on_hosts_and_etcd(clusters: u32, timers: Timers) -> Option<Deployment> {
+        let network = simulated_hosts()?;
+        let etcd = etcd_cluster_at(network.gateway())?;
+        Some(Deployment::start_on_etcd(
+            clusters,
+            timers,
+            etcd,
+            Some(network),
+        ))
+    }
+
+    fn start_on_etcd(
+        clusters: u32,
+        timers: Timers,
+        etcd: Etcd,
+        mut network: Option<Network>,
+    ) -> Deployment {
+        let extra = ["--etcd".to_owned(), etcd.cluster.endpoints_flag()];
+        let mut start = |label: &str| {
+            let host = network.as_mut().map(|n| new_host(n, label));
+            let (proc, port) = start_coordinator_with(clusters, 0, timers, host.as_ref(), &extra);
+            let address = host.map_or("127.0.0.1".into(), |h| h.address.to_string());
+            (proc, address, port)
+        };
+        let (first, first_host, first_port) = start("coordinator");
+        let (second, second_host, second_port) = start("coordinator-2");
+        let list = format!("{first_host}:{first_port},{second_host}:{second_port}");
+        let mut deployment = Deployment::around(clusters, timers, network, first, first_port);
+        deployment.coordinator_host = first_host;
         deployment.on_etcd = Some(OnEtcd { etcd, second, list });
-        Some(deployment)
+        deployment
     }
 
     /// Kills the first coordinator (the one every process tries first) with `kill -9`;

@@ -1,5 +1,7 @@
 //! Real etcd clusters for the tests of coordination on etcd.
 
+use std::net::Ipv4Addr;
+
 use tempfile::TempDir;
 use tsn_bins::harness::EtcdCluster;
 
@@ -29,13 +31,18 @@ impl Etcd {
 /// standard error saying why, where no `etcd` can be started. With `TSN_REQUIRE_ETCD=1` (as
 /// in CI) it must start: the test fails instead.
 pub(crate) fn etcd_cluster() -> Option<Etcd> {
+    etcd_cluster_at(Ipv4Addr::LOCALHOST)
+}
+
+/// Like [`etcd_cluster`], its members listening at `address`.
+pub(crate) fn etcd_cluster_at(address: Ipv4Addr) -> Option<Etcd> {
     if !etcd_available() {
         return None;
     }
     let dir = tempfile::tempdir().expect("a temporary folder");
     let runtime = runtime();
     let cluster = runtime
-        .block_on(EtcdCluster::start(3, dir.path()))
+        .block_on(EtcdCluster::start_at(3, dir.path(), address))
         .unwrap_or_else(|e| panic!("{}", e.0));
     Some(Etcd {
         runtime,
