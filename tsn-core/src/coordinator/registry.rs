@@ -13,8 +13,9 @@
 //! * For one failure timeout after the registry starts it promotes no one and declares no
 //!   master lost, only listens: a restarted coordinator learns the current masters and
 //!   epochs from their heartbeats before it could wrongly replace them. Meanwhile it
-//!   confirms no smaller in-sync set. A registry that could not hear for a while (its
-//!   shared store stalled) listens again likewise ([`Registry::listen_again`]).
+//!   confirms no smaller in-sync set. A registry that cannot hear for a while (its shared
+//!   store stalled) listens again likewise ([`Registry::listen_again`]), and then does not
+//!   count that while against anyone ([`Registry::forgive`]).
 //! * A master that reports any other role (it restarted) loses its role; a report of a
 //!   newer epoch than the master's deposes the master. Either way the next promotion starts
 //!   a new epoch, above every epoch seen and above the registry's floor.
@@ -108,6 +109,33 @@ pub struct ClusterState {
     pub in_sync: Vec<ServerId>,
 }
 
+impl ClusterState {
+    /// The role changes that turn `self` into `next`, for `cluster`, in the order they
+    /// happened: the master lost, a master promoted, a new in-sync set.
+    pub fn changes_to(&self, cluster: ClusterId, next: &ClusterState) -> Vec<RoleChange> {
+        let mut changes = Vec::new();
+        if self.master != next.master {
+            if let Some(server) = self.master {
+                changes.push(RoleChange::MasterLost { cluster, server });
+            }
+            if let Some(server) = next.master {
+                changes.push(RoleChange::Promoted {
+                    cluster,
+                    server,
+                    epoch: next.epoch,
+                });
+            }
+        }
+        if self.in_sync != next.in_sync && !next.in_sync.is_empty() {
+            changes.push(RoleChange::InSync {
+                cluster,
+                servers: next.in_sync.clone(),
+            });
+        }
+        changes
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct ClusterRecord {
     state: ClusterState,
@@ -174,11 +202,28 @@ impl Registry {
         now < self.listen_until
     }
 
-    /// Listens again for one failure timeout from `now`, promoting no one and confirming
-    /// no smaller in-sync set meanwhile: for a registry that could not hear heartbeats for a
-    /// while (its shared store stalled), so that it does not take silence for failure.
-    pub fn listen_again(&mut self, now: Instant) {
-        self.listen_until = self.listen_until.max(now + self.config.failure_timeout);
+    /// Listens again until `now + span` (or longer, if it was to listen longer anyway),
+    /// promoting no one, declaring no master lost and confirming no smaller in-sync set
+    /// meanwhile: for a registry that cannot hear heartbeats for a while (its shared store
+    /// stalled), so that it does not take silence for failure.
+    pub fn listen_again(&mut self, now: Instant, span: Duration) {
+        self.listen_until = self.listen_until.max(now + span);
+    }
+
+    /// Counts `deaf` less of every server's and synchronizer's silence: the registry could
+    /// not hear anyone for that long (its shared store stalled), so that silence says
+    /// nothing of them. No one counts as heard after `now`.
+    pub fn forgive(&mut self, deaf: Duration, now: Instant) {
+        let credit = |seen: &mut Instant| *seen = (*seen + deaf).min(now);
+        for cluster in self.clusters.values_mut() {
+            cluster
+                .servers
+                .values_mut()
+                .for_each(|r| credit(&mut r.last_seen));
+        }
+        self.syncs
+            .values_mut()
+            .for_each(|r| credit(&mut r.last_seen));
     }
 
     /// The number of clusters.
@@ -394,28 +439,11 @@ impl Registry {
 
     /// Takes `state` as what `cluster` is, as a shared store holds it (another coordinator
     /// decided it, or this one's own decision lost to it). What the registry knows of the
-    /// cluster's servers stays; a change of master or in-sync set is noted among the role
-    /// changes.
+    /// cluster's servers stays; what changed is noted among the role changes.
     pub fn adopt(&mut self, cluster: ClusterId, state: ClusterState) {
         let record = self.clusters.entry(cluster).or_default();
-        if record.state == state {
-            return;
-        }
-        if let Some(server) = state.master
-            && record.state.master != state.master
-        {
-            self.changes.push(RoleChange::Promoted {
-                cluster,
-                server,
-                epoch: state.epoch,
-            });
-        }
-        if record.state.in_sync != state.in_sync && !state.in_sync.is_empty() {
-            self.changes.push(RoleChange::InSync {
-                cluster,
-                servers: state.in_sync.clone(),
-            });
-        }
+        self.changes
+            .extend(record.state.changes_to(cluster, &state));
         record.state = state;
     }
 

@@ -15,10 +15,11 @@
 //! whose write this one has not seen yet), the swap fails and nobody is promoted. Epochs
 //! live in the records, so they never go back, whichever coordinators restart.
 //!
-//! Silence on a stalled board is not failure: each coordinator writes a pulse four times
-//! per failure timeout, and when it has not seen its own pulse come back for half a failure
-//! timeout (the store is electing a leader, or unreachable, or the watch lags) it listens
-//! again for a whole failure timeout before it may promote anyone.
+//! Silence on a stalled board is not failure: each coordinator writes a pulse eight times
+//! per failure timeout, and while it has not seen its own pulse come back for a quarter of
+//! a failure timeout (the store is electing a leader, or unreachable, or the watch lags) it
+//! decides nothing; when its pulse comes back, nobody's silence counts for the time the
+//! board was stalled.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -56,6 +57,8 @@ struct Inner {
     failure_timeout: Duration,
     /// When this coordinator last saw its own pulse come back.
     last_pulse: Instant,
+    /// Whether it has found its pulse late, and decides nothing until it comes back.
+    stalled: bool,
     registry: Registry,
     /// By cluster: its record as the board holds it, and the record's revision.
     committed: BTreeMap<ClusterId, (ClusterState, Revision)>,
@@ -88,15 +91,18 @@ impl Inner {
         self.registry.take_changes();
     }
 
-    /// Takes in a record the board holds, unless an older one than known.
+    /// Takes in a record the board holds (written by this coordinator or another), unless
+    /// an older one than known; the role changes noted are those of the board's records,
+    /// whoever decided them.
     fn adopt(&mut self, cluster: ClusterId, state: ClusterState, revision: Revision) {
-        if revision <= self.committed(cluster).1 {
+        let (held, known) = self.committed(cluster);
+        if revision <= known {
             return;
         }
+        self.changes.extend(held.changes_to(cluster, &state));
         self.committed.insert(cluster, (state.clone(), revision));
         self.registry.adopt(cluster, state);
-        let adopted = self.registry.take_changes();
-        self.changes.extend(adopted);
+        self.registry.take_changes();
     }
 
     /// Takes in what was written on the board.
@@ -116,7 +122,13 @@ impl Inner {
             Notice::Sync { sync, folder } => {
                 let _ = self.registry.register_sync(sync, folder, now);
             }
-            Notice::Pulse { from } if from == self.me => self.last_pulse = now,
+            Notice::Pulse { from } if from == self.me => {
+                if std::mem::take(&mut self.stalled) {
+                    let deaf = now.duration_since(self.last_pulse);
+                    self.registry.forgive(deaf, now);
+                }
+                self.last_pulse = now;
+            }
             Notice::Pulse { .. } => {}
             Notice::Cluster {
                 cluster,
@@ -126,11 +138,14 @@ impl Inner {
         }
     }
 
-    /// Has the registry listen again if this coordinator has not seen its own pulse come
-    /// back for half a failure timeout: it cannot tell silence from a stalled board.
+    /// Has the registry listen again for a while if this coordinator has not seen its own
+    /// pulse come back for a quarter of a failure timeout: it cannot tell silence from a
+    /// stalled board.
     fn mind_the_board(&mut self, now: Instant) {
-        if now.duration_since(self.last_pulse) > self.failure_timeout / 2 {
-            self.registry.listen_again(now);
+        let late = self.failure_timeout / 4;
+        if now.duration_since(self.last_pulse) > late {
+            self.stalled = true;
+            self.registry.listen_again(now, late);
         }
     }
 
@@ -173,6 +188,7 @@ impl<B: Board> Shared<B> {
                 me: rand_id(),
                 failure_timeout: config.failure_timeout,
                 last_pulse: clock::now(),
+                stalled: false,
                 registry: Registry::new(config, clock::now(), Epoch(millis)),
                 committed: BTreeMap::new(),
                 heard: BTreeMap::new(),
@@ -182,7 +198,7 @@ impl<B: Board> Shared<B> {
         });
         let revision = shared.read_board().await?;
         tokio::spawn(follow(Arc::downgrade(&shared), revision));
-        tokio::spawn(pulse(Arc::downgrade(&shared), config.failure_timeout / 4));
+        tokio::spawn(pulse(Arc::downgrade(&shared), config.failure_timeout / 8));
         Ok(shared)
     }
 
@@ -216,11 +232,7 @@ impl<B: Board> Shared<B> {
                 .await;
             let mut inner = self.lock();
             match swapped {
-                Ok(Swap::Done(revision)) => {
-                    inner.committed.insert(cluster, (state, revision));
-                    let decided = inner.registry.take_changes();
-                    inner.changes.extend(decided);
-                }
+                Ok(Swap::Done(revision)) => inner.adopt(cluster, state, revision),
                 Ok(Swap::Lost(held)) => {
                     if let Some((state, revision)) = held {
                         inner.adopt(cluster, state, revision);
@@ -268,7 +280,8 @@ async fn follow<B: Board>(shared: Weak<Shared<B>>, mut revision: Revision) {
     }
 }
 
-/// Writes the coordinator's pulse every `every`, for as long as it lives.
+/// Writes the coordinator's pulse every `every`, for as long as it lives; each write on its
+/// own, so that one that hangs (the board stalled) holds up none of the next.
 async fn pulse<B: Board>(shared: Weak<Shared<B>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
@@ -276,7 +289,8 @@ async fn pulse<B: Board>(shared: Weak<Shared<B>>, every: Duration) {
             return;
         };
         let me = shared.lock().me;
-        let _ = shared.board.pulse(me).await;
+        let board = Arc::clone(&shared.board);
+        tokio::spawn(async move { board.pulse(me).await });
     }
 }
 
@@ -316,8 +330,10 @@ impl<B: Board> Ticking for Shared<B> {
 #[async_trait]
 impl<B: Board> Coordinator for Shared<B> {
     async fn heartbeat(&self, report: Report) -> Result<Assignment> {
-        let _deciding = self.deciding.lock().await;
+        // Written before deciding, so that a write that hangs (the board stalled) holds up
+        // no decision of this coordinator.
         let revision = self.board.post_heartbeat(&report).await?;
+        let _deciding = self.deciding.lock().await;
         let (cluster, server) = (report.server.cluster, report.server.server);
         {
             let mut inner = self.lock();
