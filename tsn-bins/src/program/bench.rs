@@ -15,7 +15,8 @@
 //! * **failover** — u4 posts every 10 ms; the master of cluster 1 is killed with SIGKILL;
 //!   the time from the kill until u1's screen shows a post written after it. Both clients
 //!   reconnect by themselves. The old master is then started again and catches up before
-//!   the next trial.
+//!   the next trial. With `--etcd`, each trial is run a second time with etcd's leader killed
+//!   at the same moment as the master (and started again after).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -111,7 +112,16 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         "failover, kill -9 of the master to the next post shown",
         &figures.failover,
     );
+    if !figures.failover_leader_change.is_empty() {
+        print_row(
+            "the same, with etcd's leader killed at the same moment",
+            &figures.failover_leader_change,
+        );
+    }
     println!();
+    if flags.etcd {
+        println!("coordination on etcd: 3 etcd members, two coordinators");
+    }
     if let Some(idle_bytes) = figures.idle_bytes {
         println!(
             "idle synchronizers: {:.0} bytes/s on the wire between them ({} bytes in {} s)",
@@ -149,6 +159,8 @@ struct Figures {
     cross_cluster: Vec<Duration>,
     new_user: Vec<Duration>,
     failover: Vec<Duration>,
+    /// On etcd: the same, with etcd's leader killed at the same moment as the master.
+    failover_leader_change: Vec<Duration>,
     /// `None` across hosts, where the synchronizers' sockets are in namespaces of their own.
     idle_bytes: Option<u64>,
     throughput: f64,
@@ -193,8 +205,24 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     let throughput = throughput(&coordinator, flags.clients, flags.client_posts).await?;
 
     let mut failover = Vec::with_capacity(flags.failovers);
+    let mut failover_leader_change = Vec::new();
     for trial in 0..flags.failovers {
-        failover.push(fail_over(deployment, &coordinator, &mut near, &mut reader, trial).await?);
+        let trials = [(false, &mut failover), (true, &mut failover_leader_change)];
+        for (leader_change, samples) in trials {
+            if leader_change && deployment.etcd().is_none() {
+                continue;
+            }
+            let took = fail_over(
+                deployment,
+                &coordinator,
+                &mut near,
+                &mut reader,
+                trial,
+                leader_change,
+            )
+            .await?;
+            samples.push(took);
+        }
     }
     for mut screen in [near, far, reader] {
         screen.kill();
@@ -204,6 +232,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         cross_cluster,
         new_user,
         failover,
+        failover_leader_change,
         idle_bytes,
         throughput,
     })
@@ -491,19 +520,29 @@ fn socket_bytes(ports: &[String]) -> Result<u64, Fatal> {
     Ok(total)
 }
 
-/// One failover trial: kills cluster 1's master while `author` posts every 10 ms; the time
-/// until `reader` shows a post written after the kill. Then the old master returns and
-/// catches up.
+/// One failover trial: kills cluster 1's master (and with `leader_change`, at the same
+/// moment, etcd's leader) while `author` posts every 10 ms; the time until `reader` shows a
+/// post written after the kill. Then the old master (and etcd member) return, and the old
+/// master catches up.
 async fn fail_over(
     deployment: &mut Deployment,
     coordinator: &CoordClient,
     author: &mut Screen,
     reader: &mut Screen,
     trial: usize,
+    leader_change: bool,
 ) -> Result<Duration, Fatal> {
     let master = current_master(coordinator).await?;
+    let leader = match (leader_change, deployment.etcd()) {
+        (true, Some(etcd)) => etcd.leader().await,
+        _ => None,
+    };
     let killed_at = Instant::now();
     deployment.kill(1, master);
+    if let (Some(leader), Some(etcd)) = (leader, deployment.etcd()) {
+        etcd.kill(leader);
+    }
+    let trial = format!("{trial}{}", if leader_change { "e" } else { "" });
     let mut n = 0;
     let shown = loop {
         n += 1;
@@ -520,6 +559,9 @@ async fn fail_over(
             return Err(Fatal("no post was shown after the failover".into()));
         }
     };
+    if let (Some(leader), Some(etcd)) = (leader, deployment.etcd()) {
+        etcd.restart(leader)?;
+    }
     // The next trial needs the old master back in sync (it could not be promoted before).
     let promoted = current_master(coordinator).await?;
     let in_sync = format!("servers=[{promoted}, {master}]");
