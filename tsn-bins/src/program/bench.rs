@@ -10,14 +10,16 @@
 //!   master and synchronizer, cluster 1's synchronizer and master.
 //! * **a new user listed elsewhere** — from a new user's login (its prompt) until user 1's
 //!   LIST in cluster 1 names it.
-//! * **idle synchronizers** — the bytes their connections carry in ten seconds of quiet, as
-//!   the kernel counts them (`ss -ti`).
+//! * **idle traffic** — the bytes the synchronizers' connections carry in ten seconds of
+//!   quiet, and the bytes each kind of process (coordinator, tsd, synchronizer) sends on
+//!   every connection it has, as the kernel counts them (`ss -tip`).
 //! * **failover** — u4 posts every 10 ms; the master of cluster 1 is killed with SIGKILL;
 //!   the time from the kill until u1's screen shows a post written after it. Both clients
 //!   reconnect by themselves. The old master is then started again and catches up before
 //!   the next trial. With `--etcd`, each trial is run a second time with etcd's leader killed
 //!   at the same moment as the master (and started again after).
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -122,12 +124,27 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     if flags.etcd {
         println!("coordination on etcd: 3 etcd members, two coordinators");
     }
-    if let Some(idle_bytes) = figures.idle_bytes {
+    if let Some(idle) = &figures.idle {
+        let per_second = |bytes: u64| bytes as f64 / IDLE_WINDOW.as_secs_f64();
         println!(
             "idle synchronizers: {:.0} bytes/s on the wire between them ({} bytes in {} s)",
-            idle_bytes as f64 / IDLE_WINDOW.as_secs_f64(),
-            idle_bytes,
+            per_second(idle.between_synchronizers),
+            idle.between_synchronizers,
             IDLE_WINDOW.as_secs()
+        );
+        let kinds: Vec<String> = idle
+            .by_program
+            .iter()
+            .map(|(program, (bytes, count))| {
+                format!(
+                    "{program} {:.0} bytes/s ({count} of them)",
+                    per_second(*bytes)
+                )
+            })
+            .collect();
+        println!(
+            "idle, everything each kind of process sends, on every connection: {}",
+            kinds.join(", ")
         );
     }
     println!(
@@ -161,8 +178,8 @@ struct Figures {
     failover: Vec<Duration>,
     /// On etcd: the same, with etcd's leader killed at the same moment as the master.
     failover_leader_change: Vec<Duration>,
-    /// `None` across hosts, where the synchronizers' sockets are in namespaces of their own.
-    idle_bytes: Option<u64>,
+    /// `None` across hosts, where the sockets are in namespaces of their own.
+    idle: Option<Idle>,
     throughput: f64,
 }
 
@@ -198,7 +215,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         newcomer.kill();
     }
 
-    let idle_bytes = match flags.hosts {
+    let idle = match flags.hosts {
         true => None,
         false => Some(idle_traffic(deployment).await?),
     };
@@ -233,7 +250,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         new_user,
         failover,
         failover_leader_change,
-        idle_bytes,
+        idle,
         throughput,
     })
 }
@@ -478,46 +495,106 @@ async fn measure_resident(data_dir: &std::path::Path, flags: &Flags) -> Result<M
 
 /// The bytes the synchronizers' connections to each other carry in `IDLE_WINDOW` of quiet,
 /// as the kernel counts them (`ss -ti`).
-async fn idle_traffic(deployment: &Deployment) -> Result<u64, Fatal> {
+/// What an idle deployment sends in [`IDLE_WINDOW`].
+struct Idle {
+    /// Bytes on the connections to the synchronizers' ports, both ends.
+    between_synchronizers: u64,
+    /// Bytes each kind of process sent, on every connection it has: by program, with how
+    /// many processes of it there are.
+    by_program: BTreeMap<String, (u64, usize)>,
+}
+
+async fn idle_traffic(deployment: &Deployment) -> Result<Idle, Fatal> {
     let ports: Vec<String> = deployment
         .members
         .iter()
         .filter(|m| m.program == "synchronizer")
         .filter_map(|m| m.address.rsplit(':').next().map(str::to_owned))
         .collect();
+    let programs: BTreeMap<u32, String> = deployment
+        .members
+        .iter()
+        .filter_map(|m| Some((m.pid()?, m.program.clone())))
+        .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = socket_bytes(&ports)?;
+    let before = sockets()?;
     tokio::time::sleep(IDLE_WINDOW).await;
-    let after = socket_bytes(&ports)?;
-    Ok(after.saturating_sub(before))
+    let after = sockets()?;
+    let sent = |socket: &Socket| {
+        let earlier = before.iter().find(|b| b.id == socket.id);
+        socket.sent.saturating_sub(earlier.map_or(0, |b| b.sent))
+    };
+    let mut by_program: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+    for program in programs.values() {
+        by_program.entry(program.clone()).or_default().1 += 1;
+    }
+    let mut between_synchronizers = 0;
+    for socket in &after {
+        if ports.iter().any(|p| socket.touches_port(p)) {
+            between_synchronizers += sent(socket);
+        }
+        if let Some(program) = socket.pid.and_then(|pid| programs.get(&pid)) {
+            by_program.entry(program.clone()).or_default().0 += sent(socket);
+        }
+    }
+    Ok(Idle {
+        between_synchronizers,
+        by_program,
+    })
 }
 
-/// The bytes sent so far on every TCP connection to a synchronizer port, both ends.
-fn socket_bytes(ports: &[String]) -> Result<u64, Fatal> {
+/// One established TCP connection's end, as `ss` shows it.
+struct Socket {
+    /// Its local and peer addresses.
+    id: (String, String),
+    /// The process that holds it, when `ss` says.
+    pid: Option<u32>,
+    /// Bytes sent so far.
+    sent: u64,
+}
+
+impl Socket {
+    fn touches_port(&self, port: &str) -> bool {
+        let end = format!(":{port}");
+        self.id.0.ends_with(&end) || self.id.1.ends_with(&end)
+    }
+}
+
+/// Every established TCP connection's end on this machine (`ss -tinpH`): the connection,
+/// its process, and the bytes it has sent.
+fn sockets() -> Result<Vec<Socket>, Fatal> {
     let output = std::process::Command::new("ss")
-        .args(["-tinH", "state", "established"])
+        .args(["-tinpH", "state", "established"])
         .output()
         .map_err(|e| Fatal::new("cannot run ss (iproute2) to count bytes", e))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let mut total = 0;
-    let mut counted = false;
+    let mut found: Vec<Socket> = Vec::new();
     for line in text.lines() {
         if !line.starts_with(char::is_whitespace) {
-            counted = line
-                .split_whitespace()
-                .skip(2)
-                .take(2)
-                .any(|address| ports.iter().any(|p| address.ends_with(&format!(":{p}"))));
+            let mut fields = line.split_whitespace().skip(2);
+            let (Some(local), Some(peer)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let pid = line
+                .split("pid=")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|digits| digits.parse().ok());
+            found.push(Socket {
+                id: (local.to_owned(), peer.to_owned()),
+                pid,
+                sent: 0,
+            });
             continue;
         }
-        if counted {
-            total += line
+        if let Some(socket) = found.last_mut() {
+            socket.sent = line
                 .split_whitespace()
                 .find_map(|field| field.strip_prefix("bytes_sent:")?.parse::<u64>().ok())
                 .unwrap_or(0);
         }
     }
-    Ok(total)
+    Ok(found)
 }
 
 /// One failover trial: kills cluster 1's master (and with `leader_change`, at the same
