@@ -210,16 +210,24 @@ impl Registry {
         self.listen_until = self.listen_until.max(now + span);
     }
 
-    /// Counts `deaf` less of every server's and synchronizer's silence: the registry could
-    /// not hear anyone for that long (its shared store stalled), so that silence says
-    /// nothing of them. No one counts as heard after `now`.
-    pub fn forgive(&mut self, deaf: Duration, now: Instant) {
+    /// Counts `deaf` less of the silence of every synchronizer and of every server that
+    /// `heard_anyway` does not spare: the registry could not hear them for that long (its
+    /// shared store stalled), so that silence says nothing of them. `heard_anyway(cluster,
+    /// server)` names the servers it could hear all the same (they report to it directly),
+    /// whose silence still counts. No one counts as heard after `now`.
+    pub fn forgive(
+        &mut self,
+        deaf: Duration,
+        now: Instant,
+        heard_anyway: impl Fn(ClusterId, ServerId) -> bool,
+    ) {
         let credit = |seen: &mut Instant| *seen = (*seen + deaf).min(now);
-        for cluster in self.clusters.values_mut() {
-            cluster
-                .servers
-                .values_mut()
-                .for_each(|r| credit(&mut r.last_seen));
+        for (&cluster_id, cluster) in &mut self.clusters {
+            for (&server, record) in &mut cluster.servers {
+                if !heard_anyway(cluster_id, server) {
+                    credit(&mut record.last_seen);
+                }
+            }
         }
         self.syncs
             .values_mut()

@@ -21,7 +21,7 @@
 //! decides nothing; when its pulse comes back, nobody's silence counts for the time the
 //! board was stalled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,10 @@ struct Inner {
     committed: BTreeMap<ClusterId, (ClusterState, Revision)>,
     /// By server: the revision of its last heartbeat seen on the board.
     heard: BTreeMap<(ClusterId, ServerId), Revision>,
+    /// The servers whose latest heartbeat came to this coordinator itself, not through the
+    /// board: while the board stalls, their silence still tells (they would have reached
+    /// this coordinator, which answers them all the same).
+    direct: BTreeSet<(ClusterId, ServerId)>,
     /// Role changes seen (decided here or adopted) since the last tick.
     changes: Vec<RoleChange>,
 }
@@ -113,6 +117,7 @@ impl Inner {
                 let key = (report.server.cluster, report.server.server);
                 if revision > self.heard.get(&key).copied().unwrap_or(0) {
                     self.heard.insert(key, revision);
+                    self.direct.remove(&key);
                     // Only liveness is learned here; the coordinator that received the
                     // heartbeat decides on it.
                     let _ = self.registry.heartbeat(&report, now);
@@ -125,7 +130,9 @@ impl Inner {
             Notice::Pulse { from } if from == self.me => {
                 if std::mem::take(&mut self.stalled) {
                     let deaf = now.duration_since(self.last_pulse);
-                    self.registry.forgive(deaf, now);
+                    let direct = &self.direct;
+                    self.registry
+                        .forgive(deaf, now, |c, s| direct.contains(&(c, s)));
                 }
                 self.last_pulse = now;
             }
@@ -192,6 +199,7 @@ impl<B: Board> Shared<B> {
                 registry: Registry::new(config, clock::now(), Epoch(millis)),
                 committed: BTreeMap::new(),
                 heard: BTreeMap::new(),
+                direct: BTreeSet::new(),
                 changes: Vec::new(),
             }),
             deciding: tokio::sync::Mutex::new(()),
@@ -329,21 +337,38 @@ impl<B: Board> Ticking for Shared<B> {
 
 #[async_trait]
 impl<B: Board> Coordinator for Shared<B> {
+    /// Writes the heartbeat on the board, within an eighth of the failure timeout, and
+    /// decides on it. A heartbeat the board does not take in time (it stalled) is heard all
+    /// the same and answered from the records the board holds, deciding nothing: the
+    /// server stays with this coordinator, whose ears keep telling whether it lives.
     async fn heartbeat(&self, report: Report) -> Result<Assignment> {
-        // Written before deciding, so that a write that hangs (the board stalled) holds up
-        // no decision of this coordinator.
-        let revision = self.board.post_heartbeat(&report).await?;
+        // Written before deciding, so that a write that hangs holds up no decision.
+        let patience = self.lock().failure_timeout / 8;
+        let posted = tokio::time::timeout(patience, self.board.post_heartbeat(&report)).await;
         let _deciding = self.deciding.lock().await;
         let (cluster, server) = (report.server.cluster, report.server.server);
-        {
+        let written = {
             let mut inner = self.lock();
-            let heard = inner.heard.entry((cluster, server)).or_default();
-            *heard = (*heard).max(revision);
+            let written = match posted {
+                Ok(Ok(revision)) => {
+                    let heard = inner.heard.entry((cluster, server)).or_default();
+                    *heard = (*heard).max(revision);
+                    true
+                }
+                Ok(Err(_)) | Err(_) => false,
+            };
+            inner.direct.insert((cluster, server));
             let now = clock::now();
             inner.mind_the_board(now);
             inner.registry.heartbeat(&report, now)?;
+            if !written {
+                inner.settle(cluster);
+            }
+            written
+        };
+        if written {
+            self.write_decisions().await?;
         }
-        self.write_decisions().await?;
         Ok(self
             .lock()
             .registry

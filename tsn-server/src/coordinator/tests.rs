@@ -335,15 +335,21 @@ async fn a_board_that_stalls_longer_than_the_failure_timeout_makes_no_master_fai
     let master = if one.role == Role::Master { 1 } else { 2 };
     let epoch = one.epoch;
 
-    // The board stalls for two failure timeouts; nothing reaches it, the coordinators tick.
+    // The board stalls for two failure timeouts; nothing reaches it, the coordinators tick,
+    // and the master goes on reporting to b, which cannot write its heartbeats: to a, it is
+    // silent.
     board
         .stalled
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    for _ in 0..8 {
-        a.tick().await;
-        b.tick().await;
-        tokio::time::sleep(TIMEOUT / 4).await;
-    }
+    let ticking = async {
+        for _ in 0..8 {
+            a.tick().await;
+            b.tick().await;
+            tokio::time::sleep(TIMEOUT / 4).await;
+        }
+    };
+    let (during, ()) = tokio::join!(heartbeats(b.as_ref(), master, 2 * TIMEOUT), ticking);
+    assert_eq!(during.role, Role::Master, "answered from the records");
     board
         .stalled
         .store(false, std::sync::atomic::Ordering::SeqCst);
