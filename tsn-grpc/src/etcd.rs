@@ -260,10 +260,14 @@ impl Etcd {
                         .send(create)
                         .await
                         .map_err(|_| Status::internal("the watch request was not sent"))?;
-                    let inbound = watch
-                        .watch(ReceiverStream::new(outbound))
-                        .await?
-                        .into_inner();
+                    let mut request = tonic::Request::new(ReceiverStream::new(outbound));
+                    // A member cut off from the others' quorum ends the watch rather than
+                    // keep it open with nothing to bring.
+                    request.metadata_mut().insert(
+                        "hasleader",
+                        tonic::metadata::MetadataValue::from_static("true"),
+                    );
+                    let inbound = watch.watch(request).await?.into_inner();
                     Ok((requests, inbound))
                 }
             })

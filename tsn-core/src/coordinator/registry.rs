@@ -254,20 +254,32 @@ impl Registry {
         now.duration_since(record.last_seen) < self.config.failure_timeout
     }
 
-    /// Records a heartbeat and answers it with the server's assignment.
-    pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment> {
+    /// Whether a heartbeat would be taken, changing nothing: its cluster exists, and it
+    /// comes from no second copy of a live server ([`Error::Duplicate`]).
+    pub fn check_heartbeat(&self, report: &Report, now: Instant) -> Result<()> {
         let cluster_id = report.server.cluster;
         self.check_cluster(cluster_id)?;
         let id = report.server.server;
-        let timeout = self.config.failure_timeout;
-        let cluster = self.clusters.entry(cluster_id).or_default();
-        if let Some(held) = cluster.servers.get(&id)
-            && now.duration_since(held.last_seen) < timeout
+        let held = self
+            .clusters
+            .get(&cluster_id)
+            .and_then(|cluster| cluster.servers.get(&id));
+        if let Some(held) = held
+            && now.duration_since(held.last_seen) < self.config.failure_timeout
             && held.folder.differs_from(report.folder)
         {
             let what = format!("server {id} of cluster {cluster_id}");
             return Err(duplicate(&what, &held.server, held.last_seen, now));
         }
+        Ok(())
+    }
+
+    /// Records a heartbeat and answers it with the server's assignment.
+    pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment> {
+        self.check_heartbeat(report, now)?;
+        let cluster_id = report.server.cluster;
+        let id = report.server.server;
+        let cluster = self.clusters.entry(cluster_id).or_default();
         let record = cluster.servers.entry(id).or_insert_with(|| ServerRecord {
             server: report.server.clone(),
             incarnation: report.incarnation,

@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tsn_core::Result;
 use tsn_core::coordinator::{
     Assignment, ClusterState, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
 };
 use tsn_core::id::{ClusterId, Epoch, FolderId, ServerId, UserId, home_cluster};
+use tsn_core::{Error, Result};
 
 use super::Ticking;
 use super::board::{Board, Notice, Revision, Swap};
@@ -224,9 +224,16 @@ impl<B: Board> Shared<B> {
         Ok(snapshot.revision)
     }
 
-    /// Writes every record the registry decided; a lost swap adopts what won.
+    /// Writes every record the registry decided, each swap within an eighth of the
+    /// failure timeout; a lost swap adopts what won. A swap that fails or takes too long
+    /// leaves its cluster as the board holds it (what it came to, the watch brings), and
+    /// the first such failure is returned once every record was tried.
     async fn write_decisions(&self) -> Result<()> {
-        let proposals = self.lock().proposals();
+        let (proposals, patience) = {
+            let inner = self.lock();
+            (inner.proposals(), inner.failure_timeout / 8)
+        };
+        let mut failed = None;
         for Proposal {
             cluster,
             state,
@@ -234,26 +241,31 @@ impl<B: Board> Shared<B> {
         } in proposals
         {
             let expected = self.lock().committed(cluster).1;
-            let swapped = self
-                .board
-                .swap_cluster(cluster, expected, &state, guard)
-                .await;
+            let swap = self.board.swap_cluster(cluster, expected, &state, guard);
+            let swapped = tokio::time::timeout(patience, swap).await;
             let mut inner = self.lock();
             match swapped {
-                Ok(Swap::Done(revision)) => inner.adopt(cluster, state, revision),
-                Ok(Swap::Lost(held)) => {
+                Ok(Ok(Swap::Done(revision))) => inner.adopt(cluster, state, revision),
+                Ok(Ok(Swap::Lost(held))) => {
                     if let Some((state, revision)) = held {
                         inner.adopt(cluster, state, revision);
                     }
                     inner.settle(cluster);
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     inner.settle(cluster);
-                    return Err(error);
+                    failed.get_or_insert(error);
+                }
+                Err(_) => {
+                    inner.settle(cluster);
+                    failed.get_or_insert(Error::Unavailable {
+                        what: "the coordinators' board".into(),
+                        reason: "a decision was not written in time".into(),
+                    });
                 }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -266,7 +278,23 @@ async fn follow<B: Board>(shared: Weak<Shared<B>>, mut revision: Revision) {
         };
         if let Ok(mut watch) = board.watch(revision).await {
             drop(board);
-            while let Some(Ok(notices)) = watch.recv().await {
+            loop {
+                let Some(patience) = shared.upgrade().map(|s| s.lock().failure_timeout / 2) else {
+                    return;
+                };
+                let notices = match tokio::time::timeout(patience, watch.recv()).await {
+                    Ok(Some(Ok(notices))) => notices,
+                    Ok(_) => break,
+                    // Quiet: fine while this coordinator's own pulses come back through
+                    // it; a watch that brings not even those is stuck, and is made anew.
+                    Err(_) => match shared.upgrade() {
+                        Some(s) if clock::now().duration_since(s.lock().last_pulse) > patience => {
+                            break;
+                        }
+                        Some(_) => continue,
+                        None => return,
+                    },
+                };
                 let Some(shared) = shared.upgrade() else {
                     return;
                 };
@@ -342,6 +370,10 @@ impl<B: Board> Coordinator for Shared<B> {
     /// the same and answered from the records the board holds, deciding nothing: the
     /// server stays with this coordinator, whose ears keep telling whether it lives.
     async fn heartbeat(&self, report: Report) -> Result<Assignment> {
+        // Checked before it is written, so that no refused report reaches the board.
+        self.lock()
+            .registry
+            .check_heartbeat(&report, clock::now())?;
         // Written before deciding, so that a write that hangs holds up no decision.
         let patience = self.lock().failure_timeout / 8;
         let posted = tokio::time::timeout(patience, self.board.post_heartbeat(&report)).await;
@@ -369,10 +401,17 @@ impl<B: Board> Coordinator for Shared<B> {
         if written {
             self.write_decisions().await?;
         }
-        Ok(self
-            .lock()
-            .registry
-            .assignment(cluster, server, clock::now()))
+        let inner = self.lock();
+        let mut assignment = inner.registry.assignment(cluster, server, clock::now());
+        // A master's smaller in-sync set is confirmed only once the board holds it: the
+        // master may then commit without the servers it left out.
+        let (held, _) = inner.committed(cluster);
+        let reported: Vec<ServerId> = std::iter::once(server)
+            .chain(report.in_sync.iter().copied().filter(|&s| s != server))
+            .collect();
+        assignment.in_sync_confirmed &=
+            written && held.master == Some(server) && held.in_sync == reported;
+        Ok(assignment)
     }
 
     /// See [`route`]; a cluster's master is as the board holds it, and live.

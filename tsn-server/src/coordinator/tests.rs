@@ -365,3 +365,37 @@ async fn a_board_that_stalls_longer_than_the_failure_timeout_makes_no_master_fai
         "the master kept its role and epoch"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_smaller_in_sync_set_is_confirmed_only_once_the_board_holds_it() {
+    let board = Arc::new(Stalling::default());
+    let a = Shared::start(config(), Arc::clone(&board))
+        .await
+        .expect("a");
+    let (one, _) = tokio::join!(
+        heartbeats(a.as_ref(), 1, 4 * TIMEOUT),
+        heartbeats(a.as_ref(), 2, 4 * TIMEOUT)
+    );
+    let master = if one.role == Role::Master { 1 } else { 2 };
+    let alone = report(master, Some(Role::Master), one.epoch);
+
+    // The master reports its slave gone while the board cannot take it: not confirmed, or
+    // it would commit without the slave that the board still says may be promoted.
+    board
+        .stalled
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let stalled = a.heartbeat(alone.clone()).await.expect("answered");
+    assert!(
+        !stalled.in_sync_confirmed,
+        "not on the board, not confirmed"
+    );
+    board
+        .stalled
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(TIMEOUT).await;
+    let written = a.heartbeat(alone).await.expect("answered");
+    assert!(
+        written.in_sync_confirmed,
+        "confirmed once the board holds it"
+    );
+}
