@@ -13,14 +13,21 @@
 //! * **idle traffic** — the bytes the synchronizers' connections carry in ten seconds of
 //!   quiet, and the bytes each kind of process (coordinator, tsd, synchronizer) sends on
 //!   every connection it has, as the kernel counts them (`ss -tip`).
-//! * **failover** — u4 posts every 10 ms; the master of cluster 1 is killed with SIGKILL;
-//!   the time from the kill until u1's screen shows a post written after it. Both clients
+//! * **failover** — u4 posts every 10 ms; half a second later the master of cluster 1 is
+//!   killed with SIGKILL; the time from the kill until u1's screen shows a post written
+//!   after it. Both clients
 //!   reconnect by themselves. The old master is then started again and catches up before
 //!   the next trial. With `--etcd`, each trial is run a second time with etcd's leader killed
 //!   at the same moment as the master (and started again after).
+//!
+//! With `--pictures <dir>` it draws, as SVG ([`pictures`]), the delivery latencies'
+//! distribution and the first failover trial's timeline (posts shown per 10 ms).
+
+mod pictures;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -32,6 +39,7 @@ use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
 use crate::harness::{self, Deployment, Screen, Timers, Topology, free_port};
+use pictures::Timeline;
 
 /// The last line of the banner `tsc` prints once it has logged in.
 const BANNER_END: &str = "=====================================";
@@ -80,6 +88,10 @@ struct Flags {
     /// be on the PATH) and two coordinators on it.
     #[arg(long)]
     etcd: bool,
+    /// Draw pictures into this folder (made if missing): `delivery.svg`, the delivery
+    /// latencies' distribution, and `failover.svg`, the first failover trial's timeline.
+    #[arg(long, value_name = "DIR")]
+    pictures: Option<PathBuf>,
     #[command(flatten)]
     timers: Timers,
 }
@@ -102,6 +114,9 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     drop(deployment);
     let _ = std::fs::remove_dir_all(&data_dir);
     let figures = result?;
+    if let Some(dir) = &flags.pictures {
+        draw(dir, &figures)?;
+    }
     if flags.hosts {
         println!("every process on a simulated host of its own");
     }
@@ -167,6 +182,27 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// Draws the pictures of `figures` into `dir`.
+fn draw(dir: &Path, figures: &Figures) -> Result<(), Fatal> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Fatal::new(format_args!("cannot create {}", dir.display()), e))?;
+    let delivery = dir.join("delivery.svg");
+    pictures::delivery(
+        &delivery,
+        &[
+            ("same cluster", &figures.same_cluster),
+            ("across clusters", &figures.cross_cluster),
+        ],
+    )?;
+    println!("drew {}", delivery.display());
+    if let Some(timeline) = &figures.failover_timeline {
+        let failover = dir.join("failover.svg");
+        pictures::failover(&failover, timeline)?;
+        println!("drew {}", failover.display());
+    }
+    Ok(())
+}
+
 /// How long the synchronizers' idle traffic is counted.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -178,6 +214,8 @@ struct Figures {
     failover: Vec<Duration>,
     /// On etcd: the same, with etcd's leader killed at the same moment as the master.
     failover_leader_change: Vec<Duration>,
+    /// When each post of the first failover trial showed, around its kill.
+    failover_timeline: Option<Timeline>,
     /// `None` across hosts, where the sockets are in namespaces of their own.
     idle: Option<Idle>,
     throughput: f64,
@@ -223,13 +261,14 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
 
     let mut failover = Vec::with_capacity(flags.failovers);
     let mut failover_leader_change = Vec::new();
+    let mut failover_timeline = None;
     for trial in 0..flags.failovers {
         let trials = [(false, &mut failover), (true, &mut failover_leader_change)];
         for (leader_change, samples) in trials {
             if leader_change && deployment.etcd().is_none() {
                 continue;
             }
-            let took = fail_over(
+            let (took, timeline) = fail_over(
                 deployment,
                 &coordinator,
                 &mut near,
@@ -239,6 +278,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
             )
             .await?;
             samples.push(took);
+            failover_timeline.get_or_insert(timeline);
         }
     }
     for mut screen in [near, far, reader] {
@@ -250,6 +290,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         new_user,
         failover,
         failover_leader_change,
+        failover_timeline,
         idle,
         throughput,
     })
@@ -597,10 +638,17 @@ fn sockets() -> Result<Vec<Socket>, Fatal> {
     Ok(found)
 }
 
-/// One failover trial: kills cluster 1's master (and with `leader_change`, at the same
-/// moment, etcd's leader) while `author` posts every 10 ms; the time until `reader` shows a
-/// post written after the kill. Then the old master (and etcd member) return, and the old
-/// master catches up.
+/// How long the author posts before a failover trial's kill.
+const LEAD: Duration = Duration::from_millis(500);
+
+/// How long a failover trial goes on once the first post written after the kill showed.
+const TRAIL: Duration = Duration::from_millis(500);
+
+/// One failover trial: while `author` posts every 10 ms (from [`LEAD`] before), kills
+/// cluster 1's master (and with `leader_change`, at the same moment, etcd's leader); the
+/// time until `reader` shows a post written after the kill, and when every post of the
+/// trial showed. Then the old master (and etcd member) return, and the old master catches
+/// up.
 async fn fail_over(
     deployment: &mut Deployment,
     coordinator: &CoordClient,
@@ -608,34 +656,56 @@ async fn fail_over(
     reader: &mut Screen,
     trial: usize,
     leader_change: bool,
-) -> Result<Duration, Fatal> {
+) -> Result<(Duration, Timeline), Fatal> {
     let master = current_master(coordinator).await?;
     let leader = match (leader_change, deployment.etcd()) {
         (true, Some(etcd)) => etcd.leader().await,
         _ => None,
     };
-    let killed_at = Instant::now();
-    deployment.kill(1, master);
-    if let (Some(leader), Some(etcd)) = (leader, deployment.etcd()) {
-        etcd.kill(leader);
-    }
-    let trial = format!("{trial}{}", if leader_change { "e" } else { "" });
-    let mut n = 0;
-    let shown = loop {
-        n += 1;
-        author
-            .type_line(&format!("failover {trial} post {n}"))
-            .await?;
-        if let Ok(Some((at, line))) =
-            tokio::time::timeout(Duration::from_millis(10), reader.next_line()).await
-            && line.contains(&format!("failover {trial} post "))
-        {
-            break at;
+    let prefix = format!(
+        "failover {trial}{} post ",
+        if leader_change { "e" } else { "" }
+    );
+    let started = Instant::now();
+    let mut killed_at = None;
+    let mut typed: Vec<Instant> = Vec::new();
+    let mut shown: Vec<Instant> = Vec::new();
+    let mut first_after: Option<Instant> = None;
+    loop {
+        if killed_at.is_none() && started.elapsed() >= LEAD {
+            killed_at = Some(Instant::now());
+            deployment.kill(1, master);
+            if let (Some(leader), Some(etcd)) = (leader, deployment.etcd()) {
+                etcd.kill(leader);
+            }
         }
-        if killed_at.elapsed() > PATIENCE {
+        author
+            .type_line(&format!("{prefix}{}", typed.len() + 1))
+            .await?;
+        typed.push(Instant::now());
+        let slot = tokio::time::Instant::now() + Duration::from_millis(10);
+        while let Ok(Some((at, line))) = tokio::time::timeout_at(slot, reader.next_line()).await {
+            let Some(n) = line
+                .split(&prefix)
+                .nth(1)
+                .and_then(|rest| rest.trim().parse::<usize>().ok())
+            else {
+                continue;
+            };
+            shown.push(at);
+            let written_after = killed_at
+                .is_some_and(|kill| n >= 1 && typed.get(n - 1).is_some_and(|&t| t >= kill));
+            if written_after && first_after.is_none() {
+                first_after = Some(at);
+            }
+        }
+        if first_after.is_some_and(|first| first.elapsed() >= TRAIL) {
+            break;
+        }
+        if started.elapsed() > PATIENCE {
             return Err(Fatal("no post was shown after the failover".into()));
         }
-    };
+    }
     if let (Some(leader), Some(etcd)) = (leader, deployment.etcd()) {
         etcd.restart(leader)?;
     }
@@ -651,7 +721,16 @@ async fn fail_over(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(shown - killed_at)
+    let kill = killed_at.expect("killed before any post showed after it");
+    let first = first_after.expect("the loop ends once one showed");
+    let from_kill = |at: Instant| match at.checked_duration_since(kill) {
+        Some(after) => after.as_secs_f64(),
+        None => -(kill - at).as_secs_f64(),
+    };
+    let timeline = Timeline {
+        shown: shown.into_iter().map(from_kill).collect(),
+    };
+    Ok((first - kill, timeline))
 }
 
 async fn current_master(coordinator: &CoordClient) -> Result<u32, Fatal> {
