@@ -29,6 +29,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -70,6 +72,10 @@ struct Flags {
     /// Posts each of those clients sends.
     #[arg(long, default_value_t = 5000)]
     client_posts: u64,
+    /// Online followers of each of those clients, in its cluster, their timelines open
+    /// while it posts.
+    #[arg(long, default_value_t = 10)]
+    followers: u32,
     /// Users of the tsd whose memory is measured.
     #[arg(long, default_value_t = 10_000)]
     memory_users: u32,
@@ -162,10 +168,20 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
             kinds.join(", ")
         );
     }
+    let throughput = &figures.throughput;
+    let slave = match throughput.slave_in_sync {
+        true => "the slave in the in-sync set throughout",
+        false => "BUT the slave left the in-sync set during the run, so the figure does not count",
+    };
     println!(
-        "throughput: {:.0} posts/s acknowledged by one master, durable on master and slave \
-         ({} clients pipelining {} posts each)",
-        figures.throughput, flags.clients, flags.client_posts
+        "throughput: {:.0} posts/s acknowledged by one master, durable on master and slave, \
+         {slave} ({} clients pipelining {} posts each, {} online followers each, {} posts \
+         shown on their timelines)",
+        throughput.posts_per_second,
+        flags.clients,
+        flags.client_posts,
+        flags.followers,
+        throughput.delivered
     );
     if flags.hosts {
         return Ok(());
@@ -218,7 +234,16 @@ struct Figures {
     failover_timeline: Option<Timeline>,
     /// `None` across hosts, where the sockets are in namespaces of their own.
     idle: Option<Idle>,
-    throughput: f64,
+    throughput: Throughput,
+}
+
+/// What the throughput measurement found.
+struct Throughput {
+    posts_per_second: f64,
+    /// Whether the coordinator logged no change of cluster 1's in-sync set during the run.
+    slave_in_sync: bool,
+    /// Posts shown on the followers' timelines.
+    delivered: u64,
 }
 
 async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, Fatal> {
@@ -257,7 +282,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         true => None,
         false => Some(idle_traffic(deployment).await?),
     };
-    let throughput = throughput(&coordinator, flags.clients, flags.client_posts).await?;
+    let throughput = throughput(deployment, &coordinator, flags).await?;
 
     let mut failover = Vec::with_capacity(flags.failovers);
     let mut failover_leader_change = Vec::new();
@@ -345,7 +370,16 @@ async fn wait_listed(lister: &SnsClient, user: u32) -> Result<Instant, Fatal> {
 /// Posts per second cluster 1's master acknowledges — durable on it and its slave — from
 /// `clients` clients that each send `posts` posts on a Timeline stream without waiting for
 /// acknowledgements (the window is the stream's flow control).
-async fn throughput(coordinator: &CoordClient, clients: u32, posts: u64) -> Result<f64, Fatal> {
+/// `--clients` protocol clients of cluster 1 each pipeline `--client-posts` posts on a
+/// timeline stream, each followed by `--followers` online users of cluster 1 whose
+/// timelines are open; posts per second acknowledged (durable on master and slave), and
+/// whether the slave stayed in the in-sync set throughout, by the coordinator's log.
+async fn throughput(
+    deployment: &Deployment,
+    coordinator: &CoordClient,
+    flags: &Flags,
+) -> Result<Throughput, Fatal> {
+    let (clients, posts) = (flags.clients, flags.client_posts);
     let first = UserId::new(1).expect("a user");
     let master = coordinator
         .server_for(first)
@@ -353,12 +387,15 @@ async fn throughput(coordinator: &CoordClient, clients: u32, posts: u64) -> Resu
         .ok()
         .flatten()
         .ok_or_else(|| Fatal("cluster 1 has no master".into()))?;
+    let session = |user: UserId| {
+        SnsClient::new(master.endpoint.clone(), user, format!("bench-{user}"))
+            .map_err(|e| Fatal::new("a throughput client", e))
+    };
     let mut streams = Vec::new();
     for n in 0..clients {
         // Users 3001, 3004, ... of cluster 1, apart from the users above.
         let user = UserId::new(3001 + 3 * n).expect("a user");
-        let client = SnsClient::new(master.endpoint.clone(), user, format!("bench-{n}"))
-            .map_err(|e| Fatal::new("a throughput client", e))?;
+        let client = session(user)?;
         client
             .login()
             .await
@@ -370,6 +407,41 @@ async fn throughput(coordinator: &CoordClient, clients: u32, posts: u64) -> Resu
                 .map_err(|e| Fatal::new("a throughput stream", e))?,
         );
     }
+    // The followers: users 6001, 6004, ... of cluster 1, each following one author.
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for n in 0..clients * flags.followers {
+        let user = UserId::new(6001 + 3 * n).expect("a user");
+        let author = 3001 + 3 * (n % clients);
+        let client = session(user)?;
+        client
+            .login()
+            .await
+            .map_err(|e| Fatal::new("a follower's login", e))?;
+        client
+            .follow(&author.to_string())
+            .await
+            .map_err(|e| Fatal::new("a follow", e))?;
+        let mut stream = client
+            .open_timeline(None)
+            .await
+            .map_err(|e| Fatal::new("a follower's stream", e))?;
+        let delivered = Arc::clone(&delivered);
+        readers.push(tokio::spawn(async move {
+            while let Ok(Some(event)) = stream.next().await {
+                if matches!(event, TimelineEvent::Post(_)) {
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let in_sync_changes = || {
+        deployment
+            .log("coordinator")
+            .matches("in-sync set cluster=1 ")
+            .count()
+    };
+    let changes_before = in_sync_changes();
     let text = "a post of about fifty characters, as in a feed";
     let started = Instant::now();
     let senders: Vec<_> = streams
@@ -410,7 +482,16 @@ async fn throughput(coordinator: &CoordClient, clients: u32, posts: u64) -> Resu
     for sender in futures::future::join_all(senders).await {
         sender.map_err(|e| Fatal::new("a throughput client", e))??;
     }
-    Ok((u64::from(clients) * posts) as f64 / started.elapsed().as_secs_f64())
+    let took = started.elapsed();
+    let slave_in_sync = in_sync_changes() == changes_before;
+    for reader in readers {
+        reader.abort();
+    }
+    Ok(Throughput {
+        posts_per_second: (u64::from(clients) * posts) as f64 / took.as_secs_f64(),
+        slave_in_sync,
+        delivered: delivered.load(Ordering::Relaxed),
+    })
 }
 
 /// What the memory measurement found.
