@@ -89,6 +89,7 @@ fn notice(entry: Entry) -> Option<Notice> {
             Some(Notice::Sync {
                 sync: record.sync,
                 folder: record.folder,
+                revision: entry.revision,
             })
         }
         "pulse" => Some(Notice::Pulse {

@@ -26,6 +26,8 @@ pub enum Notice {
         sync: ServerRef,
         /// Its data folder.
         folder: FolderId,
+        /// The revision it was written at.
+        revision: Revision,
     },
     /// A coordinator's pulse: it writes one every little while, and while it sees its own
     /// come back it knows the board and its watch are live.

@@ -26,7 +26,7 @@ pub struct MemoryBoard {
 struct Inner {
     revision: Revision,
     heartbeats: BTreeMap<(ClusterId, ServerId), (Report, Revision)>,
-    syncs: BTreeMap<ClusterId, (ServerRef, FolderId)>,
+    syncs: BTreeMap<ClusterId, (ServerRef, FolderId, Revision)>,
     clusters: BTreeMap<ClusterId, (ClusterState, Revision)>,
     /// Every write, with its revision.
     log: Vec<(Revision, Notice)>,
@@ -67,10 +67,14 @@ impl Board for MemoryBoard {
                 report: report.clone(),
                 revision: *revision,
             });
-        let syncs = inner.syncs.values().map(|(sync, folder)| Notice::Sync {
-            sync: sync.clone(),
-            folder: *folder,
-        });
+        let syncs = inner
+            .syncs
+            .values()
+            .map(|(sync, folder, revision)| Notice::Sync {
+                sync: sync.clone(),
+                folder: *folder,
+                revision: *revision,
+            });
         let clusters = inner
             .clusters
             .iter()
@@ -119,11 +123,14 @@ impl Board for MemoryBoard {
 
     async fn post_sync(&self, sync: &ServerRef, folder: FolderId) -> Result<()> {
         let mut inner = self.lock();
-        inner.write(|_| Notice::Sync {
+        let revision = inner.write(|revision| Notice::Sync {
             sync: sync.clone(),
             folder,
+            revision,
         });
-        inner.syncs.insert(sync.cluster, (sync.clone(), folder));
+        inner
+            .syncs
+            .insert(sync.cluster, (sync.clone(), folder, revision));
         Ok(())
     }
 

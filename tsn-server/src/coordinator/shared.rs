@@ -64,6 +64,8 @@ struct Inner {
     committed: BTreeMap<ClusterId, (ClusterState, Revision)>,
     /// By server: the revision of its last heartbeat seen on the board.
     heard: BTreeMap<(ClusterId, ServerId), Revision>,
+    /// By cluster: the revision of its synchronizer's last registration seen on the board.
+    registered: BTreeMap<ClusterId, Revision>,
     /// The servers whose latest heartbeat came to this coordinator itself, not through the
     /// board: while the board stalls, their silence still tells (they would have reached
     /// this coordinator, which answers them all the same).
@@ -124,8 +126,17 @@ impl Inner {
                     self.settle(report.server.cluster);
                 }
             }
-            Notice::Sync { sync, folder } => {
-                let _ = self.registry.register_sync(sync, folder, now);
+            Notice::Sync {
+                sync,
+                folder,
+                revision,
+            } => {
+                // A registration read again (a new watch) says nothing new of liveness.
+                let seen = self.registered.entry(sync.cluster).or_default();
+                if revision > *seen {
+                    *seen = revision;
+                    let _ = self.registry.register_sync(sync, folder, now);
+                }
             }
             Notice::Pulse { from } if from == self.me => {
                 if std::mem::take(&mut self.stalled) {
@@ -199,6 +210,7 @@ impl<B: Board> Shared<B> {
                 registry: Registry::new(config, clock::now(), Epoch(millis)),
                 committed: BTreeMap::new(),
                 heard: BTreeMap::new(),
+                registered: BTreeMap::new(),
                 direct: BTreeSet::new(),
                 changes: Vec::new(),
             }),
@@ -341,8 +353,10 @@ fn rand_id() -> u64 {
 /// The revision a write was made at, where the notice says.
 fn notice_revision(notice: &Notice) -> Revision {
     match notice {
-        Notice::Heartbeat { revision, .. } | Notice::Cluster { revision, .. } => *revision,
-        Notice::Sync { .. } | Notice::Pulse { .. } => 0,
+        Notice::Heartbeat { revision, .. }
+        | Notice::Cluster { revision, .. }
+        | Notice::Sync { revision, .. } => *revision,
+        Notice::Pulse { .. } => 0,
     }
 }
 
