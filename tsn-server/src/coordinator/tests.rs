@@ -268,6 +268,12 @@ struct Stalling {
 }
 
 impl Stalling {
+    /// Stalls the board, or ends the stall.
+    fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn check(&self) -> tsn_core::Result<()> {
         match self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
             true => Err(tsn_core::Error::Unavailable {
@@ -337,15 +343,11 @@ async fn a_board_that_stalls_longer_than_the_failure_timeout_makes_no_master_fai
     // The board stalls for two failure timeouts; nothing reaches it, the coordinators tick,
     // and the master goes on reporting to b, which cannot write its heartbeats: to a, it is
     // silent.
-    board
-        .stalled
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    board.stall(true);
     let ticking = tick(vec![a.as_ref(), b.as_ref()], 8);
     let (during, ()) = tokio::join!(heartbeats(b.as_ref(), master, 2 * TIMEOUT), ticking);
     assert_eq!(during.role, Role::Master, "answered from the records");
-    board
-        .stalled
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    board.stall(false);
     // Back, the coordinators tick before the master's next heartbeat comes: its silence
     // was the board's, and they know it.
     a.tick().await;
@@ -381,17 +383,13 @@ async fn a_smaller_in_sync_set_is_confirmed_only_once_the_board_holds_it() {
 
     // The master reports its slave gone while the board cannot take it: not confirmed, or
     // it would commit without the slave that the board still says may be promoted.
-    board
-        .stalled
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    board.stall(true);
     let stalled = a.heartbeat(alone.clone()).await.expect("answered");
     assert!(
         !stalled.in_sync_confirmed,
         "not on the board, not confirmed"
     );
-    board
-        .stalled
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    board.stall(false);
     tokio::time::sleep(TIMEOUT).await;
     let written = a.heartbeat(alone).await.expect("answered");
     assert!(
