@@ -19,7 +19,10 @@ use crate::client::format;
 /// How often the session is kept alive. A keep-alive that fails (within the call timeout,
 /// 2 s) says the server stopped answering: the client moves on (see [`Link::lost`]).
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
-/// The first and the longest pause between attempts to find the master.
+/// The pause between attempts to find the master, while a failover may be under way
+/// ([`QUIET_RECONNECT`]), and the longest pause after it (the pause doubles up to it):
+/// a client sees a new master within 50 ms of its promotion, and a cluster down for
+/// longer is asked twice a second.
 const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(500));
 /// How long the first connection, or a command's reconnection, may take before it fails.
 pub const CONNECT_LIMIT: Duration = Duration::from_secs(3);
@@ -154,7 +157,9 @@ impl Link {
                 announce(console, at);
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY.1);
+            if started.elapsed() >= QUIET_RECONNECT {
+                pause = (pause * 2).min(RETRY.1);
+            }
         }
     }
 

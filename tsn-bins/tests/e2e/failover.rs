@@ -1,6 +1,7 @@
 //! Failover with real processes: `kill -9` of the master while a user posts, again and again;
-//! a master stopped (SIGSTOP) past the failure timeout is fenced off once it resumes; a
-//! client tells its person when no server answers.
+//! a killed master is found down without waiting out the failure timeout; a master stopped
+//! (SIGSTOP) past the failure timeout is fenced off once it resumes, and was not taken for
+//! dead before it; a client tells its person when no server answers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tsn_core::id::UserId;
 use tsn_grpc::client::{SnsClient, TimelineConn, TimelineEvent};
 
 use crate::support::{
-    Deployment, FAST, Proc, eventually, eventually_within, runtime, timeline_lines, within,
+    Deployment, FAST, Proc, Timers, eventually, eventually_within, runtime, timeline_lines, within,
 };
 
 /// How many times the master is killed.
@@ -69,6 +70,32 @@ fn killing_the_master_across_hosts_loses_and_doubles_no_acknowledged_post() {
     if let Some(deployment) = Deployment::on_hosts(3, FAST) {
         kill_the_master_again_and_again(deployment);
     }
+}
+
+/// What the coordinator logs when a late master's address refuses connections.
+const FOUND_DOWN: &str = "its address refuses connections";
+
+#[test]
+fn a_killed_master_is_found_down_before_its_failure_timeout_is_out() {
+    // A failure timeout far longer than the master needs to be found down (a quarter of
+    // it late, then one refused connection), so that only the check can have replaced it.
+    let timers = Timers {
+        heartbeat_interval: Duration::from_millis(200),
+        failure_timeout: Duration::from_secs(4),
+    };
+    let mut deployment = Deployment::start_with(3, timers);
+    deployment.start_master_and_in_sync_slave(1);
+    deployment.server(1, 1).kill();
+    deployment.coordinator.wait_for_log_count(FOUND_DOWN, 1);
+    deployment.wait_master_is(1, 2);
+    let log = deployment.coordinator.stderr();
+    let (before, after) = log
+        .split_once(FOUND_DOWN)
+        .expect("the coordinator logged the check");
+    assert!(
+        !before.contains("master lost") && after.contains("master lost"),
+        "the master was lost because its address refused connections, not by its silence: {log}"
+    );
 }
 
 /// Kills cluster 1's master [`KILLS`] times while user 4 posts to its follower, user 1,
@@ -386,6 +413,11 @@ fn a_master_stopped_past_the_failure_timeout_acknowledges_nothing_once_resumed_a
     deployment
         .coordinator
         .wait_for_log_count("servers=[2, 1]", 1);
+    let log = deployment.coordinator.stderr();
+    assert!(
+        !log.contains(FOUND_DOWN),
+        "a stopped master's address still takes connections; only its silence counts: {log}"
+    );
 }
 
 #[test]

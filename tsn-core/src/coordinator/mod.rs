@@ -9,7 +9,7 @@
 
 mod registry;
 
-pub use registry::{ClusterState, Registry, RegistryConfig, RoleChange};
+pub use registry::{ClusterState, LateMaster, Registry, RegistryConfig, RoleChange};
 
 use std::fmt;
 

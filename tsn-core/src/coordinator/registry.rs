@@ -2,7 +2,10 @@
 //!
 //! # Rules
 //!
-//! * A server is *live* while its last heartbeat is younger than the failure timeout.
+//! * A server is *live* while its last heartbeat is younger than the failure timeout,
+//!   unless it was [found down](Registry::found_down) since: a master late by a part of the
+//!   timeout may be checked on by other means (nothing listens at its address any more),
+//!   so that a crash is answered at once while a slow master still has the whole timeout.
 //! * A cluster has at most one master and an epoch that grows with every promotion. A
 //!   server acting as master at an older epoch is told to be a slave.
 //! * When a cluster has no live master, the best *eligible* live server is promoted at a
@@ -56,7 +59,7 @@ pub struct RegistryConfig {
 /// A role change the registry decided, for logs and displays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoleChange {
-    /// A master missed its heartbeats for the failure timeout.
+    /// A master missed its heartbeats for the failure timeout, or was found down.
     MasterLost {
         /// The cluster.
         cluster: ClusterId,
@@ -89,8 +92,20 @@ struct ServerRecord {
     folder: FolderId,
     first_seen: Instant,
     last_seen: Instant,
+    /// Found down since its last heartbeat ([`Registry::found_down`]).
+    down: bool,
     log: LogPoint,
     epoch: Epoch,
+}
+
+/// A master late with its heartbeats, not yet for the failure timeout
+/// ([`Registry::late_masters`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LateMaster {
+    /// The master.
+    pub server: ServerRef,
+    /// When its last heartbeat came.
+    pub heard: Instant,
 }
 
 /// What coordinators that share a store must agree on about a cluster: its epoch, its
@@ -133,6 +148,12 @@ impl ClusterState {
             });
         }
         changes
+    }
+}
+
+impl ServerRecord {
+    fn is_live(&self, now: Instant, failure_timeout: Duration) -> bool {
+        !self.down && now.duration_since(self.last_seen) < failure_timeout
     }
 }
 
@@ -251,7 +272,43 @@ impl Registry {
     }
 
     fn is_live(&self, record: &ServerRecord, now: Instant) -> bool {
-        now.duration_since(record.last_seen) < self.config.failure_timeout
+        record.is_live(now, self.config.failure_timeout)
+    }
+
+    /// The masters that have been silent for `silence` or longer, and not yet for the
+    /// failure timeout: the ones worth checking on by other means. None while listening.
+    pub fn late_masters(&self, now: Instant, silence: Duration) -> Vec<LateMaster> {
+        if self.is_listening(now) {
+            return Vec::new();
+        }
+        self.clusters
+            .values()
+            .filter_map(|cluster| cluster.servers.get(&cluster.state.master?))
+            .filter(|r| self.is_live(r, now) && now.duration_since(r.last_seen) >= silence)
+            .map(|r| LateMaster {
+                server: r.server.clone(),
+                heard: r.last_seen,
+            })
+            .collect()
+    }
+
+    /// Counts `late.server` down from now, as if its silence had lasted the failure
+    /// timeout, unless it has been heard since `late.heard`; its cluster is then checked
+    /// at once (a replacement promoted). For evidence other than silence that it is down:
+    /// nothing listens at its address. A heartbeat brings it back to life.
+    pub fn found_down(&mut self, late: &LateMaster, now: Instant) {
+        let cluster_id = late.server.cluster;
+        let Some(record) = self
+            .clusters
+            .get_mut(&cluster_id)
+            .and_then(|cluster| cluster.servers.get_mut(&late.server.server))
+        else {
+            return;
+        };
+        if record.last_seen == late.heard && record.server == late.server {
+            record.down = true;
+            self.tick_cluster(cluster_id, now);
+        }
     }
 
     /// Whether a heartbeat would be taken, changing nothing: its cluster exists, and it
@@ -265,7 +322,7 @@ impl Registry {
             .get(&cluster_id)
             .and_then(|cluster| cluster.servers.get(&id));
         if let Some(held) = held
-            && now.duration_since(held.last_seen) < self.config.failure_timeout
+            && self.is_live(held, now)
             && held.folder.differs_from(report.folder)
         {
             let what = format!("server {id} of cluster {cluster_id}");
@@ -286,6 +343,7 @@ impl Registry {
             folder: report.folder,
             first_seen: now,
             last_seen: now,
+            down: false,
             log: report.log,
             epoch: report.epoch,
         });
@@ -293,6 +351,7 @@ impl Registry {
         record.incarnation = report.incarnation;
         record.folder = report.folder;
         record.last_seen = now;
+        record.down = false;
         record.log = report.log;
         record.epoch = report.epoch;
 
@@ -388,7 +447,7 @@ impl Registry {
             return;
         }
         let timeout = self.config.failure_timeout;
-        let live = |r: &ServerRecord| now.duration_since(r.last_seen) < timeout;
+        let live = |r: &ServerRecord| r.is_live(now, timeout);
         let Some(cluster) = self.clusters.get_mut(&cluster_id) else {
             return;
         };
@@ -694,6 +753,64 @@ mod tests {
         assert_eq!(back.role, Role::Slave, "the old master returns as a slave");
         assert_eq!(back.master, Some(server(1, 2)));
         assert_eq!(back.epoch, Epoch(2));
+    }
+
+    #[test]
+    fn a_late_master_found_down_is_replaced_at_once() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.new_server(1, 2);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+        w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        w.at(1200);
+        let quarter = TIMEOUT / 4;
+        assert!(
+            w.registry.late_masters(w.now, quarter).is_empty(),
+            "a master heard 100 ms ago is not late"
+        );
+        w.at(1400);
+        let late = w.registry.late_masters(w.now, quarter);
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert_eq!(late[0].server, server(1, 1));
+        w.registry.found_down(&late[0], w.now);
+        let promoted = w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+        assert_eq!(
+            (promoted.role, promoted.epoch),
+            (Role::Master, Epoch(2)),
+            "promoted 300 ms after the master's last heartbeat, not 1 s"
+        );
+        let back = w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+        assert_eq!(
+            back.role,
+            Role::Slave,
+            "the old master's heartbeat revives it as a slave"
+        );
+    }
+
+    #[test]
+    fn a_master_heard_since_it_was_checked_on_is_not_found_down() {
+        let mut w = World::settled();
+        w.new_server(1, 1);
+        w.new_server(1, 2);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+        w.at(1400);
+        let late = w.registry.late_masters(w.now, TIMEOUT / 4);
+        w.at(1450);
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+        w.registry.found_down(&late[0], w.now);
+        assert_eq!(
+            w.master(1),
+            Some(1),
+            "the check's answer came too late to count"
+        );
+    }
+
+    #[test]
+    fn no_master_is_late_while_the_registry_listens() {
+        let mut w = World::new();
+        w.new_server(1, 1);
+        w.at(800);
+        assert!(w.registry.late_masters(w.now, TIMEOUT / 4).is_empty());
     }
 
     #[test]

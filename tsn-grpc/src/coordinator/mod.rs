@@ -4,6 +4,7 @@
 
 mod client;
 mod etcd_board;
+mod probe;
 mod server;
 
 pub use client::CoordClient;
@@ -27,7 +28,8 @@ use crate::proto::csce438::coord_service_server::CoordServiceServer;
 use crate::transport::{Health, serve_until, service_name, with_operator_services};
 
 /// Serves `coordinator` on `listener` until `shutdown` completes, checking for failed
-/// masters ten times per failure timeout and logging every role change.
+/// masters ten times per failure timeout (and checking on late ones, see [`probe`]) and
+/// logging every role change.
 pub async fn serve<C: Ticking + 'static>(
     coordinator: Arc<C>,
     listener: TcpListener,
@@ -39,11 +41,13 @@ pub async fn serve<C: Ticking + 'static>(
         async move {
             let mut interval =
                 tokio::time::interval((failure_timeout / 10).max(Duration::from_millis(10)));
+            let mut prober = probe::Prober::new(failure_timeout);
             loop {
                 interval.tick().await;
                 for change in coordinator.tick().await {
                     log_change(&change);
                 }
+                prober.check_on_late(&coordinator);
             }
         }
     });
@@ -61,10 +65,11 @@ pub async fn serve<C: Ticking + 'static>(
     })
 }
 
+/// Logs a role change the coordinator decided.
 fn log_change(change: &RoleChange) {
     match change {
         RoleChange::MasterLost { cluster, server } => {
-            tracing::warn!(%cluster, %server, "master missed its heartbeats; it no longer counts")
+            tracing::warn!(%cluster, %server, "master lost; it no longer counts")
         }
         RoleChange::Promoted {
             cluster,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use tsn_core::coordinator::{
-    Assignment, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
+    Assignment, Coordinator, LateMaster, Registry, RegistryConfig, Report, RoleChange, ServerRef,
 };
 use tsn_core::id::{Epoch, FolderId, UserId};
 use tsn_core::{Error, Result};
@@ -54,6 +54,16 @@ impl Ticking for Local {
     async fn tick(&self) -> Vec<RoleChange> {
         let mut registry = self.lock();
         registry.tick(clock::now());
+        registry.take_changes()
+    }
+
+    fn late_masters(&self, silence: Duration) -> Vec<LateMaster> {
+        self.lock().late_masters(clock::now(), silence)
+    }
+
+    async fn found_down(&self, late: &LateMaster) -> Vec<RoleChange> {
+        let mut registry = self.lock();
+        registry.found_down(late, clock::now());
         registry.take_changes()
     }
 }

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tsn_core::coordinator::{
-    Assignment, ClusterState, Coordinator, Registry, RegistryConfig, Report, RoleChange, ServerRef,
+    Assignment, ClusterState, Coordinator, LateMaster, Registry, RegistryConfig, Report,
+    RoleChange, ServerRef,
 };
 use tsn_core::id::{ClusterId, Epoch, FolderId, ServerId, UserId, home_cluster};
 use tsn_core::{Error, Result};
@@ -279,6 +280,15 @@ impl<B: Board> Shared<B> {
         }
         failed.map_or(Ok(()), Err)
     }
+
+    /// Writes what the registry decided on the board; the role changes since the last
+    /// call. Called with `deciding` held.
+    async fn decided(&self) -> Vec<RoleChange> {
+        if let Err(error) = self.write_decisions().await {
+            tracing::warn!(%error, "cannot write a decision on the coordinators' board");
+        }
+        std::mem::take(&mut self.lock().changes)
+    }
 }
 
 /// Follows the board from `revision` on, for as long as the coordinator lives: applies
@@ -370,10 +380,17 @@ impl<B: Board> Ticking for Shared<B> {
             inner.mind_the_board(now);
             inner.registry.tick(now);
         }
-        if let Err(error) = self.write_decisions().await {
-            tracing::warn!(%error, "cannot write a decision on the coordinators' board");
-        }
-        std::mem::take(&mut self.lock().changes)
+        self.decided().await
+    }
+
+    fn late_masters(&self, silence: Duration) -> Vec<LateMaster> {
+        self.lock().registry.late_masters(clock::now(), silence)
+    }
+
+    async fn found_down(&self, late: &LateMaster) -> Vec<RoleChange> {
+        let _deciding = self.deciding.lock().await;
+        self.lock().registry.found_down(late, clock::now());
+        self.decided().await
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tsn_core::change::LogPoint;
 use tsn_core::coordinator::{
-    Assignment, Coordinator, Endpoint, RegistryConfig, Report, Role, ServerRef,
+    Assignment, Coordinator, Endpoint, RegistryConfig, Report, Role, RoleChange, ServerRef,
 };
 use tsn_core::id::{ClusterId, Epoch, FolderId, ServerId, UserId};
 
@@ -181,6 +181,43 @@ async fn a_silent_master_is_replaced_once_though_every_coordinator_notices() {
     assert_eq!(
         (asked_elsewhere.role, asked_elsewhere.epoch),
         (Role::Master, new_epoch)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_found_down_is_replaced_on_the_board_before_its_failure_timeout() {
+    let (board, a, b) = two_on_one_board().await;
+    tokio::join!(
+        heartbeats(a.as_ref(), 1, 4 * TIMEOUT),
+        heartbeats(b.as_ref(), 2, 4 * TIMEOUT)
+    );
+    let (master, epoch) = record(&board).await;
+    let survivor = if master == Some(ServerId(1)) { 2 } else { 1 };
+    let (to, other) = if survivor == 1 { (&a, &b) } else { (&b, &a) };
+
+    // The master falls silent for half its failure timeout while the survivor reports.
+    heartbeats(to.as_ref(), survivor, TIMEOUT / 2).await;
+    let late = other.late_masters(TIMEOUT / 4);
+    assert_eq!(
+        late.iter().map(|l| l.server.server).collect::<Vec<_>>(),
+        vec![master.expect("a master")],
+        "the silent master is late"
+    );
+    let changes = other.found_down(&late[0]).await;
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, RoleChange::Promoted { server, .. } if server.0 == survivor)),
+        "{changes:?}"
+    );
+    let (now_master, new_epoch) = record(&board).await;
+    assert_eq!(now_master, Some(ServerId(survivor)), "on the board");
+    assert!(new_epoch > epoch, "a new epoch");
+    let answer = heartbeats(to.as_ref(), survivor, TIMEOUT / 4).await;
+    assert_eq!(
+        (answer.role, answer.epoch),
+        (Role::Master, new_epoch),
+        "the coordinator the survivor reports to adopted the decision"
     );
 }
 
