@@ -16,6 +16,10 @@ use crate::clock::{self, wall_clock};
 /// How long the flusher waits before retrying after a failed disk sync.
 const FLUSH_RETRY: Duration = Duration::from_millis(100);
 
+/// How many appended entries may wait for their commit before pipelining writers wait
+/// ([`Master::room`]): a few disk syncs' worth at full speed.
+pub const UNCOMMITTED_LIMIT: u64 = 16_384;
+
 /// The in-sync set with the commit position, and the deliveries that wait for their entry
 /// to commit.
 struct Book {
@@ -147,6 +151,20 @@ impl<S: Store> Master<S> {
         }
         self.appended.send_replace(end);
         Ok(end)
+    }
+
+    /// Waits until fewer than [`UNCOMMITTED_LIMIT`] appended entries wait for their commit,
+    /// or the role ends. Writers that take many writes without waiting for each to commit
+    /// (a client's pipelined posts) wait for room here before they read more, so that a
+    /// master taking writes faster than its slave makes them durable slows its writers
+    /// down rather than piling up a log that nobody holds yet.
+    pub async fn room(&self) {
+        let appended = *self.appended.borrow();
+        let mut commit = self.commit.subscribe();
+        tokio::select! {
+            _ = commit.wait_for(|c| appended.0.saturating_sub(c.0) < UNCOMMITTED_LIMIT) => {}
+            () = self.ended() => {}
+        }
     }
 
     /// Waits until `position` is committed; fails if the role ends first.
@@ -396,6 +414,41 @@ mod tests {
             .expect("committed");
         let pushed = follower.items.try_recv().expect("pushed once committed");
         assert_eq!(pushed.post.author, user(1));
+    }
+
+    #[tokio::test]
+    async fn pipelining_writers_wait_for_room_while_too_many_entries_wait_for_their_commit() {
+        let (master, _hub) = a_master().await;
+        slave_in_sync(&master);
+        let first = post_of_1(&master);
+        within(master.room()).await;
+        let last = master
+            .append_all(|state| {
+                (2..=UNCOMMITTED_LIMIT)
+                    .map(|seq| {
+                        Change::Posted(tsn_core::post::Post {
+                            id: tsn_core::post::PostId { origin: 9, seq },
+                            author: user(1),
+                            time: state.next_time(Time(10)),
+                            text: tsn_core::post::PostText::new("more").expect("a post"),
+                        })
+                    })
+                    .collect()
+            })
+            .expect("the posts");
+        let waiting = tokio::spawn({
+            let master = Arc::clone(&master);
+            async move { master.room().await }
+        });
+        settle().await;
+        assert!(
+            !waiting.is_finished(),
+            "{UNCOMMITTED_LIMIT} entries wait for the slave: no room"
+        );
+        master.update(|r| r.acked(SLAVE, first, Instant::now()));
+        within(waiting).await.expect("room once one committed");
+        master.update(|r| r.acked(SLAVE, last, Instant::now()));
+        within(master.room()).await;
     }
 
     #[tokio::test]

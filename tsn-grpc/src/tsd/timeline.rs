@@ -245,7 +245,13 @@ impl<S: Store> Poster<S> {
     /// together, in one write, and acknowledged together.
     async fn run(self, inbound: Streaming<Message>) {
         let mut batches = inbound.ready_chunks(POST_BATCH);
-        while let Some(batch) = batches.next().await {
+        loop {
+            // Reads no more while the log waits for too many commits: the client's sends
+            // then wait on the stream's flow control.
+            self.master.room().await;
+            let Some(batch) = batches.next().await else {
+                return;
+            };
             let mut run = Vec::new();
             for message in batch {
                 let Ok(message) = message else {
