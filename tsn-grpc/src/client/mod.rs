@@ -131,6 +131,17 @@ impl SnsClient {
         })
     }
 
+    /// A client of the same server acting for `user` with `session`, over this client's
+    /// connections: many users' calls and streams share them (HTTP/2 multiplexes them),
+    /// as in a load tool that plays thousands of users.
+    pub fn as_user(&self, user: UserId, session: String) -> SnsClient {
+        SnsClient {
+            user,
+            session,
+            ..self.clone()
+        }
+    }
+
     /// The server's address.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint

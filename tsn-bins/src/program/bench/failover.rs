@@ -117,4 +117,3 @@ pub(super) async fn current_master(coordinator: &CoordClient) -> Result<u32, Fat
     }
     Err(Fatal("cluster 1 has no master".into()))
 }
-

@@ -112,4 +112,3 @@ fn sockets() -> Result<Vec<Socket>, Fatal> {
     }
     Ok(found)
 }
-

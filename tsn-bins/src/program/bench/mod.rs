@@ -13,6 +13,16 @@
 //! * **idle traffic** — the bytes the synchronizers' connections carry in ten seconds of
 //!   quiet, and the bytes each kind of process (coordinator, tsd, synchronizer) sends on
 //!   every connection it has, as the kernel counts them (`ss -tip`).
+//! * **throughput** — posts per second one master acknowledges from pipelining protocol
+//!   clients with online followers ([`throughput`]).
+//! * **delivery under load** — the same-cluster and cross-cluster deliveries again, while
+//!   users of every cluster who follow each other post half as many posts a second as the
+//!   throughput measurement reached ([`load`]).
+//! * **fan-out** — one author followed by thousands of online readers in every cluster
+//!   ([`fanout`]).
+//! * **soak** (`--soak <duration>`) — the load at full speed for that long, counting the
+//!   failovers the coordinator decided meanwhile: a loaded master must not be taken for a
+//!   failed one.
 //! * **failover** — u4 posts every 10 ms; half a second later the master of cluster 1 is
 //!   killed with SIGKILL; the time from the kill until u1's screen shows a post written
 //!   after it. Both clients
@@ -20,11 +30,17 @@
 //!   the next trial. With `--etcd`, each trial is run a second time with etcd's leader killed
 //!   at the same moment as the master (and started again after).
 //!
+//! * **memory** — a lone tsd's at rest, and a master's at work ([`memory`]).
+//!
 //! With `--pictures <dir>` it draws, as SVG ([`pictures`]), the delivery latencies'
-//! distribution and the first failover trial's timeline (posts shown per 10 ms).
+//! distribution (idle and under load) and the first failover trial's timeline (posts
+//! shown per 10 ms).
 
+mod crowd;
 mod failover;
+mod fanout;
 mod idle;
+mod load;
 mod memory;
 mod pictures;
 mod throughput;
@@ -42,9 +58,12 @@ use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::{self, Fatal};
 use crate::harness::{self, Deployment, Screen, Timers, Topology, free_port};
+use crowd::Crowd;
 use failover::fail_over;
+use fanout::{FanOut, fan_out};
 use idle::{IDLE_WINDOW, Idle, idle_traffic};
-use memory::resident_memory;
+use load::{Carried, Load};
+use memory::{resident_memory, working_memory};
 use pictures::Timeline;
 use throughput::{Throughput, throughput};
 
@@ -81,7 +100,32 @@ struct Flags {
     /// while it posts.
     #[arg(long, default_value_t = 10)]
     followers: u32,
-    /// Users of the tsd whose memory is measured.
+    /// Load posters, spread over the clusters, for the delivery under load and the soak.
+    #[arg(long, default_value_t = 30)]
+    load_posters: u32,
+    /// Run the load at full speed for this long, counting failovers (`5m`, say; by
+    /// default not run).
+    #[arg(long, value_parser = cli::duration_or_zero, default_value = "0s")]
+    soak: Duration,
+    /// Online readers of the fan-out's author, spread over the clusters.
+    #[arg(long, default_value_t = 1_000)]
+    fan_out_readers: u32,
+    /// Posts of the fan-out's author, one at a time.
+    #[arg(long, default_value_t = 50)]
+    fan_out_posts: usize,
+    /// Posts of the fan-out's burst, sent without waiting.
+    #[arg(long, default_value_t = 100)]
+    fan_out_burst: usize,
+    /// Users of the replica of the master whose memory is measured at work.
+    #[arg(long, default_value_t = 10_000)]
+    working_users: u32,
+    /// Posts written through that master before its memory is read.
+    #[arg(long, default_value_t = 100_000)]
+    working_posts: u64,
+    /// Online clients writing them.
+    #[arg(long, default_value_t = 100)]
+    working_clients: u32,
+    /// Users of the lone tsd whose memory is measured at rest.
     #[arg(long, default_value_t = 10_000)]
     memory_users: u32,
     /// Whom each of them follows.
@@ -140,6 +184,19 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         "failover, kill -9 of the master to the next post shown",
         &figures.failover,
     );
+    let under_load = &figures.under_load;
+    print_row(
+        "same-cluster delivery under load, tsc to tsc",
+        &under_load.same_cluster,
+    );
+    print_row(
+        "cross-cluster delivery under load, tsc to tsc",
+        &under_load.cross_cluster,
+    );
+    print_row(
+        "fan-out, a post to the last of its readers' streams",
+        &figures.fan_out.to_last,
+    );
     if !figures.failover_leader_change.is_empty() {
         print_row(
             "the same, with etcd's leader killed at the same moment",
@@ -188,9 +245,48 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         flags.followers,
         throughput.delivered
     );
+    println!(
+        "under load: {} posters of 3 clusters, each following 3 others, asked for {:.0} posts/s \
+         (half the throughput above); carried {:.0} posts/s and {:.0} deliveries/s to their \
+         open timelines ({} streams cut off for reading too slowly, and opened again)",
+        flags.load_posters,
+        under_load.asked,
+        under_load.carried.posts_per_second,
+        under_load.carried.deliveries_per_second,
+        under_load.carried.cut_off
+    );
+    println!(
+        "fan-out: {} online readers over 3 clusters ({} of them in the author's cluster); a \
+         burst of {} posts: {:.0} deliveries/s by the author's master to its readers' streams",
+        flags.fan_out_readers,
+        figures.fan_out.local_readers,
+        flags.fan_out_burst,
+        figures.fan_out.deliveries_per_second
+    );
+    if let Some(soak) = &figures.soak {
+        println!(
+            "soak: {} posters at full speed for {} s: {:.0} posts/s and {:.0} deliveries/s \
+             ({} streams cut off for reading too slowly, and opened again); {} failovers",
+            flags.load_posters,
+            flags.soak.as_secs(),
+            soak.carried.posts_per_second,
+            soak.carried.deliveries_per_second,
+            soak.carried.cut_off,
+            soak.failovers
+        );
+    }
     if flags.hosts {
         return Ok(());
     }
+    let working = working_memory(&flags).await?;
+    println!(
+        "memory at work: the master of a cluster with its slave and synchronizer, {} users, \
+         after {} online clients wrote {} posts through it: {:.0} MB resident",
+        flags.working_users,
+        flags.working_clients,
+        flags.working_posts,
+        working.resident_bytes as f64 / 1e6
+    );
     let memory = resident_memory(&flags).await?;
     println!(
         "memory: a tsd holding {} users, {} follows and {} posts: {:.0} MB resident, {:.1} s to start",
@@ -237,6 +333,25 @@ struct Figures {
     /// `None` across hosts, where the sockets are in namespaces of their own.
     idle: Option<Idle>,
     throughput: Throughput,
+    under_load: UnderLoad,
+    fan_out: FanOut,
+    soak: Option<Soak>,
+}
+
+/// The deliveries measured while a load ran, and the load.
+struct UnderLoad {
+    same_cluster: Vec<Duration>,
+    cross_cluster: Vec<Duration>,
+    /// The posts a second the load was to carry.
+    asked: f64,
+    carried: Carried,
+}
+
+/// What the soak found.
+struct Soak {
+    carried: Carried,
+    /// Failovers the coordinator decided during it.
+    failovers: usize,
 }
 
 async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, Fatal> {
@@ -277,6 +392,38 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     };
     let throughput = throughput(deployment, &coordinator, flags).await?;
 
+    let mut posters = Crowd::new(&coordinator, 3, 1).await?;
+    let rate = throughput.posts_per_second / 2.0;
+    let load = Load::start(&mut posters, flags.load_posters, Some(rate))
+        .await
+        .map_err(during("the load"))?;
+    let same_under_load = deliveries(&mut near, &mut reader, "near, loaded,", flags.posts).await?;
+    let cross_under_load = deliveries(&mut far, &mut reader, "far, loaded,", flags.posts).await?;
+    let under_load = UnderLoad {
+        same_cluster: same_under_load,
+        cross_cluster: cross_under_load,
+        asked: rate,
+        carried: load.stop().await.map_err(during("the load"))?,
+    };
+    let mut readers = Crowd::new(&coordinator, 3, 100).await?;
+    let fan_out = fan_out(
+        &mut readers,
+        3,
+        flags.fan_out_readers,
+        flags.fan_out_posts,
+        flags.fan_out_burst,
+    )
+    .await
+    .map_err(during("the fan-out"))?;
+    let soak = match flags.soak.is_zero() {
+        true => None,
+        false => Some(
+            soak(deployment, &mut posters, flags)
+                .await
+                .map_err(during("the soak"))?,
+        ),
+    };
+
     let mut failover = Vec::with_capacity(flags.failovers);
     let mut failover_leader_change = Vec::new();
     let mut failover_timeline = None;
@@ -311,6 +458,28 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         failover_timeline,
         idle,
         throughput,
+        under_load,
+        fan_out,
+        soak,
+    })
+}
+
+/// Says in which measurement a failure came.
+fn during(measurement: &str) -> impl FnOnce(Fatal) -> Fatal + '_ {
+    move |Fatal(message)| Fatal(format!("{measurement}: {message}"))
+}
+
+/// Runs the load at full speed for `--soak`; what it carried and how many failovers the
+/// coordinator decided meanwhile.
+async fn soak(deployment: &Deployment, crowd: &mut Crowd, flags: &Flags) -> Result<Soak, Fatal> {
+    let failovers = || deployment.log("coordinator").matches("new master").count();
+    let before = failovers();
+    let load = Load::start(crowd, flags.load_posters, None).await?;
+    tokio::time::sleep(flags.soak).await;
+    let carried = load.stop().await?;
+    Ok(Soak {
+        carried,
+        failovers: failovers() - before,
     })
 }
 

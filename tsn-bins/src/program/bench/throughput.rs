@@ -146,4 +146,3 @@ pub(super) async fn throughput(
         delivered: delivered.load(Ordering::Relaxed),
     })
 }
-

@@ -1,0 +1,224 @@
+//! Load: users of every cluster who follow each other post over protocol clients — at a
+//! steady total rate, or as fast as the servers take them — while something else is
+//! measured. Every poster keeps its timeline open and reads what it is delivered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tsn_core::id::UserId;
+use tsn_grpc::client::{SnsClient, TimelineEvent};
+
+use super::PATIENCE;
+use super::crowd::{Crowd, follow_all};
+use crate::cli::Fatal;
+
+/// The first of the load's users; the others follow in order, so that they take turns
+/// among the clusters.
+const FIRST_USER: u32 = 40_001;
+/// Whom each poster follows: the next this many posters.
+const FOLLOWS: u32 = 3;
+/// How often a paced poster sends what is due.
+const TICK: Duration = Duration::from_millis(10);
+/// The text of a load post, about as long as a post in a feed.
+const TEXT: &str = "a post of the load, about as long as one in a feed";
+
+/// A load running in the background.
+pub(super) struct Load {
+    running: Arc<AtomicBool>,
+    posters: Vec<JoinHandle<Result<(), Fatal>>>,
+    tally: Arc<Tally>,
+    started: Instant,
+}
+
+/// What the posters counted together.
+#[derive(Default)]
+struct Tally {
+    acked: AtomicU64,
+    delivered: AtomicU64,
+    /// Streams the servers ended because their reader fell behind.
+    cut_off: AtomicU64,
+}
+
+/// What a load did.
+pub(super) struct Carried {
+    /// Posts acknowledged per second.
+    pub(super) posts_per_second: f64,
+    /// Posts delivered to the posters' open timelines per second.
+    pub(super) deliveries_per_second: f64,
+    /// How often a poster's stream was ended by its server because the poster read its
+    /// timeline too slowly (it then opened it again, resuming where it was, as `tsc`
+    /// does).
+    pub(super) cut_off: u64,
+}
+
+impl Load {
+    /// Starts `posters` posters spread over the clusters of `crowd`, each following the
+    /// next [`FOLLOWS`]; together they post `rate` posts a second, or with `None` as fast
+    /// as the servers acknowledge.
+    pub(super) async fn start(
+        crowd: &mut Crowd,
+        posters: u32,
+        rate: Option<f64>,
+    ) -> Result<Load, Fatal> {
+        let users: Vec<UserId> = (0..posters)
+            .map(|n| UserId::new(FIRST_USER + n).expect("a user"))
+            .collect();
+        let clients = crowd.logged_in(&users).await?;
+        let users = &users;
+        let follows: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .flat_map(|(n, client)| {
+                (1..=FOLLOWS.min(posters - 1))
+                    .map(move |k| (client.clone(), users[(n + k as usize) % users.len()]))
+            })
+            .collect();
+        follow_all(&follows).await?;
+        let running = Arc::new(AtomicBool::new(true));
+        let tally = Arc::new(Tally::default());
+        let each = rate.map(|rate| rate / f64::from(posters));
+        let started = Instant::now();
+        let tasks = (1u64..)
+            .zip(clients)
+            .map(|(origin, client)| {
+                let poster = Poster {
+                    client,
+                    origin,
+                    each,
+                    running: Arc::clone(&running),
+                    tally: Arc::clone(&tally),
+                };
+                tokio::spawn(poster.run())
+            })
+            .collect();
+        Ok(Load {
+            running,
+            posters: tasks,
+            tally,
+            started,
+        })
+    }
+
+    /// Posts acknowledged so far.
+    pub(super) fn acked(&self) -> u64 {
+        self.tally.acked.load(Ordering::Relaxed)
+    }
+
+    /// Stops posting, waits for every post sent to be acknowledged, and says what the load
+    /// carried.
+    pub(super) async fn stop(self) -> Result<Carried, Fatal> {
+        self.running.store(false, Ordering::Relaxed);
+        let took = self.started.elapsed();
+        for poster in self.posters {
+            poster.await.map_err(|e| Fatal::new("a load poster", e))??;
+        }
+        let per_second =
+            |count: &AtomicU64| count.load(Ordering::Relaxed) as f64 / took.as_secs_f64();
+        Ok(Carried {
+            posts_per_second: per_second(&self.tally.acked),
+            deliveries_per_second: per_second(&self.tally.delivered),
+            cut_off: self.tally.cut_off.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// One poster of the load: posts as `origin` on its timeline stream, and reads it.
+struct Poster {
+    client: SnsClient,
+    origin: u64,
+    /// Posts a second, or `None` for as fast as the server takes them.
+    each: Option<f64>,
+    running: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+}
+
+impl Poster {
+    /// Posts while the load runs, then until every post sent is acknowledged. A stream
+    /// the server ends because this poster read too slowly is opened again, resuming after
+    /// the last post shown, and the posts not acknowledged yet are sent again (with their
+    /// ids, so that none is stored twice).
+    async fn run(self) -> Result<(), Fatal> {
+        let started = Instant::now();
+        let (mut acked, mut shown) = (0u64, None);
+        loop {
+            let mut stream = self
+                .client
+                .open_timeline(shown)
+                .await
+                .map_err(|e| Fatal::new("a load stream", e))?;
+            let sent = Arc::new(AtomicU64::new(acked));
+            let sending = tokio::spawn(send(
+                stream.poster(),
+                self.origin,
+                self.each,
+                started,
+                Arc::clone(&self.running),
+                Arc::clone(&sent),
+            ));
+            let ended = loop {
+                let finished = !self.running.load(Ordering::Relaxed) && sending.is_finished();
+                if finished && acked >= sent.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let event = tokio::time::timeout(PATIENCE, stream.next()).await;
+                match event {
+                    Ok(Ok(Some(TimelineEvent::Acked {
+                        seq, error: None, ..
+                    }))) => {
+                        let newly = seq.saturating_sub(acked);
+                        self.tally.acked.fetch_add(newly, Ordering::Relaxed);
+                        acked = acked.max(seq);
+                    }
+                    Ok(Ok(Some(TimelineEvent::Acked {
+                        error: Some(error), ..
+                    }))) => return Err(Fatal(format!("a load post was refused: {error}"))),
+                    Ok(Ok(Some(TimelineEvent::Post(post)))) => {
+                        self.tally.delivered.fetch_add(1, Ordering::Relaxed);
+                        shown = Some(post.index);
+                    }
+                    Ok(Ok(None)) => break "ended".to_owned(),
+                    Ok(Err(error)) => break error.to_string(),
+                    Err(_) => return Err(Fatal("a load stream fell silent".into())),
+                }
+            };
+            sending.abort();
+            if !ended.contains("fell behind") {
+                return Err(Fatal(format!("a load stream broke: {ended}")));
+            }
+            self.tally.cut_off.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends posts as `origin` on `poster` while `running`, after the `sent` posts before:
+/// `each` a second since `started`, or with `None` as fast as the stream takes them;
+/// counts them in `sent`.
+async fn send(
+    poster: tsn_grpc::client::Poster,
+    origin: u64,
+    each: Option<f64>,
+    started: Instant,
+    running: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) {
+    let mut ticks = tokio::time::interval(TICK);
+    let mut seq = sent.load(Ordering::Relaxed);
+    while running.load(Ordering::Relaxed) {
+        let due = match each {
+            Some(rate) => {
+                ticks.tick().await;
+                (started.elapsed().as_secs_f64() * rate) as u64
+            }
+            None => seq + 1,
+        };
+        while seq < due {
+            if poster.post(origin, seq + 1, TEXT).await.is_err() {
+                return;
+            }
+            seq += 1;
+            sent.store(seq, Ordering::Relaxed);
+        }
+    }
+}
