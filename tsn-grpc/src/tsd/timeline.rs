@@ -165,7 +165,9 @@ impl<S: Store> Watcher<S> {
                     Some(ack) => self.pending.push_back(ack),
                     None => posting = false,
                 },
-                changed = commit.changed() => if changed.is_err() { return },
+                // Only while acknowledgements wait: a reader that does not post is not woken
+                // by every commit of the cluster.
+                changed = commit.changed(), if !self.pending.is_empty() => if changed.is_err() { return },
                 () = master.ended() => return self.end("this server is no longer the master").await,
                 () = self.tx.closed() => return,
             }
