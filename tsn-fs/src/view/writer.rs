@@ -101,7 +101,22 @@ pub(crate) fn spawn(
     };
     std::thread::Builder::new()
         .name("tsn-fs-view".to_owned())
-        .spawn(move || writer.run())
+        .spawn(move || {
+            yield_to_serving();
+            writer.run()
+        })
+}
+
+/// How much lower than the serving threads the writer runs (a nice value).
+const BACKGROUND_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`BACKGROUND_NICENESS`] (on Linux a
+/// nice value is a thread's own): the course view is a copy behind the log by design,
+/// repaired when it falls too far behind, so that on a busy machine the threads that serve
+/// clients, replicate and commit come first and the view catches up when there is room.
+/// A system that refuses changes nothing.
+fn yield_to_serving() {
+    let _ = rustix::process::setpriority_process(None, BACKGROUND_NICENESS);
 }
 
 /// What the writer does next.
