@@ -25,6 +25,11 @@ use crate::view::{self, Queue};
 /// How many bytes a read of the log takes from the file at a time.
 const READ_BUFFER: usize = 1 << 16;
 
+/// How many of the last durable entries the store keeps in memory for
+/// [`Store::entries_after`]: more than a master lets wait for their commit, so that a
+/// slave or a feed keeping up never reads the file.
+const RECENT_ENTRIES: usize = 32_768;
+
 /// The change log's file name in a replica folder.
 pub const LOG_FILE: &str = "changes.log";
 
@@ -83,6 +88,10 @@ struct Inner {
     end: u64,
     /// Entries appended and not yet durable, in order, with their records' lengths.
     unflushed: VecDeque<(Entry, u64)>,
+    /// The last durable entries, at most [`RECENT_ENTRIES`], in order, ending with the
+    /// last durable one: slaves and feeds that follow the log closely read them from here
+    /// rather than from the file.
+    recent: VecDeque<Entry>,
     /// The records of the `unflushed` entries that no flush has taken yet.
     buffer: Vec<u8>,
     /// Why the log can take no more writes: a failed write whose undoing failed too.
@@ -201,6 +210,7 @@ impl FileStore {
                 index: found.index,
                 end: found.end,
                 unflushed: VecDeque::new(),
+                recent: VecDeque::new(),
                 buffer: Vec::new(),
                 broken: None,
             }),
@@ -334,10 +344,13 @@ impl Shared {
             ));
         }
         let mut offset = start;
-        for (_, len) in inner.unflushed.drain(..count) {
+        for (entry, len) in inner.unflushed.drain(..count) {
             inner.index.push(offset);
             offset += len;
+            inner.recent.push_back(entry);
         }
+        let surplus = inner.recent.len().saturating_sub(RECENT_ENTRIES);
+        inner.recent.drain(..surplus);
         inner.end = offset;
         let durable = inner.index.len();
         self.durable.store(durable, Ordering::Release);
@@ -459,6 +472,7 @@ impl Shared {
         inner.index = found.index;
         inner.end = found.end;
         inner.unflushed.clear();
+        inner.recent.clear();
         inner.buffer.clear();
         self.durable.store(kept, Ordering::Release);
         Ok(())
@@ -509,13 +523,21 @@ impl Store for FileStore {
 
     async fn entries_after(&self, after: Position, max: usize) -> Result<Vec<Entry>> {
         let _gate = self.shared.gate.read().await;
-        let (in_file, pending) = {
+        let (in_file, recent, pending) = {
             let inner = self.shared.lock();
             let last = inner.state.last().position.0;
             let start = after.0.min(last);
             let end = start.saturating_add(max as u64).min(last);
             let durable = inner.index.len();
-            let in_file = (start < end.min(durable)).then(|| {
+            // The recent entries are those after `recent_from`, through `durable`.
+            let recent_from = durable - inner.recent.len() as u64;
+            let mut recent: Vec<Entry> = Vec::new();
+            if start >= recent_from && start < end.min(durable) {
+                let range =
+                    (start - recent_from) as usize..(end.min(durable) - recent_from) as usize;
+                recent.extend(inner.recent.range(range).cloned());
+            }
+            let in_file = (recent.is_empty() && start < end.min(durable)).then(|| {
                 let seek = inner.index.seek(start, inner.end);
                 (
                     seek,
@@ -528,7 +550,7 @@ impl Store for FileStore {
                 .filter_map(|p| usize::try_from(p - durable).ok())
                 .filter_map(|i| inner.unflushed.get(i).map(|(entry, _)| entry.clone()))
                 .collect();
-            (in_file, pending)
+            (in_file, recent, pending)
         };
         let mut entries = match in_file {
             Some((seek, first, count, end)) => {
@@ -546,7 +568,7 @@ impl Store for FileStore {
                     )
                 })??
             }
-            None => Vec::new(),
+            None => recent,
         };
         entries.extend(pending);
         Ok(entries)

@@ -65,6 +65,45 @@ async fn entries_come_back_from_any_position() {
 }
 
 #[tokio::test]
+async fn entries_come_back_alike_from_memory_from_the_file_and_from_both() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    drop(long_log(dir.path()).await);
+    // Reopened, the store holds no entry in memory; ten more are appended and made
+    // durable (in memory too), and five are appended but not yet durable.
+    let (store, _) = open(dir.path());
+    let mut writer = Writer::after(&store);
+    let more: Vec<_> = (1..=15)
+        .map(|n| writer.post(2, n, Time(1000 + n), &format!("more {n}")))
+        .collect();
+    store.append(&more[..10]).expect("append");
+    store.flush().await.expect("flush");
+    store.append(&more[10..]).expect("append");
+    let last = ENTRIES + 15;
+    for after in [0, 290, 299, 300, 301, 305, 309, 310, 312, 314, 315] {
+        for max in [1, 3, 12, 1000] {
+            let expected: Vec<u64> = (after + 1..=last).take(max).collect();
+            assert_eq!(
+                positions(&store, after, max).await,
+                expected,
+                "after {after}, at most {max}"
+            );
+        }
+    }
+    let texts: Vec<String> = store
+        .entries_after(Position(ENTRIES), 15)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|entry| match entry.change {
+            tsn_core::change::Change::Posted(post) => post.text.to_string(),
+            other => panic!("a post was expected, not {other:?}"),
+        })
+        .collect();
+    let expected: Vec<String> = (1..=15).map(|n| format!("more {n}")).collect();
+    assert_eq!(texts, expected, "the entries themselves, not only their positions");
+}
+
+#[tokio::test]
 async fn a_truncation_at_any_position_keeps_exactly_what_it_should() {
     for keep in [0, 1, 63, 64, 65, 150, 256, 299] {
         let dir = tempfile::tempdir().expect("a temporary folder");
