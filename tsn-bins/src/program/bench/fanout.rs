@@ -144,6 +144,7 @@ pub(super) async fn fan_out(
                 .map_err(|e| Fatal::new("the author's post", e))
         }
     };
+    eprintln!("tsn-bench: {readers} readers are reading; the author posts");
     let mut to_last = Vec::with_capacity(posts);
     for n in 0..posts {
         let sent = Instant::now();

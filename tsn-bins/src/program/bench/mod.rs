@@ -278,6 +278,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     if flags.hosts {
         return Ok(());
     }
+    progress("memory at work");
     let working = working_memory(&flags).await?;
     println!(
         "memory at work: the master of a cluster with its slave and synchronizer, {} users, \
@@ -287,6 +288,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         flags.working_posts,
         working.resident_bytes as f64 / 1e6
     );
+    progress("memory at rest");
     let memory = resident_memory(&flags).await?;
     println!(
         "memory: a tsd holding {} users, {} follows and {} posts: {:.0} MB resident, {:.1} s to start",
@@ -374,6 +376,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         author.type_line("TIMELINE").await?;
         author.wait_for("Now you are in the timeline").await?;
     }
+    progress("delivery");
     let same_cluster = deliveries(&mut near, &mut reader, "near", flags.posts).await?;
     let cross_cluster = deliveries(&mut far, &mut reader, "far", flags.posts).await?;
 
@@ -386,10 +389,12 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         newcomer.kill();
     }
 
+    progress("idle traffic");
     let idle = match flags.hosts {
         true => None,
         false => Some(idle_traffic(deployment).await?),
     };
+    progress("throughput");
     let throughput = throughput(deployment, &coordinator, flags).await?;
 
     let mut posters = Crowd::new(&coordinator, 3, 1).await?;
@@ -397,6 +402,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     let load = Load::start(&mut posters, flags.load_posters, Some(rate))
         .await
         .map_err(during("the load"))?;
+    progress("delivery under load");
     let same_under_load = deliveries(&mut near, &mut reader, "near, loaded,", flags.posts).await?;
     let cross_under_load = deliveries(&mut far, &mut reader, "far, loaded,", flags.posts).await?;
     let under_load = UnderLoad {
@@ -405,6 +411,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
         asked: rate,
         carried: load.stop().await.map_err(during("the load"))?,
     };
+    progress("fan-out");
     let mut readers = Crowd::new(&coordinator, 3, 100).await?;
     let fan_out = fan_out(
         &mut readers,
@@ -427,6 +434,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     let mut failover = Vec::with_capacity(flags.failovers);
     let mut failover_leader_change = Vec::new();
     let mut failover_timeline = None;
+    progress("failover");
     for trial in 0..flags.failovers {
         let trials = [(false, &mut failover), (true, &mut failover_leader_change)];
         for (leader_change, samples) in trials {
@@ -464,6 +472,11 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     })
 }
 
+/// Tells on standard error which measurement begins (the table comes at the end).
+fn progress(measurement: &str) {
+    eprintln!("tsn-bench: measuring {measurement}");
+}
+
 /// Says in which measurement a failure came.
 fn during(measurement: &str) -> impl FnOnce(Fatal) -> Fatal + '_ {
     move |Fatal(message)| Fatal(format!("{measurement}: {message}"))
@@ -474,6 +487,7 @@ fn during(measurement: &str) -> impl FnOnce(Fatal) -> Fatal + '_ {
 async fn soak(deployment: &Deployment, crowd: &mut Crowd, flags: &Flags) -> Result<Soak, Fatal> {
     let failovers = || deployment.log("coordinator").matches("new master").count();
     let before = failovers();
+    progress("the soak");
     let load = Load::start(crowd, flags.load_posters, None).await?;
     tokio::time::sleep(flags.soak).await;
     let carried = load.stop().await?;
