@@ -340,12 +340,14 @@ impl Layout {
                 };
             }
             ViewFile::Posts(user) => count.and_then(|n| {
-                let mut posts = state.posts_by(user);
                 let last = match n.checked_sub(1) {
-                    Some(i) => posts.nth(i).map(|post| post_record(&post)),
+                    Some(i) => state
+                        .posts_by_after(user, i)
+                        .next()
+                        .map(|post| post_record(&post)),
                     None => Some(String::new()),
                 };
-                checked(last).then(|| Text::Posts(posts.collect()))
+                checked(last).then(|| Text::Posts(state.posts_by_after(user, n).collect()))
             }),
             ViewFile::Timeline(user) => count.and_then(|n| {
                 let last = match n {

@@ -202,7 +202,13 @@ impl State {
 
     /// The posts `author` wrote, oldest first.
     pub fn posts_by(&self, author: UserId) -> impl Iterator<Item = Post> + '_ {
-        self.timelines.authored_by(author)
+        self.timelines.authored_by(author, 0)
+    }
+
+    /// The posts `author` wrote after its first `skip`, oldest first: what a copy holding
+    /// the first `skip` lacks. The skipped ones cost nothing.
+    pub fn posts_by_after(&self, author: UserId, skip: usize) -> impl Iterator<Item = Post> + '_ {
+        self.timelines.authored_by(author, skip)
     }
 
     /// How many posts the replica holds.

@@ -88,12 +88,18 @@ impl Timelines {
         timeline.posts.len() as u64
     }
 
-    /// The posts `author` wrote, oldest first.
-    pub(crate) fn authored_by(&self, author: UserId) -> impl Iterator<Item = Post> + '_ {
-        self.authored
-            .get(&author)
-            .into_iter()
-            .flatten()
+    /// The posts `author` wrote after its first `skip`, oldest first; the skipped ones cost
+    /// nothing.
+    pub(crate) fn authored_by(
+        &self,
+        author: UserId,
+        skip: usize,
+    ) -> impl Iterator<Item = Post> + '_ {
+        let handles = self.authored.get(&author).map_or(&[][..], Vec::as_slice);
+        handles
+            .get(skip..)
+            .unwrap_or_default()
+            .iter()
             .map(|&h| self.posts.get(h))
     }
 
