@@ -33,6 +33,15 @@
 //!   [`SETTLING_BATCH`] changes: a clone's vectors have no spare capacity, and the first
 //!   push to each would copy it, which a store's state (built by appending) rarely does.
 //!   The copy is made afresh once it has taken in [`GROWTH_BUDGET`] changes.
+//! * `merge/import/<n>` — the whole import of a fresh batch of `n` changes into a file
+//!   store (in a temporary folder) that holds the large history, as a master's import
+//!   does: `merge` on the store's state, the append of what it wrote (the log's write, the
+//!   state's apply, the course view's edits queued for its writer thread) and the flush
+//!   (one disk sync). Before each iteration, untimed, the course view's writer catches up
+//!   (as between the imports of a running cluster, which come as other clusters write):
+//!   back to back, imports of 10,000 changes outrun the view's writer, whose repairs then
+//!   hold the store's lock. The store keeps what each iteration imported, as a running
+//!   cluster does.
 //! * `merge/idle/<kind>/<posts>` — an idle round, over histories of 10,000 and of the
 //!   large number of posts, to show that its cost does not grow with the history:
 //!   `empty` (the feed's answer when nothing is new: no entries, `through` at the cursor),
@@ -51,6 +60,8 @@ use tsn_core::id::{ClusterId, Epoch, Membership, Position, ServerId, Time, UserI
 use tsn_core::post::{Post, PostId, PostText};
 use tsn_core::state::State;
 use tsn_core::sync::{Changes, merge};
+use tsn_core::{Result, Store};
+use tsn_fs::FileStore;
 
 /// The number of clusters of the deployment.
 const CLUSTERS: u32 = 3;
@@ -58,6 +69,11 @@ const CLUSTERS: u32 = 3;
 const HERE: ClusterId = ClusterId(1);
 /// The cluster whose changes it merges.
 const FROM: ClusterId = ClusterId(2);
+/// Where the replica sits.
+const MEMBERSHIP: Membership = Membership {
+    cluster: HERE,
+    clusters: CLUSTERS,
+};
 /// Users per cluster in the history.
 const USERS_PER_CLUSTER: u32 = 10_000;
 /// Whom each local user follows (users of any cluster).
@@ -130,6 +146,37 @@ fn apply_all(state: &mut State, changes: impl IntoIterator<Item = Change>) {
     }
 }
 
+/// Where a history is built: a state, and a file store that takes the same entries, or
+/// none.
+struct Target<'a> {
+    state: State,
+    store: Option<&'a FileStore>,
+}
+
+impl Target<'_> {
+    /// Applies `changes` at the next positions, to the store too.
+    fn apply_all(&mut self, changes: impl IntoIterator<Item = Change>) {
+        let Some(store) = self.store else {
+            return apply_all(&mut self.state, changes);
+        };
+        let entries: Vec<Entry> = changes
+            .into_iter()
+            .zip(self.state.last().position.0 + 1..)
+            .map(|(change, position)| Entry {
+                position: Position(position),
+                epoch: EPOCH,
+                change,
+            })
+            .collect();
+        for chunk in entries.chunks(10_000) {
+            store.append(chunk).expect("the store takes the history");
+        }
+        for entry in &entries {
+            self.state.apply(entry).expect("the entry follows the log");
+        }
+    }
+}
+
 /// A replica of cluster 1 with its history, and what a feed of cluster 2 needs to know of
 /// it to make realistic batches.
 struct History {
@@ -144,13 +191,14 @@ struct History {
 }
 
 impl History {
-    fn build(posts: usize) -> History {
+    /// A history with `posts` posts, written into `store` too when there is one.
+    fn build(posts: usize, store: Option<&FileStore>) -> History {
         let started = Instant::now();
         let mut rng = Rng(posts as u64);
-        let mut state = State::new(Membership {
-            cluster: HERE,
-            clusters: CLUSTERS,
-        });
+        let mut target = Target {
+            state: State::new(MEMBERSHIP),
+            store,
+        };
         let mut time = 1_700_000_000_000_000_000;
         let mut next_time = || {
             time += STEP;
@@ -158,13 +206,10 @@ impl History {
         };
         let n = USERS_PER_CLUSTER;
         let clusters = || (1..=CLUSTERS).map(ClusterId);
-        apply_all(
-            &mut state,
-            [Change::MasterElected {
-                server: ServerId(1),
-                time: next_time(),
-            }],
-        );
+        target.apply_all([Change::MasterElected {
+            server: ServerId(1),
+            time: next_time(),
+        }]);
         let joins: Vec<Change> = (0..n)
             .flat_map(|k| clusters().map(move |c| user_of(c, k)))
             .map(|user| Change::UserJoined {
@@ -172,7 +217,7 @@ impl History {
                 time: Time(0),
             })
             .collect();
-        apply_all(&mut state, joins);
+        target.apply_all(joins);
         let mut follows = Vec::new();
         for k in 0..n {
             let follower = user_of(HERE, k);
@@ -199,21 +244,25 @@ impl History {
                 time: next_time(),
             })
             .collect();
-        apply_all(&mut state, follows);
+        target.apply_all(follows);
 
-        let membership = state.membership();
-        let has_local_follower = |u: UserId| state.followers(u).any(|f| membership.is_local(f));
-        let remote_followed: Vec<UserId> = (0..n)
-            .flat_map(|k| {
-                clusters()
-                    .filter(|&c| c != HERE)
-                    .map(move |c| user_of(c, k))
-            })
-            .filter(|&u| has_local_follower(u))
-            .collect();
-        let (followed, unfollowed): (Vec<UserId>, Vec<UserId>) = (0..n)
-            .map(|k| user_of(FROM, k))
-            .partition(|&u| has_local_follower(u));
+        let (remote_followed, followed, unfollowed) = {
+            let state = &target.state;
+            let membership = state.membership();
+            let has_local_follower = |u: UserId| state.followers(u).any(|f| membership.is_local(f));
+            let remote_followed: Vec<UserId> = (0..n)
+                .flat_map(|k| {
+                    clusters()
+                        .filter(|&c| c != HERE)
+                        .map(move |c| user_of(c, k))
+                })
+                .filter(|&u| has_local_follower(u))
+                .collect();
+            let (followed, unfollowed): (Vec<UserId>, Vec<UserId>) = (0..n)
+                .map(|k| user_of(FROM, k))
+                .partition(|&u| has_local_follower(u));
+            (remote_followed, followed, unfollowed)
+        };
 
         let mut seqs = vec![0u64; (n * CLUSTERS + 1) as usize];
         let mut batch = Vec::with_capacity(100_000);
@@ -227,10 +276,10 @@ impl History {
             *seq += 1;
             batch.push(post(author, 1, *seq, next_time()));
             if batch.len() == batch.capacity() {
-                apply_all(&mut state, batch.drain(..));
+                target.apply_all(batch.drain(..));
             }
         }
-        apply_all(&mut state, batch);
+        target.apply_all(batch);
         let imported = clusters()
             .filter(|&c| c != HERE)
             .map(|from| Change::Imported {
@@ -238,14 +287,14 @@ impl History {
                 through: Position(10_000_000),
                 log: LogId::UNKNOWN,
             });
-        apply_all(&mut state, imported.collect::<Vec<_>>());
+        target.apply_all(imported.collect::<Vec<_>>());
         eprintln!(
             "merge benches: a history of {posts} posts, {} entries, built in {:.1?}",
-            state.last().position,
+            target.state.last().position,
             started.elapsed()
         );
         History {
-            state,
+            state: target.state,
             posts,
             followed,
             unfollowed,
@@ -261,19 +310,21 @@ impl History {
 /// The history of the idle round's small case.
 fn small() -> &'static History {
     static SMALL: OnceLock<History> = OnceLock::new();
-    SMALL.get_or_init(|| History::build(SMALL_POSTS))
+    SMALL.get_or_init(|| History::build(SMALL_POSTS, None))
 }
 
 /// The large history, built once and shared by every group.
 fn large() -> &'static History {
     static LARGE: OnceLock<History> = OnceLock::new();
-    LARGE.get_or_init(|| {
-        let posts = std::env::var("TSN_BENCH_HISTORY_POSTS")
-            .ok()
-            .and_then(|v| v.replace('_', "").parse().ok())
-            .unwrap_or(LARGE_POSTS);
-        History::build(posts)
-    })
+    LARGE.get_or_init(|| History::build(large_posts(), None))
+}
+
+/// The number of posts of the large history.
+fn large_posts() -> usize {
+    std::env::var("TSN_BENCH_HISTORY_POSTS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(LARGE_POSTS)
 }
 
 /// Cluster 2's log as its feed serves it, from a position on.
@@ -502,6 +553,62 @@ fn idle(c: &mut Criterion) {
     group.finish();
 }
 
+/// The whole import of fresh batches into a file store holding the large history, as a
+/// master's import does: the merge on the store's state, the append (the log's write and
+/// the state's apply, the course view's edits queued) and the flush (the disk sync).
+fn whole_import(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (store, _) = FileStore::open(&dir.path().join("1"), MEMBERSHIP).expect("a store");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let history = History::build(large_posts(), Some(&store));
+    runtime
+        .block_on(store.flush())
+        .expect("the history is durable");
+    let mut feed = Feed::after(&history);
+    let mut group = c.benchmark_group("merge/import");
+    group.sample_size(20);
+    for size in BATCHES {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(BenchmarkId::from_parameter(size), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let changes = feed.batch(size);
+                    runtime.block_on(store.settle_view());
+                    let started = Instant::now();
+                    import_into(&store, &changes).expect("the import");
+                    runtime
+                        .block_on(store.flush())
+                        .expect("the import is durable");
+                    spent += started.elapsed();
+                }
+                spent
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Merges `changes` on `store`'s state and appends what the merge wrote.
+fn import_into(store: &FileStore, changes: &Changes) -> Result<()> {
+    let entries: Vec<Entry> = store.read(|state| {
+        let next = state.last().position.0 + 1;
+        merge(state, FROM, changes)
+            .into_iter()
+            .zip(next..)
+            .map(|(change, position)| Entry {
+                position: Position(position),
+                epoch: EPOCH,
+                change,
+            })
+            .collect()
+    });
+    store.append(&entries).map(drop)
+}
+
 fn main() {
     // What `criterion_group!` and `criterion_main!` expand to, written out: the macros make
     // an undocumented `pub fn`, which the workspace's `missing_docs` lint flags.
@@ -509,5 +616,6 @@ fn main() {
     batch(&mut criterion);
     apply(&mut criterion);
     idle(&mut criterion);
+    whole_import(&mut criterion);
     criterion.final_summary();
 }
