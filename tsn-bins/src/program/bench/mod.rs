@@ -311,6 +311,8 @@ fn draw(dir: &Path, figures: &Figures) -> Result<(), Fatal> {
         &[
             ("same cluster", &figures.same_cluster),
             ("across clusters", &figures.cross_cluster),
+            ("same cluster, under load", &figures.under_load.same_cluster),
+            ("across clusters, under load", &figures.under_load.cross_cluster),
         ],
     )?;
     println!("drew {}", delivery.display());

@@ -8,6 +8,9 @@ use plotters::prelude::*;
 
 use crate::cli::Fatal;
 
+/// The left end of the delivery picture's time axis, in milliseconds.
+const FASTEST: f64 = 0.1;
+
 /// The width of a timeline's bars.
 const BIN: Duration = Duration::from_millis(10);
 
@@ -19,7 +22,8 @@ pub(super) struct Timeline {
 }
 
 /// Draws the fraction of posts delivered within each latency, one line per series of
-/// `(name, samples)`, to `path`.
+/// `(name, samples)`, to `path`. The time axis is logarithmic, from 0.1 ms, so that idle
+/// deliveries of a millisecond and loaded ones of a hundred both show.
 pub(super) fn delivery(path: &Path, series: &[(&str, &[Duration])]) -> Result<(), Fatal> {
     let failed = |e: &dyn std::fmt::Display| Fatal(format!("cannot draw {}: {e}", path.display()));
     let most = series
@@ -37,11 +41,11 @@ pub(super) fn delivery(path: &Path, series: &[(&str, &[Duration])]) -> Result<()
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..most * 1.05, 0f64..1.0)
+        .build_cartesian_2d((FASTEST..most.max(1.0) * 1.2).log_scale(), 0f64..1.0)
         .map_err(|e| failed(&e))?;
     chart
         .configure_mesh()
-        .x_desc("milliseconds from typing to showing")
+        .x_desc("milliseconds from typing to showing (logarithmic)")
         .y_desc("share of posts")
         .draw()
         .map_err(|e| failed(&e))?;
@@ -53,7 +57,7 @@ pub(super) fn delivery(path: &Path, series: &[(&str, &[Duration])]) -> Result<()
         let points = sorted
             .iter()
             .enumerate()
-            .map(|(k, &ms)| (ms, (k + 1) as f64 / count));
+            .map(|(k, &ms)| (ms.max(FASTEST), (k + 1) as f64 / count));
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| failed(&e))?
