@@ -35,6 +35,11 @@ use super::queue::{Batch, Queue, Rebuild, Stale};
 /// a time (it formats them after).
 const REPAIR_CHUNK: usize = 1 << 20;
 
+/// About how long a repair holds the store's lock at a time: the server's writes,
+/// replication and reads (its heartbeat's among them) wait for it meanwhile. The files
+/// left over wait for the next turn.
+const LOCK_BUDGET: Duration = Duration::from_millis(2);
+
 /// How many files a repair looks at a time at most.
 const REPAIR_FILES: usize = 1024;
 
@@ -403,15 +408,18 @@ impl Writer {
                 };
                 (file, base, tail)
             };
+            let locked = Instant::now();
+            let mut kept_bytes: usize = kept.values().map(Vec::len).sum();
             let mut size = 0;
             for (file, have) in seen.drain(..) {
-                if size >= REPAIR_CHUNK {
+                if size >= REPAIR_CHUNK || locked.elapsed() >= LOCK_BUDGET {
                     // Its turn comes again; what it holds is kept till then (or read again
                     // then, past a few MB).
                     stale.add_file(file);
                     if let Seen::Read(bytes) = have
-                        && kept.values().map(Vec::len).sum::<usize>() + bytes.len() <= REPAIR_READ
+                        && kept_bytes + bytes.len() <= REPAIR_READ
                     {
+                        kept_bytes += bytes.len();
                         kept.insert(file, bytes);
                     }
                 } else if layout.has(file) {
@@ -431,6 +439,10 @@ impl Writer {
                 });
             if rest_known {
                 while let Some(file) = stale.pop() {
+                    if locked.elapsed() >= LOCK_BUDGET {
+                        stale.add_file(file);
+                        break;
+                    }
                     if layout.has(file) {
                         let have = known
                             .get(&file)

@@ -100,7 +100,10 @@ async fn entries_come_back_alike_from_memory_from_the_file_and_from_both() {
         })
         .collect();
     let expected: Vec<String> = (1..=15).map(|n| format!("more {n}")).collect();
-    assert_eq!(texts, expected, "the entries themselves, not only their positions");
+    assert_eq!(
+        texts, expected,
+        "the entries themselves, not only their positions"
+    );
 }
 
 #[tokio::test]
