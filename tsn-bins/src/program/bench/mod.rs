@@ -166,9 +166,16 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let mut deployment = Deployment::start(topology).await?;
     let result = measure(&flags, &mut deployment).await;
     deployment.stop().await;
+    let kept = result.is_err().then(|| keep_logs(deployment.logs()));
     drop(deployment);
     let _ = std::fs::remove_dir_all(&data_dir);
-    let figures = result?;
+    let figures = result.map_err(|Fatal(message)| match kept {
+        Some(Some(logs)) => Fatal(format!(
+            "{message} (the processes' logs are kept in {})",
+            logs.display()
+        )),
+        _ => Fatal(message),
+    })?;
     if let Some(dir) = &flags.pictures {
         draw(dir, &figures)?;
     }
@@ -301,6 +308,17 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// Copies the deployment's logs out of its data folder, which is removed, for a failed
+/// run to be looked into; where they went, if they could be copied.
+fn keep_logs(logs: &Path) -> Option<PathBuf> {
+    let kept = std::env::temp_dir().join(format!("tsn-bench-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&kept).ok()?;
+    for file in std::fs::read_dir(logs).ok()?.flatten() {
+        std::fs::copy(file.path(), kept.join(file.file_name())).ok()?;
+    }
+    Some(kept)
+}
+
 /// Draws the pictures of `figures` into `dir`.
 fn draw(dir: &Path, figures: &Figures) -> Result<(), Fatal> {
     std::fs::create_dir_all(dir)
@@ -312,7 +330,10 @@ fn draw(dir: &Path, figures: &Figures) -> Result<(), Fatal> {
             ("same cluster", &figures.same_cluster),
             ("across clusters", &figures.cross_cluster),
             ("same cluster, under load", &figures.under_load.same_cluster),
-            ("across clusters, under load", &figures.under_load.cross_cluster),
+            (
+                "across clusters, under load",
+                &figures.under_load.cross_cluster,
+            ),
         ],
     )?;
     println!("drew {}", delivery.display());
