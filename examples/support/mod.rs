@@ -71,7 +71,8 @@ pub(crate) async fn start_tsd(
         imports: Vec::new(), // one cluster: nothing to import from others
     };
     let coordinator = Arc::new(CoordClient::new(std::slice::from_ref(coordinator))?);
-    let serve = tsd::serve(config, store, coordinator, listener, until(stopped));
+    let reporting = move || Arc::new(coordinator.with_own_connections());
+    let serve = tsd::serve(config, store, reporting, listener, until(stopped));
     Ok(tokio::spawn(serve))
 }
 

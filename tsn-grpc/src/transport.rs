@@ -31,7 +31,13 @@ fn builder(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint> {
 /// A lazily connecting channel for short calls: each call fails after
 /// [`CALL_TIMEOUT`](crate::CALL_TIMEOUT). It sends no HTTP/2 pings.
 pub fn call_channel(endpoint: &Endpoint) -> Result<Channel> {
-    Ok(builder(endpoint)?.timeout(CALL_TIMEOUT).connect_lazy())
+    Ok(call_endpoint(endpoint)?.connect_lazy())
+}
+
+/// What [`call_channel`] connects with: more channels like it can be made from it, each
+/// driven by the runtime it is made on.
+pub fn call_endpoint(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint> {
+    Ok(builder(endpoint)?.timeout(CALL_TIMEOUT))
 }
 
 /// A lazily connecting channel for long-lived streams between TSN's own servers: no call

@@ -106,10 +106,12 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         replication_timeout: flags.replication_timeout,
         imports,
     };
+    // The role reports on a thread of its own, through connections of its own.
+    let reporting = move || Arc::new(coordinator.with_own_connections());
     tsd::serve(
         config,
         Arc::new(store),
-        coordinator,
+        reporting,
         listener,
         cli::shutdown_signal(),
     )

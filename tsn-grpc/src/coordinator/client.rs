@@ -15,13 +15,24 @@ use crate::coordinator::NO_MASTER;
 use crate::error::from_status;
 use crate::proto::csce438::coord_service_client::CoordServiceClient;
 use crate::proto::csce438::{Empty, Id, ServerInfo};
-use crate::transport::call_channel;
+use crate::transport::call_endpoint;
 
-/// One coordinator: its client and how to name it.
+/// One coordinator: its client, how to connect to it again, and how to name it.
 #[derive(Clone, Debug)]
 struct Remote {
     client: CoordServiceClient<Channel>,
+    at: tonic::transport::Endpoint,
     name: String,
+}
+
+impl Remote {
+    fn new(at: tonic::transport::Endpoint, name: String) -> Self {
+        Remote {
+            client: CoordServiceClient::new(at.connect_lazy()),
+            at,
+            name,
+        }
+    }
 }
 
 /// Calls the coordinators at a list of addresses (one, in the course's deployment; any
@@ -45,16 +56,30 @@ impl CoordClient {
         let remotes = endpoints
             .iter()
             .map(|endpoint| {
-                Ok(Remote {
-                    client: CoordServiceClient::new(call_channel(endpoint)?),
-                    name: format!("the coordinator at {endpoint}"),
-                })
+                Ok(Remote::new(
+                    call_endpoint(endpoint)?,
+                    format!("the coordinator at {endpoint}"),
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(CoordClient {
             remotes: Arc::new(remotes),
             preferred: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// A client of the same coordinators with connections of its own, made and driven on
+    /// the runtime this is called on (a clone shares this one's connections).
+    pub fn with_own_connections(&self) -> Self {
+        let remotes = self
+            .remotes
+            .iter()
+            .map(|remote| Remote::new(remote.at.clone(), remote.name.clone()))
+            .collect();
+        CoordClient {
+            remotes: Arc::new(remotes),
+            preferred: Arc::new(AtomicUsize::new(self.preferred.load(Ordering::Relaxed))),
+        }
     }
 
     /// Makes a call with `call` at one coordinator after the other, starting with the

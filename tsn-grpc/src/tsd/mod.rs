@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tsn_core::sync::FeedSources;
 use tsn_core::{Coordinator, Error, Result, Store};
 use tsn_server::tsd::Tsd;
-use tsn_server::tsd::roles::keep_role;
+use tsn_server::tsd::runtime::RoleThread;
 
 use crate::feed::FeedServer;
 use crate::proto::csce438::sns_service_server::SnsServiceServer;
@@ -45,17 +45,20 @@ use crate::transport::{Health, serve_until, service_name, with_operator_services
 pub const ACKNOWLEDGES: &str = "tsn-acknowledges";
 
 /// Runs a tsd on `listener` until `shutdown` completes, with `store` as its replica of the
-/// cluster and `coordinator` deciding its role.
-pub async fn serve<S, C>(
+/// cluster and the coordinator that `coordinator` makes deciding its role. `coordinator` is
+/// called on the role's own thread ([`RoleThread`]): a client made there (a
+/// [`CoordClient`](crate::coordinator::CoordClient), say) has its connections driven there too.
+pub async fn serve<S, C, M>(
     config: Config,
     store: Arc<S>,
-    coordinator: Arc<C>,
+    coordinator: M,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()>
 where
     S: Store,
     C: Coordinator + 'static,
+    M: FnOnce() -> Arc<C> + Send + 'static,
 {
     // Every service of a tsd is its master's: a slave refuses their calls.
     let services = vec![
@@ -73,7 +76,13 @@ where
         health.clone(),
         services.clone(),
     ));
-    let keeper = tokio::spawn(keep_role(Arc::clone(&tsd), coordinator));
+    let keeper = RoleThread::start(Arc::clone(&tsd), coordinator).map_err(|e| {
+        reporter.abort();
+        Error::Unavailable {
+            what: "the tsd's role thread".into(),
+            reason: e.to_string(),
+        }
+    })?;
     // Its own cluster's committed changes, for the cluster's synchronizer.
     let feed: Arc<dyn FeedSources> = tsd.clone();
     let router = tonic::transport::Server::builder()
@@ -85,15 +94,14 @@ where
     let router = match with_operator_services(router, &services, &health).await {
         Ok(router) => router,
         Err(error) => {
-            keeper.abort();
+            keeper.stop().await;
             reporter.abort();
             return Err(error);
         }
     };
     let result = serve_until(router, listener, shutdown).await;
-    keeper.abort();
     // Ended before the role does, so that it cannot install a role after it.
-    let _ = keeper.await;
+    keeper.stop().await;
     tsd.stop_serving();
     reporter.abort();
     result.map_err(|e| Error::Unavailable {

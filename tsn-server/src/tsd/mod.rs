@@ -4,6 +4,8 @@
 //! * [`roles`] keeps the role in step with the coordinator (the heartbeat loop) and
 //!   carries out each change: starting a [`Master`] and its imports, or following a master
 //!   as its slave.
+//! * [`runtime`] runs the role on a thread of its own ([`runtime::RoleThread`]), so that
+//!   a busy server's heartbeats do not wait behind its clients' work.
 //! * [`replication`] is the conversation between a master and its slaves: the master's
 //!   side ([`Tsd::replicate`]) and the slave's ([`replication::Upstream`], the one thing a
 //!   transport provides).
@@ -14,6 +16,7 @@
 pub mod committed;
 pub mod replication;
 pub mod roles;
+pub mod runtime;
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;

@@ -15,11 +15,18 @@ use crate::import;
 use crate::master::Master;
 use crate::tsd::Tsd;
 use crate::tsd::replication;
+use crate::tsd::runtime::{STALL_BEATS, Serving};
 
 /// Reports to the coordinator every heartbeat interval (and at once when asked, or when a
-/// peer mentions a newer epoch), and carries out the duties it assigns, until aborted.
-/// One runs per [`Tsd`].
-pub async fn keep_role<S: Store, C: Coordinator>(tsd: Arc<Tsd<S>>, coordinator: Arc<C>) {
+/// peer mentions a newer epoch), and carries out the duties it assigns on `serving`, until
+/// aborted. It reports nothing while `serving` has run nothing for [`STALL_BEATS`]
+/// intervals. One runs per [`Tsd`], on a thread of its own
+/// ([`RoleThread`](crate::tsd::runtime::RoleThread)).
+pub async fn keep_role<S: Store, C: Coordinator>(
+    tsd: Arc<Tsd<S>>,
+    coordinator: Arc<C>,
+    serving: Serving,
+) {
     let config = tsd.config();
     let mut node = Node::new(
         config.me.clone(),
@@ -30,11 +37,14 @@ pub async fn keep_role<S: Store, C: Coordinator>(tsd: Arc<Tsd<S>>, coordinator: 
     let mut epochs_seen = tsd.take_epochs_seen();
     let mut interval = tokio::time::interval(config.heartbeat_interval);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let stall_limit = config.heartbeat_interval * STALL_BEATS;
     let mut duties = Duties {
         tsd: Arc::clone(&tsd),
+        serving,
         follower: None,
     };
     let mut reachable = true;
+    let mut wedged = false;
     let mut stall = Stall::new(config.replication_timeout);
     loop {
         tokio::select! {
@@ -46,6 +56,21 @@ pub async fn keep_role<S: Store, C: Coordinator>(tsd: Arc<Tsd<S>>, coordinator: 
                 }
                 continue;
             }
+        }
+        let silent = duties.serving.silent_for();
+        if silent >= stall_limit {
+            if !wedged {
+                tracing::error!(
+                    ?silent,
+                    "the server's runtime has run nothing for this long; no longer reporting, so that the coordinator replaces this server"
+                );
+                wedged = true;
+            }
+            continue;
+        }
+        if wedged {
+            tracing::info!("the server's runtime runs again; reporting again");
+            wedged = false;
         }
         let now = clock::now();
         tsd.sessions().expire(now);
@@ -151,9 +176,10 @@ impl Stall {
     }
 }
 
-/// The running parts of the current duty.
+/// The running parts of the current duty, on the serving runtime.
 struct Duties<S: Store> {
     tsd: Arc<Tsd<S>>,
+    serving: Serving,
     follower: Option<JoinHandle<()>>,
 }
 
@@ -175,6 +201,8 @@ impl<S: Store> Duties<S> {
             }
             Duty::Master { epoch } => {
                 tsd.set_master(None);
+                // The master's own tasks start on the serving runtime.
+                let _serving = self.serving.handle().enter();
                 let started = Master::start(
                     Arc::clone(tsd.store()),
                     Arc::new(tsd.hub().clone()),
@@ -187,7 +215,11 @@ impl<S: Store> Duties<S> {
                     Ok(master) => {
                         tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, "serving as master");
                         for (from, peer) in &tsd.config().imports {
-                            tokio::spawn(import::run(Arc::clone(&master), *from, Arc::clone(peer)));
+                            self.serving.handle().spawn(import::run(
+                                Arc::clone(&master),
+                                *from,
+                                Arc::clone(peer),
+                            ));
                         }
                         tsd.set_master(Some(master));
                     }
@@ -201,9 +233,11 @@ impl<S: Store> Duties<S> {
                 tracing::info!(cluster = %me.cluster, server = %me.server, %epoch, master = %master.endpoint, "serving as slave");
                 tsd.set_master(None);
                 let tsd = Arc::clone(tsd);
-                self.follower = Some(tokio::spawn(async move {
-                    replication::follow(&tsd, master, epoch).await
-                }));
+                self.follower = Some(
+                    self.serving
+                        .handle()
+                        .spawn(async move { replication::follow(&tsd, master, epoch).await }),
+                );
             }
         }
     }

@@ -21,6 +21,7 @@ use tsn_core::{Error, Result, Store, SyncPeer};
 
 use super::replication::{Hello, Incoming, MasterMessage, SlaveMessage, Upstream};
 use super::roles::keep_role;
+use super::runtime::Serving;
 use super::{Config, Tsd};
 use crate::coordinator::Local;
 
@@ -154,7 +155,12 @@ fn answers(heartbeats: usize, then: fn() -> Result<Assignment>) -> Arc<MockCoord
 
 /// Runs the role task of `tsd` with `coordinator`; aborted when the guard drops.
 fn keep<C: Coordinator + 'static>(tsd: &Arc<Tsd<Memory>>, coordinator: Arc<C>) -> Running {
-    Running(tokio::spawn(keep_role(Arc::clone(tsd), coordinator)))
+    let serving = Serving::current(tsd.config().heartbeat_interval);
+    Running(tokio::spawn(keep_role(
+        Arc::clone(tsd),
+        coordinator,
+        serving,
+    )))
 }
 
 struct Running(tokio::task::JoinHandle<()>);
@@ -777,4 +783,122 @@ async fn a_master_that_cannot_reach_the_coordinator_but_commits_carries_on() {
         tsd.master().is_ok(),
         "writes commit: the coordinator's silence alone is no reason to step down"
     );
+}
+
+/// The serving runtime of [`a_role_reports_for_a_slow_runtime_and_not_for_one_that_runs_nothing`]:
+/// a one-thread runtime that the test can block (a wedge) for a while.
+struct Wedgeable {
+    serving: Serving,
+    wedge: std::sync::mpsc::Sender<Duration>,
+    /// True while a wedge blocks it, sent as it begins and as it ends.
+    wedged: std::sync::mpsc::Receiver<bool>,
+}
+
+impl Wedgeable {
+    fn start() -> Self {
+        let (wedge, wedges) = std::sync::mpsc::channel::<Duration>();
+        let (tell, wedged) = std::sync::mpsc::channel();
+        let (made, serving) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                made.send(Serving::current(HEARTBEAT))
+                    .expect("the test waits");
+                loop {
+                    tokio::time::sleep(HEARTBEAT / 5).await;
+                    match wedges.try_recv() {
+                        Ok(how_long) => {
+                            let _ = tell.send(true);
+                            std::thread::sleep(how_long);
+                            let _ = tell.send(false);
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                    }
+                }
+            });
+        });
+        Wedgeable {
+            serving: serving.recv().expect("the serving runtime"),
+            wedge,
+            wedged,
+        }
+    }
+
+    /// Blocks the runtime for `how_long`; returns what `count` said as the wedge began and
+    /// as it ended.
+    fn wedge(&self, how_long: Duration, count: impl Fn() -> usize) -> (usize, usize) {
+        self.wedge.send(how_long).expect("the runtime runs");
+        let wait = |state| {
+            let told = self
+                .wedged
+                .recv_timeout(how_long + Duration::from_secs(10))
+                .expect("the runtime tells");
+            assert_eq!(told, state);
+            count()
+        };
+        (wait(true), wait(false))
+    }
+}
+
+/// The role runs on a thread of its own: it reports while the runtime that serves the
+/// clients is slow (a loaded server is not a dead one), but stops once that runtime has
+/// run nothing for the stall limit — the coordinator must then replace the server — and
+/// reports again once it runs.
+#[test]
+fn a_role_reports_for_a_slow_runtime_and_not_for_one_that_runs_nothing() {
+    use super::runtime::STALL_BEATS;
+    let heartbeats = Arc::new(AtomicUsize::new(0));
+    let mut coordinator = MockCoordinator::new();
+    let counted = Arc::clone(&heartbeats);
+    coordinator.expect_heartbeat().returning(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(assignment(Role::Master, 1, 1))
+    });
+    let count = || heartbeats.load(Ordering::SeqCst);
+    let serving = Wedgeable::start();
+    let role = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let tsd = a_tsd(1, &Arc::new(Direct::default()));
+    let _role = role.spawn(keep_role(
+        tsd,
+        Arc::new(coordinator),
+        serving.serving.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no heartbeats");
+        std::thread::sleep(HEARTBEAT);
+    }
+
+    // Slow: blocked for half the stall limit. The heartbeats go on meanwhile.
+    let (began, ended) = serving.wedge(HEARTBEAT * STALL_BEATS / 2, count);
+    assert!(
+        ended >= began + 2,
+        "heartbeats while slow: {began} -> {ended}"
+    );
+
+    // Wedged: blocked for three stall limits. Reports stop once one has passed.
+    let wedge = HEARTBEAT * STALL_BEATS * 3;
+    let beats_in_wedge = (wedge.as_millis() / HEARTBEAT.as_millis()) as usize;
+    let (began, ended) = serving.wedge(wedge, count);
+    assert!(
+        ended - began < beats_in_wedge / 2,
+        "reported {} times in a wedge of {beats_in_wedge} intervals",
+        ended - began
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count() <= ended {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report after the wedge"
+        );
+        std::thread::sleep(HEARTBEAT);
+    }
 }
