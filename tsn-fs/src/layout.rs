@@ -21,6 +21,11 @@ use tsn_core::course::post_record;
 /// The name of the file listing every known user.
 pub(crate) const ALL_USERS: &str = "all_users.txt";
 
+/// At most how many records (posts, users) [`Layout::render_tail`] takes at a time: a file
+/// far behind is brought up to date in parts, each taken under the store's lock in about a
+/// millisecond, not in one take that holds everything else up.
+pub(crate) const TAIL_RECORDS: usize = 4096;
+
 /// One file of the course view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ViewFile {
@@ -305,21 +310,29 @@ impl Layout {
     /// its last one is the one the state has there — so it costs what the file lacks, not
     /// what it holds. A following or followers list (short, and rewritten by unfollows)
     /// is rendered whole: compared with the content given, or replaced when only a count
-    /// is.
+    /// is. A tail of more than [`TAIL_RECORDS`] records comes in parts.
     pub(crate) fn render_tail(&self, file: ViewFile, state: &State, have: Have<'_>) -> Tail {
         let count = match have {
-            Have::Bytes(bytes) => units(file, bytes),
+            Have::Bytes(content) => content.units(),
             Have::Count(n) => usize::try_from(n).ok(),
         };
         // Whether the state has a record (or line) where the file's last one is, and, when
         // its content is given, it is that one, whole.
         let checked = |last: Option<String>| match have {
-            Have::Bytes(bytes) => last.is_some_and(|last| {
+            Have::Bytes(content) => last.is_some_and(|last| {
+                let bytes = content.bytes();
                 let before = bytes.len().checked_sub(last.len());
                 bytes.ends_with(last.as_bytes())
                     && before.is_some_and(|at| at == 0 || bytes[at - 1] == b'\n')
             }),
             Have::Count(_) => last.is_some(),
+        };
+        // At most TAIL_RECORDS records, and whether more follow them.
+        let bounded = |records: &mut dyn Iterator<Item = Post>| {
+            let mut taken: Vec<Post> = records.take(TAIL_RECORDS + 1).collect();
+            let more = taken.len() > TAIL_RECORDS;
+            taken.truncate(TAIL_RECORDS);
+            (Text::Posts(taken), more)
         };
         let tail = match file {
             ViewFile::AllUsers => count.filter(|&n| n <= self.joined.len()).and_then(|n| {
@@ -327,14 +340,20 @@ impl Layout {
                     Some(i) => Some(format!("{}\n", self.joined[i])),
                     None => Some(String::new()),
                 };
-                checked(last).then(|| Text::Users(self.joined[n..].to_vec()))
+                let end = self.joined.len().min(n + TAIL_RECORDS);
+                checked(last).then(|| {
+                    (
+                        Text::Users(self.joined[n..end].to_vec()),
+                        end < self.joined.len(),
+                    )
+                })
             }),
             ViewFile::Following(_) | ViewFile::Followers(_) => {
                 let text = self.render(file, state);
                 return match have {
-                    Have::Bytes(have) if text.as_bytes() == have => Tail::Same,
-                    Have::Bytes(have) if text.as_bytes().starts_with(have) => {
-                        Tail::Append(Text::Done(text[have.len()..].to_owned()))
+                    Have::Bytes(have) if text.as_bytes() == have.bytes() => Tail::Same,
+                    Have::Bytes(have) if text.as_bytes().starts_with(have.bytes()) => {
+                        Tail::Append(Text::Done(text[have.bytes().len()..].to_owned()))
                     }
                     _ => Tail::Replace(Text::Done(text)),
                 };
@@ -347,7 +366,7 @@ impl Layout {
                         .map(|post| post_record(&post)),
                     None => Some(String::new()),
                 };
-                checked(last).then(|| Text::Posts(state.posts_by_after(user, n).collect()))
+                checked(last).then(|| bounded(&mut state.posts_by_after(user, n)))
             }),
             ViewFile::Timeline(user) => count.and_then(|n| {
                 let last = match n {
@@ -357,19 +376,18 @@ impl Layout {
                         .map(|item| post_record(&item.post)),
                 };
                 checked(last).then(|| {
-                    Text::Posts(
-                        state
+                    bounded(
+                        &mut state
                             .timeline_after(user, n as u64, state.last().position)
-                            .into_iter()
-                            .map(|item| item.post)
-                            .collect(),
+                            .map(|item| item.post),
                     )
                 })
             }),
         };
         match tail {
-            Some(tail) if tail.is_empty() => Tail::Same,
-            Some(tail) => Tail::Append(tail),
+            Some((tail, _)) if tail.is_empty() => Tail::Same,
+            Some((tail, false)) => Tail::Append(tail),
+            Some((part, true)) => Tail::Part(part),
             None => Tail::Replace(self.material(file, state)),
         }
     }
@@ -388,7 +406,6 @@ impl Layout {
             ViewFile::Timeline(user) => Text::Posts(
                 state
                     .timeline_after(user, 0, state.last().position)
-                    .into_iter()
                     .map(|item| item.post)
                     .collect(),
             ),
@@ -408,6 +425,9 @@ pub(crate) enum Tail {
     Same,
     /// It holds a beginning of what it should: this is the rest.
     Append(Text),
+    /// It holds a beginning of what it should: this is the next part of the rest (its
+    /// first [`TAIL_RECORDS`] records), and more follows.
+    Part(Text),
     /// It holds something else: this is its whole content.
     Replace(Text),
 }
@@ -417,7 +437,7 @@ impl Tail {
     pub(crate) fn size(&self) -> usize {
         match self {
             Tail::Same => 0,
-            Tail::Append(text) | Tail::Replace(text) => text.size(),
+            Tail::Append(text) | Tail::Part(text) | Tail::Replace(text) => text.size(),
         }
     }
 }
@@ -466,10 +486,36 @@ impl Text {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Have<'a> {
     /// This content.
-    Bytes(&'a [u8]),
+    Bytes(&'a Content),
     /// This many records (a posts file, a timeline) or lines (`all_users.txt`), as they
     /// should be: written by the writer, which counted them ([`units`]).
     Count(u64),
+}
+
+/// A view file's content as read, its records (or lines) counted when read: outside the
+/// store's lock, for a file of tens of MB takes tens of milliseconds to count.
+#[derive(Debug)]
+pub(crate) struct Content {
+    bytes: Vec<u8>,
+    units: Option<usize>,
+}
+
+impl Content {
+    /// `bytes`, read from `file`.
+    pub(crate) fn new(file: ViewFile, bytes: Vec<u8>) -> Self {
+        let units = units(file, &bytes);
+        Content { bytes, units }
+    }
+
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// How many records or lines they hold ([`units`]).
+    pub(crate) fn units(&self) -> Option<usize> {
+        self.units
+    }
 }
 
 /// How many records (a posts file, a timeline) or lines (`all_users.txt`) `text` holds, if

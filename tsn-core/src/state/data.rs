@@ -246,8 +246,14 @@ impl State {
     }
 
     /// What a client that has shown items up to index `after` missed, in delivery order,
-    /// counting only deliveries by entries up to `through`.
-    pub fn timeline_after(&self, user: UserId, after: u64, through: Position) -> Vec<TimelineItem> {
+    /// counting only deliveries by entries up to `through`. Each item is made as it is
+    /// taken: taking a few of a long timeline costs those few.
+    pub fn timeline_after(
+        &self,
+        user: UserId,
+        after: u64,
+        through: Position,
+    ) -> impl Iterator<Item = TimelineItem> + '_ {
         self.timelines.after(user, after, through)
     }
 
@@ -422,8 +428,8 @@ mod tests {
         let newest = log.state.timeline_newest(u(1), 20, settled);
         assert_eq!(newest.len(), 1);
         let missed = log.state.timeline_after(u(1), 0, log.state.last().position);
-        assert_eq!(missed.iter().map(|i| i.index).collect::<Vec<_>>(), [1, 2]);
-        assert!(log.state.timeline_after(u(1), 2, Position(99)).is_empty());
+        assert_eq!(missed.map(|i| i.index).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(log.state.timeline_after(u(1), 2, Position(99)).count(), 0);
         let second = log.state.timeline_item(u(1), 2).expect("a second item");
         assert_eq!(second.post.text.as_str(), "post 2 of 4");
         assert_eq!(log.state.timeline_item(u(1), 0), None);

@@ -185,14 +185,17 @@ impl Timelines {
 
     /// The posts of `user`'s timeline after index `after`, in delivery order, among those
     /// delivered by entries up to `through`.
-    pub(crate) fn after(&self, user: UserId, after: u64, through: Position) -> Vec<TimelineItem> {
+    pub(crate) fn after(
+        &self,
+        user: UserId,
+        after: u64,
+        through: Position,
+    ) -> impl Iterator<Item = TimelineItem> + '_ {
         let settled = self.settled(user, through);
         let start = usize::try_from(after)
             .unwrap_or(usize::MAX)
             .min(settled.len());
-        (start..settled.len())
-            .map(|i| self.item(i, settled[i]))
-            .collect()
+        (start..settled.len()).map(move |i| self.item(i, settled[i]))
     }
 }
 

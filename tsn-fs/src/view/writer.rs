@@ -24,7 +24,7 @@ use tsn_core::course::post_record;
 use tsn_core::id::Position;
 use tsn_core::state::State;
 
-use crate::layout::{Edit, Have, Layout, Tail, ViewFile, units};
+use crate::layout::{Content, Edit, Have, Layout, Tail, ViewFile, units};
 use crate::throttle::Throttle;
 
 use super::files::{Scope, replace, update_view};
@@ -106,22 +106,7 @@ pub(crate) fn spawn(
     };
     std::thread::Builder::new()
         .name("tsn-fs-view".to_owned())
-        .spawn(move || {
-            yield_to_serving();
-            writer.run()
-        })
-}
-
-/// How much lower than the serving threads the writer runs (a nice value).
-const BACKGROUND_NICENESS: i32 = 10;
-
-/// Lowers the calling thread's scheduling priority to [`BACKGROUND_NICENESS`] (on Linux a
-/// nice value is a thread's own): the course view is a copy behind the log by design,
-/// repaired when it falls too far behind, so that on a busy machine the threads that serve
-/// clients, replicate and commit come first and the view catches up when there is room.
-/// A system that refuses changes nothing.
-fn yield_to_serving() {
-    let _ = rustix::process::setpriority_process(None, BACKGROUND_NICENESS);
+        .spawn(move || writer.run())
 }
 
 /// What the writer does next.
@@ -168,7 +153,7 @@ struct Writer {
     known: HashMap<ViewFile, u64>,
     /// During a repair, what files it read but did not get to hold (at most about
     /// [`REPAIR_READ`] bytes).
-    read: HashMap<ViewFile, Vec<u8>>,
+    read: HashMap<ViewFile, Content>,
 }
 
 /// What a repair writes to a file.
@@ -186,7 +171,7 @@ enum Seen {
     /// This many records or lines ([`units`]): it wrote them.
     Known(u64),
     /// This content, as read.
-    Read(Vec<u8>),
+    Read(Content),
     /// It could not be read: it is replaced.
     Unreadable,
 }
@@ -352,15 +337,17 @@ impl Writer {
                 Some(&n) => Seen::Known(n),
                 None => match self.read.remove(&file) {
                     Some(have) => {
-                        read += have.len();
+                        read += have.bytes().len();
                         Seen::Read(have)
                     }
                     None => match fs::read(self.dir.join(file.name())) {
                         Ok(bytes) => {
                             read += bytes.len();
-                            Seen::Read(bytes)
+                            Seen::Read(Content::new(file, bytes))
                         }
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => Seen::Read(Vec::new()),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            Seen::Read(Content::new(file, Vec::new()))
+                        }
                         Err(_) => Seen::Unreadable,
                     },
                 },
@@ -400,27 +387,27 @@ impl Writer {
                         usize::try_from(*n).ok(),
                         layout.render_tail(file, state, Have::Count(*n)),
                     ),
-                    Seen::Read(bytes) => (
-                        units(file, bytes),
-                        layout.render_tail(file, state, Have::Bytes(bytes)),
+                    Seen::Read(content) => (
+                        content.units(),
+                        layout.render_tail(file, state, Have::Bytes(content)),
                     ),
                     Seen::Unreadable => (None, Tail::Replace(layout.material(file, state))),
                 };
                 (file, base, tail)
             };
             let locked = Instant::now();
-            let mut kept_bytes: usize = kept.values().map(Vec::len).sum();
+            let mut kept_bytes: usize = kept.values().map(|c| c.bytes().len()).sum();
             let mut size = 0;
             for (file, have) in seen.drain(..) {
                 if size >= REPAIR_CHUNK || locked.elapsed() >= LOCK_BUDGET {
                     // Its turn comes again; what it holds is kept till then (or read again
                     // then, past a few MB).
                     stale.add_file(file);
-                    if let Seen::Read(bytes) = have
-                        && kept_bytes + bytes.len() <= REPAIR_READ
+                    if let Seen::Read(content) = have
+                        && kept_bytes + content.bytes().len() <= REPAIR_READ
                     {
-                        kept_bytes += bytes.len();
-                        kept.insert(file, bytes);
+                        kept_bytes += content.bytes().len();
+                        kept.insert(file, content);
                     }
                 } else if layout.has(file) {
                     let rendered = render(file, &have);
@@ -451,6 +438,13 @@ impl Writer {
                     }
                 }
             }
+            // A file rendered in part waits its next turn for the rest (after this one's
+            // write, which its next render starts from).
+            for (file, _, tail) in &chunk {
+                if matches!(tail, Tail::Part(_)) {
+                    stale.add_file(*file);
+                }
+            }
             if stale.is_empty() {
                 pending.stale = None;
                 cleared = true;
@@ -465,7 +459,7 @@ impl Writer {
             .map(|(file, base, tail)| {
                 let fix = match tail {
                     Tail::Same => Fix::Keep,
-                    Tail::Append(text) => Fix::Append(text.format()),
+                    Tail::Append(text) | Tail::Part(text) => Fix::Append(text.format()),
                     Tail::Replace(text) => Fix::Replace(text.format()),
                 };
                 (file, base, fix)

@@ -503,6 +503,38 @@ async fn a_burst_of_posts_leaves_the_view_a_full_rebuild_writes() {
 }
 
 #[tokio::test]
+async fn files_far_behind_are_repaired_in_parts_to_what_a_rebuild_writes() {
+    // One author's posts file and its readers' timelines, tens of thousands of records
+    // each: more than the writer's queue holds, so the view goes stale, and more than one
+    // repair step takes of a file at a time.
+    const USERS: u32 = 30;
+    const POSTS: u64 = 40_000;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (store, _) = open(dir.path());
+    let mut w = Writer::after(&store);
+    let mut setup: Vec<Entry> = (1..=USERS).map(|u| w.join(u)).collect();
+    for reader in [4, 7, 10] {
+        setup.push(w.follow(reader, 1, 10));
+    }
+    store.append(&setup).expect("append the users");
+    store.flush().await.expect("flush");
+    let mut batch = Vec::with_capacity(2_000);
+    for seq in 1..=POSTS {
+        batch.push(w.post(1, seq, at(seq), &format!("post {seq} of a long run")));
+        if batch.len() == batch.capacity() {
+            store.append(&batch).expect("append");
+            batch.clear();
+        }
+    }
+    store.flush().await.expect("flush");
+    store.settle_view().await;
+    let files = view_files(dir.path());
+    let timeline = files.get("4_timeline.txt").expect("a reader's timeline");
+    assert_eq!(timeline.matches("W post ").count(), POSTS as usize);
+    assert_eq!(files, rebuilt(dir.path()), "the view a full rebuild writes");
+}
+
+#[tokio::test]
 async fn an_audit_reads_the_log_back_and_finds_every_view_file_that_differs() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let (store, _) = open(dir.path());

@@ -22,6 +22,7 @@ use tsn_core::Store;
 use tsn_core::command::{self, Posting};
 use tsn_core::id::{Position, UserId};
 use tsn_core::post::{PostId, PostText};
+use tsn_core::state::TimelineItem;
 use tsn_core::timeline::Subscription;
 
 use crate::convert::timeline_message;
@@ -37,6 +38,10 @@ pub(crate) type TimelineStream = Pin<Box<dyn Stream<Item = Result<Message, Statu
 
 /// How many posts the view on entering the timeline shows.
 const VIEW: usize = 20;
+
+/// How many missed posts a resumed stream reads from the replica at a time: each read holds
+/// the store's lock, and a client far behind may have missed hundreds of thousands.
+const RESUME_PAGE: usize = 1024;
 
 /// How long a client may take to send the stream's first message.
 const FIRST_MESSAGE: Duration = Duration::from_secs(30);
@@ -95,8 +100,8 @@ pub(crate) async fn open<S: Store>(
     let commit = master.commit_position();
     let (view, settled) = server.store().read(|state| {
         let view = match first.resume_after {
-            Some(after) => state.timeline_after(user, after, commit),
-            None => state.timeline_newest(user, VIEW, commit),
+            Some(after) => View::After { after, commit },
+            None => View::Newest(state.timeline_newest(user, VIEW, commit)),
         };
         let settled = state
             .timeline_len_through(user, commit)
@@ -115,7 +120,7 @@ pub(crate) async fn open<S: Store>(
         pending: VecDeque::new(),
         acks_wanted,
     };
-    tokio::spawn(watcher.run(view));
+    tokio::spawn(watcher.run(user, view));
     let poster = Poster {
         tx,
         master,
@@ -125,6 +130,15 @@ pub(crate) async fn open<S: Store>(
     };
     tokio::spawn(poster.run(inbound));
     Ok((Box::pin(ReceiverStream::new(rx)), acks_wanted))
+}
+
+/// What a stream shows first.
+enum View {
+    /// These posts (the newest, on entering the timeline).
+    Newest(Vec<TimelineItem>),
+    /// The posts after index `after` delivered by entries up to `commit` (what a client
+    /// that resumes missed), read a page at a time.
+    After { after: u64, commit: Position },
 }
 
 /// Sends the timeline and the acknowledgements.
@@ -140,11 +154,9 @@ struct Watcher<S> {
 }
 
 impl<S: Store> Watcher<S> {
-    async fn run(mut self, view: Vec<tsn_core::state::TimelineItem>) {
-        for item in &view {
-            if self.tx.send(Ok(timeline_message(item))).await.is_err() {
-                return;
-            }
+    async fn run(mut self, user: UserId, view: View) {
+        if !self.show(user, view).await {
+            return;
         }
         let mut commit = self.master.commit_watch();
         let master = Arc::clone(&self.master);
@@ -176,6 +188,39 @@ impl<S: Store> Watcher<S> {
                 return;
             }
         }
+    }
+
+    /// Sends `view` to `user`'s client; false once the client is gone.
+    async fn show(&self, user: UserId, view: View) -> bool {
+        let (mut after, commit) = match view {
+            View::Newest(items) => return self.send_all(&items).await,
+            View::After { after, commit } => (after, commit),
+        };
+        loop {
+            let page: Vec<TimelineItem> = self.master.store().read(|state| {
+                state
+                    .timeline_after(user, after, commit)
+                    .take(RESUME_PAGE)
+                    .collect()
+            });
+            let Some(last) = page.last() else {
+                return true;
+            };
+            after = last.index;
+            if !self.send_all(&page).await {
+                return false;
+            }
+        }
+    }
+
+    /// Sends `items`; false once the client is gone.
+    async fn send_all(&self, items: &[TimelineItem]) -> bool {
+        for item in items {
+            if self.tx.send(Ok(timeline_message(item))).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Sends the acknowledgements whose posts are committed, in order; false once the
