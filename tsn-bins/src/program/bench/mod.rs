@@ -20,15 +20,14 @@
 //!   throughput measurement reached ([`load`]).
 //! * **fan-out** — one author followed by thousands of online readers in every cluster
 //!   ([`fanout`]).
-//! * **soak** (`--soak <duration>`) — the load at full speed for that long, counting the
-//!   failovers the coordinator decided meanwhile: a loaded master must not be taken for a
-//!   failed one.
 //! * **failover** — u4 posts every 10 ms; half a second later the master of cluster 1 is
 //!   killed with SIGKILL; the time from the kill until u1's screen shows a post written
-//!   after it. Both clients
-//!   reconnect by themselves. The old master is then started again and catches up before
-//!   the next trial. With `--etcd`, each trial is run a second time with etcd's leader killed
-//!   at the same moment as the master (and started again after).
+//!   after it. Both clients reconnect by themselves. The old master is then started again
+//!   and catches up before the next trial. With `--etcd`, each trial is run a second time
+//!   with etcd's leader killed at the same moment as the master (and started again after).
+//! * **soak** (`--soak <duration>`) — the load at full speed for that long, counting the
+//!   failovers the coordinator decided meanwhile: a loaded master must not be taken for a
+//!   failed one. Last, as the replicas it leaves behind are large.
 //!
 //! * **memory** — a lone tsd's at rest, and a master's at work ([`memory`]).
 //!
@@ -445,14 +444,6 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     )
     .await
     .map_err(during("the fan-out"))?;
-    let soak = match flags.soak.is_zero() {
-        true => None,
-        false => Some(
-            soak(deployment, &mut posters, flags)
-                .await
-                .map_err(during("the soak"))?,
-        ),
-    };
 
     let mut failover = Vec::with_capacity(flags.failovers);
     let mut failover_leader_change = Vec::new();
@@ -477,6 +468,16 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
             failover_timeline.get_or_insert(timeline);
         }
     }
+    // Last: after minutes at full speed, a replica holds millions of entries, and a tsd
+    // killed by a failover trial would take long to start again.
+    let soak = match flags.soak.is_zero() {
+        true => None,
+        false => Some(
+            soak(deployment, &coordinator, flags)
+                .await
+                .map_err(during("the soak"))?,
+        ),
+    };
     for mut screen in [near, far, reader] {
         screen.kill();
     }
@@ -507,11 +508,17 @@ fn during(measurement: &str) -> impl FnOnce(Fatal) -> Fatal + '_ {
 
 /// Runs the load at full speed for `--soak`; what it carried and how many failovers the
 /// coordinator decided meanwhile.
-async fn soak(deployment: &Deployment, crowd: &mut Crowd, flags: &Flags) -> Result<Soak, Fatal> {
+async fn soak(
+    deployment: &Deployment,
+    coordinator: &CoordClient,
+    flags: &Flags,
+) -> Result<Soak, Fatal> {
     let failovers = || deployment.log("coordinator").matches("new master").count();
     let before = failovers();
     progress("the soak");
-    let load = Load::start(crowd, flags.load_posters, None).await?;
+    // At the masters of now (the failover trials moved some).
+    let mut crowd = Crowd::new(coordinator, 3, 1).await?;
+    let load = Load::start(&mut crowd, flags.load_posters, None).await?;
     tokio::time::sleep(flags.soak).await;
     let carried = load.stop().await?;
     Ok(Soak {
