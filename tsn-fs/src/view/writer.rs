@@ -102,7 +102,7 @@ pub(crate) fn spawn(
             .unwrap_or_else(Instant::now),
         warned: Throttle::default(),
         known: HashMap::new(),
-        read: HashMap::new(),
+        read: Kept::default(),
     };
     std::thread::Builder::new()
         .name("tsn-fs-view".to_owned())
@@ -153,7 +153,7 @@ struct Writer {
     known: HashMap<ViewFile, u64>,
     /// During a repair, what files it read but did not get to hold (at most about
     /// [`REPAIR_READ`] bytes).
-    read: HashMap<ViewFile, Content>,
+    read: Kept,
 }
 
 /// What a repair writes to a file.
@@ -164,6 +164,35 @@ enum Fix {
     Append(String),
     /// This, instead of what it holds.
     Replace(String),
+}
+
+/// The files a repair read but did not get to render, kept for its next step up to
+/// [`REPAIR_READ`] bytes, and how many bytes they take (counted as they come and go: the
+/// files may be a million small ones).
+#[derive(Default)]
+struct Kept {
+    files: HashMap<ViewFile, Content>,
+    bytes: usize,
+}
+
+impl Kept {
+    /// Takes what was kept of `file`.
+    fn take(&mut self, file: ViewFile) -> Option<Content> {
+        let content = self.files.remove(&file)?;
+        self.bytes -= content.bytes().len();
+        Some(content)
+    }
+
+    /// Keeps `content` of `file`, if it fits.
+    fn keep(&mut self, file: ViewFile, content: Content) {
+        let size = content.bytes().len();
+        if self.bytes + size <= REPAIR_READ {
+            self.bytes += size;
+            if let Some(former) = self.files.insert(file, content) {
+                self.bytes -= former.bytes().len();
+            }
+        }
+    }
 }
 
 /// What the writer knows a file holds, before a repair renders what it lacks.
@@ -335,7 +364,7 @@ impl Writer {
             }
             let have = match self.known.get(&file) {
                 Some(&n) => Seen::Known(n),
-                None => match self.read.remove(&file) {
+                None => match self.read.take(file) {
                     Some(have) => {
                         read += have.bytes().len();
                         Seen::Read(have)
@@ -396,18 +425,14 @@ impl Writer {
                 (file, base, tail)
             };
             let locked = Instant::now();
-            let mut kept_bytes: usize = kept.values().map(|c| c.bytes().len()).sum();
             let mut size = 0;
             for (file, have) in seen.drain(..) {
                 if size >= REPAIR_CHUNK || locked.elapsed() >= LOCK_BUDGET {
                     // Its turn comes again; what it holds is kept till then (or read again
                     // then, past a few MB).
                     stale.add_file(file);
-                    if let Seen::Read(content) = have
-                        && kept_bytes + content.bytes().len() <= REPAIR_READ
-                    {
-                        kept_bytes += content.bytes().len();
-                        kept.insert(file, content);
+                    if let Seen::Read(content) = have {
+                        kept.keep(file, content);
                     }
                 } else if layout.has(file) {
                     let rendered = render(file, &have);
@@ -517,7 +542,7 @@ impl Writer {
         if cleared {
             self.done = self.done.max(at);
             self.known = HashMap::new();
-            self.read = HashMap::new();
+            self.read = Kept::default();
             tracing::info!(
                 dir = %self.dir.display(),
                 through = at.0,
@@ -531,7 +556,7 @@ impl Writer {
     fn rebuild(&mut self, rebuild: Rebuild, answers: u64) {
         self.open.clear();
         self.known = HashMap::new();
-        self.read = HashMap::new();
+        self.read = Kept::default();
         let Rebuild {
             state,
             layout,

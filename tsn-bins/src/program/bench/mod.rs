@@ -9,7 +9,7 @@
 //! * **cross-cluster delivery** — the same from u2 (cluster 2) to u1: through cluster 2's
 //!   master and synchronizer, cluster 1's synchronizer and master.
 //! * **a new user listed elsewhere** — from a new user's login (its prompt) until user 1's
-//!   LIST in cluster 1 names it.
+//!   LIST in cluster 1 names it; the new users are of clusters 2 and 3 in turn.
 //! * **idle traffic** — the bytes the synchronizers' connections carry in ten seconds of
 //!   quiet, and the bytes each kind of process (coordinator, tsd, synchronizer) sends on
 //!   every connection it has, as the kernel counts them (`ss -tip`).
@@ -403,8 +403,9 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
     let cross_cluster = deliveries(&mut far, &mut reader, "far", flags.posts).await?;
 
     let mut new_user = Vec::new();
-    for n in 0..flags.new_users {
-        let user = 5 + 3 * n as u32;
+    for n in 0..flags.new_users as u32 {
+        // Users 5, 6, 8, 9, 11 ...: of clusters 2 and 3 in turn.
+        let user = 5 + 3 * (n / 2) + n % 2;
         let mut newcomer = deployment.screen(user)?;
         let logged_in = newcomer.wait_for(BANNER_END).await?;
         new_user.push(wait_listed(&lister, user).await? - logged_in);
