@@ -16,8 +16,6 @@ use tsn_core::coordinator::Endpoint;
 
 use crate::cli::Fatal;
 
-/// How long a child may take to start listening, and the servers to take up roles.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long children get to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a wait on the children looks.
@@ -244,7 +242,7 @@ impl Deployment {
                 tokio::time::sleep(POLL).await;
             }
         };
-        tokio::time::timeout(START_TIMEOUT, all_have_roles)
+        tokio::time::timeout(self.topology.start_timeout, all_have_roles)
             .await
             .map_err(|_| {
                 Fatal("the servers did not all take up a role in time; see the logs".into())
@@ -430,6 +428,7 @@ impl Deployment {
         let process = Process::start(&self.launcher, program, &full, setup)
             .map_err(|e| Fatal::new(format_args!("cannot start {name}"), e))?;
         Ok(Starting {
+            start_timeout: self.topology.start_timeout,
             member: Member {
                 name,
                 program: program.to_owned(),
@@ -449,6 +448,7 @@ impl Deployment {
 /// A member started, not yet listening ([`Deployment::relaunch`]).
 #[derive(Debug)]
 pub struct Starting {
+    start_timeout: Duration,
     member: Member,
     log_path: PathBuf,
 }
@@ -457,7 +457,7 @@ impl Starting {
     /// Waits until the member listens, and gives it; or kills it and says why it did not
     /// start.
     pub async fn ready(mut self) -> Result<Member, Fatal> {
-        match ready(&mut self.member.process).await {
+        match ready(&mut self.member.process, self.start_timeout).await {
             Ok(address) => Ok(Member {
                 address,
                 ..self.member
@@ -475,10 +475,10 @@ impl Starting {
     }
 }
 
-/// Waits until `process` prints its ready line (`... listening on <address> ...`); returns
-/// the address, or why it did not come.
-async fn ready(process: &mut Process) -> Result<String, String> {
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+/// Waits until `process` prints its ready line (`... listening on <address> ...`) within
+/// `timeout`; returns the address, or why it did not come.
+async fn ready(process: &mut Process, timeout: Duration) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let printed = process.stdout().text();
         if let Some(rest) = printed.split("listening on ").nth(1)
@@ -494,7 +494,7 @@ async fn ready(process: &mut Process) -> Result<String, String> {
             return Err("it stopped".into());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("it did not listen within {START_TIMEOUT:?}"));
+            return Err(format!("it did not listen within {timeout:?}"));
         }
         tokio::time::sleep(POLL).await;
     }

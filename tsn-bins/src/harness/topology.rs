@@ -175,7 +175,13 @@ pub struct Topology {
     /// `<data_dir>/etcd`) and two coordinators on it, [`COORDINATOR`] and
     /// [`SECOND_COORDINATOR`]; every other member is given both.
     pub etcd: bool,
+    /// How long a member may take to start listening, and the servers to take up roles
+    /// ([`START_TIMEOUT`] unless a replica is known to be large).
+    pub start_timeout: Duration,
 }
+
+/// How long a member of a [`Topology::standard`] deployment may take to start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Topology {
     /// The course's deployment: on the course's ports unless `free_ports`, a master, a
@@ -197,6 +203,7 @@ impl Topology {
             synchronizers: true,
             hosts: false,
             etcd: false,
+            start_timeout: START_TIMEOUT,
         }
     }
 

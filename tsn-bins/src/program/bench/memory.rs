@@ -135,6 +135,8 @@ fn topology(
     Ok(Topology {
         servers,
         synchronizers,
+        // Its start is measured, however long it takes.
+        start_timeout: Duration::from_secs(600),
         ..Topology::standard(1, free_port()?, true, data_dir, flags.timers)
     })
 }
