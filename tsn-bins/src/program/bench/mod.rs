@@ -190,6 +190,12 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         "failover, kill -9 of the master to the next post shown",
         &figures.failover,
     );
+    if !figures.failover_leader_change.is_empty() {
+        print_row(
+            "failover, the same with etcd's leader killed at the same moment",
+            &figures.failover_leader_change,
+        );
+    }
     let under_load = &figures.under_load;
     print_row(
         "same-cluster delivery under load, tsc to tsc",
@@ -203,12 +209,6 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         "fan-out, a post to the last of its readers' streams",
         &figures.fan_out.to_last,
     );
-    if !figures.failover_leader_change.is_empty() {
-        print_row(
-            "the same, with etcd's leader killed at the same moment",
-            &figures.failover_leader_change,
-        );
-    }
     println!();
     if flags.etcd {
         println!("coordination on etcd: 3 etcd members, two coordinators");
