@@ -201,3 +201,67 @@ fn a_post_of_1000_characters_comes_back_exactly_and_longer_or_control_lines_are_
         refusals[2]
     );
 }
+
+/// A client that comes back after missing thousands of posts (it asks for what came after
+/// the last index it showed, as `tsc` does after a failover) gets every one, once, in
+/// order — read from the replica a page at a time, not all under the store's lock at once.
+#[test]
+fn a_client_that_resumes_after_thousands_of_missed_posts_gets_each_once_in_order() {
+    use tsn_core::coordinator::Endpoint;
+    use tsn_core::id::UserId;
+    use tsn_grpc::client::{SnsClient, TimelineEvent};
+    const MISSED: u64 = 2_500;
+    let mut deployment = Deployment::start(3);
+    let port = deployment.start_master(1);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let client = |user: u32| {
+            let endpoint = Endpoint {
+                host: "127.0.0.1".into(),
+                port,
+            };
+            let user = UserId::new(user).expect("a user id");
+            SnsClient::new(endpoint, user, format!("resume-test-u{user}")).expect("a client")
+        };
+        let (u1, u4) = (client(1), client(4));
+        for user in [&u1, &u4] {
+            within("a login", user.login()).await.expect("logs in");
+        }
+        within("a follow", u1.follow("4"))
+            .await
+            .expect("u1 follows u4");
+        let mut author = within("u4's timeline", u4.open_timeline(None))
+            .await
+            .expect("u4's timeline opens");
+        for seq in 1..=MISSED {
+            within("a post", author.post(9, seq, &format!("missed {seq}")))
+                .await
+                .expect("sent");
+        }
+        loop {
+            match within("u4's acknowledgements", author.next()).await {
+                Ok(Some(TimelineEvent::Acked { seq, error, .. })) => {
+                    assert_eq!(error, None, "post {seq} is stored");
+                    if seq == MISSED {
+                        break;
+                    }
+                }
+                Ok(Some(_)) => {}
+                other => panic!("u4's stream ended before its last acknowledgement: {other:?}"),
+            }
+        }
+
+        let mut reader = within("u1's resumed timeline", u1.open_timeline(Some(0)))
+            .await
+            .expect("u1's timeline opens");
+        for expected in 1..=MISSED {
+            match within("a missed post", reader.next()).await {
+                Ok(Some(TimelineEvent::Post(post))) => {
+                    assert_eq!(post.index, expected);
+                    assert_eq!(post.text, format!("missed {expected}"));
+                }
+                other => panic!("post {expected} of {MISSED} did not come: {other:?}"),
+            }
+        }
+    });
+}
