@@ -47,6 +47,10 @@ pub enum Error {
     /// that a live process from another data folder holds.
     #[error("{0}")]
     Duplicate(String),
+    /// The caller may not do what it asked: it claims what nobody granted it (an epoch, a
+    /// role), or its identity does not allow the call. The text says which.
+    #[error("{0}")]
+    Refused(String),
     /// A request that can never succeed as sent.
     #[error("{0}")]
     Invalid(String),

@@ -10,6 +10,7 @@ pub fn to_status(error: Error) -> Status {
         Error::Unavailable { .. } | Error::NotMaster(_) => Code::Unavailable,
         Error::NoSuchCluster { .. } | Error::Invalid(_) => Code::InvalidArgument,
         Error::Duplicate(_) => Code::AlreadyExists,
+        Error::Refused(_) => Code::PermissionDenied,
         Error::StaleEpoch { .. } | Error::OutOfOrder { .. } => Code::FailedPrecondition,
         Error::Storage { .. } | Error::Corrupt(_) => Code::Internal,
     };
@@ -19,7 +20,8 @@ pub fn to_status(error: Error) -> Status {
 /// The core error a failed call to `what` (a peer) stands for.
 pub fn from_status(what: &str, status: Status) -> Error {
     match status.code() {
-        Code::InvalidArgument | Code::NotFound | Code::OutOfRange | Code::PermissionDenied => {
+        Code::PermissionDenied => Error::Refused(format!("{what}: {}", status.message())),
+        Code::InvalidArgument | Code::NotFound | Code::OutOfRange => {
             Error::Invalid(format!("{what}: {}", status.message()))
         }
         Code::AlreadyExists => Error::Duplicate(format!("{what}: {}", status.message())),

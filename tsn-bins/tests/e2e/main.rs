@@ -11,6 +11,7 @@ mod duplicates;
 mod etcd;
 mod failover;
 mod faults;
+mod forgery;
 mod hostile;
 mod hosts;
 mod local;

@@ -9,7 +9,7 @@
 
 mod registry;
 
-pub use registry::{ClusterState, LateMaster, Registry, RegistryConfig, RoleChange};
+pub use registry::{ClusterState, EPOCH_LEAD, LateMaster, Registry, RegistryConfig, RoleChange};
 
 use std::fmt;
 
@@ -114,7 +114,9 @@ pub trait Coordinator: Send + Sync {
     /// Reports a server as alive and returns its assignment.
     ///
     /// Fails with [`Error::Duplicate`](crate::Error::Duplicate) while the same server of the
-    /// cluster is live on another data folder ([`Report::folder`]).
+    /// cluster is live on another data folder ([`Report::folder`]), and with
+    /// [`Error::Refused`](crate::Error::Refused) for a report of an epoch, or a claim to
+    /// mastership, that the coordinator never granted.
     ///
     /// A master that reports a smaller in-sync set may count only on the remaining slaves
     /// once this returns with `role == Master` at its epoch: from then on the coordinator

@@ -19,23 +19,43 @@
 //!   confirms no smaller in-sync set. A registry that cannot hear for a while (its shared
 //!   store stalled) listens again likewise ([`Registry::listen_again`]), and then does not
 //!   count that while against anyone ([`Registry::forgive`]).
-//! * A master that reports any other role (it restarted) loses its role; a report of a
-//!   newer epoch than the master's deposes the master. Either way the next promotion starts
-//!   a new epoch, above every epoch seen and above the registry's floor.
+//! * A master that reports any other role (it restarted) loses its role. Either way the
+//!   next promotion starts a new epoch, above every epoch seen and above the registry's
+//!   floor.
+//! * Epochs nobody granted are refused. Once the registry knows a cluster's epoch (it
+//!   granted it, a shared store recorded it, or its listening is over), a heartbeat
+//!   claiming mastership is taken only from the server the epoch was granted to, and one
+//!   reporting a newer epoch than the cluster's is refused with [`Error::Refused`],
+//!   changing nothing: nobody can install itself as master by reporting a high epoch.
+//!   While the registry listens it cannot check a claim against a grant, and takes the
+//!   servers' word where they do not contradict each other: a claim is adopted only while
+//!   the cluster has no master (a master's claim of a newer epoch does not depose one it
+//!   adopted), and a slave that reports following a newer epoch than the adopted master's
+//!   deposes it, as the server that holds what the newer epoch acknowledged. An epoch further above the registry's floor than [`EPOCH_LEAD`] is refused
+//!   at any time (no coordinator grants one).
+//! * A master's in-sync set names only servers that have reported to the registry in its
+//!   cluster: a cluster never waits for servers that never were.
 //! * A synchronizer counts as registered while it re-registers within the failure timeout.
 //! * A place is held by a data folder, not by a process: while a server (or a cluster's
 //!   synchronizer) is live, a heartbeat (a registration) for the same place from another
 //!   data folder is a second copy started by mistake and is refused with
 //!   [`Error::Duplicate`], leaving the live one's record untouched. A process restarted on
 //!   its own folder takes its place back at once; another folder may take it once the
-//!   holder has been silent for the failure timeout. Processes that do not say their
-//!   folder ([`FolderId::UNKNOWN`], the course's programs) are never refused.
+//!   holder has been silent for the failure timeout. A process that does not say its
+//!   folder ([`FolderId::UNKNOWN`], the course's programs) is refused only where a live
+//!   process that says its folder holds the place: it cannot pass for that process.
 //!
 //! # Caveats
 //!
 //! After a coordinator restart the in-sync sets are unknown until the masters' next
 //! heartbeats; a master that dies in that window is replaced by the live server with the
 //! furthest log, which holds every acknowledged write unless the in-sync set had shrunk.
+//!
+//! Without authenticated connections, a coordinator that keeps its records in memory and
+//! has just restarted takes what servers say during its first failure timeout: a caller
+//! that reports then, as a server of a cluster whose servers have not reported yet, can
+//! still be adopted. A shared store that records the epochs (etcd), or TLS identities,
+//! closes that window.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -55,6 +75,12 @@ pub struct RegistryConfig {
     /// How long a server may go without a heartbeat before it counts as failed.
     pub failure_timeout: Duration,
 }
+
+/// How far above the registry's floor (or the cluster's epoch, if higher) a reported epoch
+/// may be: 2^40, some 35 years of the milliseconds the floors count. A report further
+/// ahead is refused; no coordinator grants such an epoch, and taking it in would bring the
+/// epochs close to their end.
+pub const EPOCH_LEAD: u64 = 1 << 40;
 
 /// A role change the registry decided, for logs and displays.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +122,9 @@ struct ServerRecord {
     down: bool,
     log: LogPoint,
     epoch: Epoch,
+    /// The newest epoch the registry knows this server was made master of (by its own
+    /// promotion, a record it adopted, or a claim it took); [`Epoch::default`]: none.
+    granted: Epoch,
 }
 
 /// A master late with its heartbeats, not yet for the failure timeout
@@ -160,6 +189,9 @@ impl ServerRecord {
 #[derive(Clone, Debug, Default)]
 struct ClusterRecord {
     state: ClusterState,
+    /// Whether `state.epoch` is known for sure: the registry granted it, or adopted it
+    /// from a shared store's record; not when it was only taken from servers' reports.
+    recorded: bool,
     servers: BTreeMap<ServerId, ServerRecord>,
 }
 
@@ -311,31 +343,78 @@ impl Registry {
         }
     }
 
-    /// Whether a heartbeat would be taken, changing nothing: its cluster exists, and it
-    /// comes from no second copy of a live server ([`Error::Duplicate`]).
+    /// Whether a heartbeat would be taken, changing nothing: its cluster exists, it comes
+    /// from no second copy of a live server ([`Error::Duplicate`]), and it claims no epoch
+    /// nobody granted ([`Error::Refused`]).
     pub fn check_heartbeat(&self, report: &Report, now: Instant) -> Result<()> {
         let cluster_id = report.server.cluster;
         self.check_cluster(cluster_id)?;
         let id = report.server.server;
-        let held = self
-            .clusters
-            .get(&cluster_id)
-            .and_then(|cluster| cluster.servers.get(&id));
+        let cluster = self.clusters.get(&cluster_id);
+        let held = cluster.and_then(|cluster| cluster.servers.get(&id));
         if let Some(held) = held
             && self.is_live(held, now)
-            && held.folder.differs_from(report.folder)
+            && (held.folder.differs_from(report.folder)
+                || (held.folder != FolderId::UNKNOWN && report.folder == FolderId::UNKNOWN))
         {
             let what = format!("server {id} of cluster {cluster_id}");
             return Err(duplicate(&what, &held.server, held.last_seen, now));
         }
+        let state = cluster.map(|c| &c.state);
+        let epoch = state.map_or(Epoch::default(), |s| s.epoch);
+        let refused = |why: String| {
+            Err(Error::Refused(format!(
+                "server {id} of cluster {cluster_id} {why}; refusing its heartbeat"
+            )))
+        };
+        if report.epoch.0 > self.epoch_floor.max(epoch).0.saturating_add(EPOCH_LEAD) {
+            return refused(format!(
+                "reports epoch {}, which no coordinator grants",
+                report.epoch
+            ));
+        }
+        if !cluster.is_some_and(|c| self.knows_epoch(c, now)) {
+            return Ok(());
+        }
+        if report.epoch > epoch {
+            return refused(format!(
+                "reports epoch {}, newer than its cluster's, {epoch}: nobody granted it",
+                report.epoch
+            ));
+        }
+        let holder = state.and_then(|s| s.master);
+        let granted = held.is_some_and(|h| h.granted == report.epoch);
+        if report.role == Some(Role::Master)
+            && report.epoch == epoch
+            && holder != Some(id)
+            && !(holder.is_none() && granted)
+        {
+            let holder = holder.map_or("nobody it knows".to_owned(), |h| format!("server {h}"));
+            return refused(format!(
+                "claims to be master at epoch {epoch}, which was granted to {holder}"
+            ));
+        }
         Ok(())
     }
 
-    /// Records a heartbeat and answers it with the server's assignment.
+    /// Whether the registry knows `cluster`'s epoch for sure, and so takes no claim to an
+    /// epoch it did not grant: it granted or adopted the epoch, or has stopped listening
+    /// and holds one.
+    fn knows_epoch(&self, cluster: &ClusterRecord, now: Instant) -> bool {
+        cluster.recorded || (!self.is_listening(now) && cluster.state.epoch != Epoch::default())
+    }
+
+    /// Records a heartbeat and answers it with the server's assignment. See the [module
+    /// docs](self) for what a report may change.
     pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment> {
         self.check_heartbeat(report, now)?;
         let cluster_id = report.server.cluster;
         let id = report.server.server;
+        // Claims are taken on the servers' word only where the epoch cannot be checked.
+        let believed = !self
+            .clusters
+            .get(&cluster_id)
+            .is_some_and(|c| self.knows_epoch(c, now));
         let cluster = self.clusters.entry(cluster_id).or_default();
         let record = cluster.servers.entry(id).or_insert_with(|| ServerRecord {
             server: report.server.clone(),
@@ -346,6 +425,7 @@ impl Registry {
             down: false,
             log: report.log,
             epoch: report.epoch,
+            granted: Epoch::default(),
         });
         record.server = report.server.clone();
         record.incarnation = report.incarnation;
@@ -354,6 +434,7 @@ impl Registry {
         record.down = false;
         record.log = report.log;
         record.epoch = report.epoch;
+        let granted = record.granted;
 
         if cluster.state.master == Some(id)
             && report.incarnation != cluster.state.master_incarnation
@@ -368,7 +449,8 @@ impl Registry {
             });
         }
         if report.role != Some(Role::Master) && report.epoch > cluster.state.epoch {
-            // A server knows a newer epoch than the one its master claims (a coordinator
+            // (Only while the registry cannot check epochs: otherwise refused above.) A
+            // server knows a newer epoch than the one its master claims (a coordinator
             // that restarted adopted a stale master before hearing of it): epochs never go
             // back, and that master is deposed.
             cluster.state.epoch = report.epoch;
@@ -382,10 +464,11 @@ impl Registry {
             }
         }
         if report.role == Some(Role::Master) {
-            let current = cluster.state.master == Some(id) && report.epoch == cluster.state.epoch;
-            let unopposed = cluster.state.master.is_none() && report.epoch >= cluster.state.epoch;
-            let newer = report.epoch > cluster.state.epoch;
-            if current || unopposed || newer {
+            let state = &cluster.state;
+            let current = state.master == Some(id) && report.epoch == state.epoch;
+            let unopposed = state.master.is_none() && report.epoch >= state.epoch;
+            let reinstated = unopposed && granted == report.epoch;
+            if current || reinstated || (believed && unopposed) {
                 if cluster.state.master != Some(id) {
                     self.changes.push(RoleChange::Promoted {
                         cluster: cluster_id,
@@ -396,8 +479,12 @@ impl Registry {
                 cluster.state.epoch = report.epoch;
                 cluster.state.master = Some(id);
                 cluster.state.master_incarnation = report.incarnation;
+                if let Some(record) = cluster.servers.get_mut(&id) {
+                    record.granted = report.epoch;
+                }
+                let known = |s: &ServerId| *s != id && cluster.servers.contains_key(s);
                 let in_sync: Vec<ServerId> = std::iter::once(id)
-                    .chain(report.in_sync.iter().copied().filter(|&s| s != id))
+                    .chain(report.in_sync.iter().copied().filter(known))
                     .collect();
                 if in_sync != cluster.state.in_sync {
                     cluster.state.in_sync = in_sync.clone();
@@ -494,7 +581,13 @@ impl Registry {
                 .max(self.epoch_floor)
                 .next();
             cluster.state.master = Some(server);
-            cluster.state.master_incarnation = cluster.servers[&server].incarnation;
+            cluster.recorded = true;
+            let record = cluster
+                .servers
+                .get_mut(&server)
+                .expect("a live server's record");
+            record.granted = cluster.state.epoch;
+            cluster.state.master_incarnation = record.incarnation;
             cluster.state.in_sync = vec![server];
             self.changes.push(RoleChange::Promoted {
                 cluster: cluster_id,
@@ -523,6 +616,10 @@ impl Registry {
         let record = self.clusters.entry(cluster).or_default();
         self.changes
             .extend(record.state.changes_to(cluster, &state));
+        record.recorded = state.epoch != Epoch::default();
+        if let Some(master) = state.master.and_then(|m| record.servers.get_mut(&m)) {
+            master.granted = master.granted.max(state.epoch);
+        }
         record.state = state;
     }
 
@@ -1097,8 +1194,17 @@ mod tests {
         );
         other.folder = FolderId::UNKNOWN;
         assert!(
+            matches!(
+                w.registry.heartbeat(&other, w.now),
+                Err(Error::Duplicate(_))
+            ),
+            "a process that does not say its folder cannot pass for one that does"
+        );
+        other.server = server(1, 3);
+        assert!(w.registry.heartbeat(&other, w.now).is_ok());
+        assert!(
             w.registry.heartbeat(&other, w.now).is_ok(),
-            "a process that does not say its folder is never refused"
+            "nor is refused where none says its folder"
         );
     }
 
@@ -1132,6 +1238,135 @@ mod tests {
             .register_sync(server(1, 1), FolderId(2), w.now)
             .unwrap();
         assert_eq!(w.registry.sync_servers(w.now), [server(1, 1)]);
+    }
+
+    impl World {
+        /// A heartbeat that may be refused.
+        fn try_beat(
+            &mut self,
+            cluster: u32,
+            id: u32,
+            role: Option<Role>,
+            epoch: u64,
+        ) -> Result<Assignment> {
+            let report = Report {
+                server: server(cluster, id),
+                incarnation: self.incarnation + u64::from(id),
+                folder: folder_of(id),
+                role,
+                epoch: Epoch(epoch),
+                log: log(epoch, 1_000_000),
+                in_sync: vec![],
+            };
+            self.registry.heartbeat(&report, self.now)
+        }
+
+        /// Cluster 1 with master 1 at epoch 1 and slave 2 in sync, past listening.
+        fn running() -> Self {
+            let mut w = World::settled();
+            w.new_server(1, 1);
+            w.new_server(1, 2);
+            w.beat(1, 1, Some(Role::Master), 1, log(1, 5), &[2]);
+            w.beat(1, 2, Some(Role::Slave), 1, log(1, 5), &[]);
+            w.registry.take_changes();
+            w
+        }
+    }
+
+    #[test]
+    fn forged_claims_of_epochs_nobody_granted_are_refused_and_change_nothing() {
+        let mut w = World::running();
+        let forged = [
+            (9, Some(Role::Master), 1 << 62),
+            (9, Some(Role::Master), 2),
+            (9, Some(Role::Master), 1),
+            (9, Some(Role::Slave), 7),
+            (2, Some(Role::Master), 1),
+            (3, None, 2),
+        ];
+        for (id, role, epoch) in forged {
+            let refused = w.try_beat(1, id, role, epoch);
+            assert!(
+                matches!(&refused, Err(Error::Refused(m)) if m.starts_with(&format!("server {id} of cluster 1 "))),
+                "{id} {role:?} {epoch}: {refused:?}"
+            );
+        }
+        assert_eq!(w.registry.take_changes(), [], "nothing changed");
+        assert_eq!(
+            w.registry.cluster_state(ClusterId(1)).in_sync,
+            [ServerId(1), ServerId(2)]
+        );
+        let master = w.beat(1, 1, Some(Role::Master), 1, log(1, 6), &[2]);
+        assert_eq!((master.role, master.epoch), (Role::Master, Epoch(1)));
+        w.at(2200);
+        let promoted = w.beat(1, 2, Some(Role::Slave), 1, log(1, 6), &[]);
+        assert_eq!(
+            (promoted.role, promoted.epoch),
+            (Role::Master, Epoch(2)),
+            "the real slave takes over from its master, not the forger"
+        );
+    }
+
+    #[test]
+    fn an_epoch_beyond_any_grant_is_refused_even_while_listening() {
+        let mut w = World::new();
+        let refused = w.try_beat(1, 9, Some(Role::Slave), EPOCH_LEAD + 1);
+        assert!(
+            matches!(&refused, Err(Error::Refused(m)) if m.contains("no coordinator grants")),
+            "{refused:?}"
+        );
+        assert!(w.try_beat(1, 9, Some(Role::Slave), EPOCH_LEAD).is_ok());
+    }
+
+    #[test]
+    fn while_listening_a_newer_claim_deposes_an_adopted_master_only_with_a_slave_following_it() {
+        let mut w = World::new();
+        w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[2]);
+        w.beat(1, 2, Some(Role::Slave), 4, log(4, 10), &[]);
+        let lone = w.beat(1, 9, Some(Role::Master), 6, log(6, 99), &[]);
+        assert_eq!(lone.role, Role::Slave, "a claim nobody follows");
+        assert_eq!(lone.master, Some(server(1, 1)));
+        w.beat(1, 3, Some(Role::Master), 5, log(5, 12), &[4]);
+        w.beat(1, 4, Some(Role::Slave), 5, log(5, 12), &[]);
+        let followed = w.beat(1, 3, Some(Role::Master), 5, log(5, 12), &[4]);
+        assert_eq!(
+            (followed.role, followed.epoch),
+            (Role::Master, Epoch(5)),
+            "a newer claim that a slave follows wins"
+        );
+    }
+
+    #[test]
+    fn a_record_from_a_shared_store_is_checked_even_while_listening() {
+        let mut w = World::new();
+        let recorded = ClusterState {
+            epoch: Epoch(4),
+            master: Some(ServerId(1)),
+            master_incarnation: 1,
+            in_sync: vec![ServerId(1), ServerId(2)],
+        };
+        w.registry.adopt(ClusterId(1), recorded);
+        w.beat(1, 8, Some(Role::Slave), 4, log(4, 10), &[]);
+        for (role, epoch) in [(Some(Role::Master), 4), (Some(Role::Master), 5), (None, 5)] {
+            let refused = w.try_beat(1, 9, role, epoch);
+            assert!(
+                matches!(refused, Err(Error::Refused(_))),
+                "{role:?} {epoch}: {refused:?}"
+            );
+        }
+        let master = w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[2]);
+        assert_eq!((master.role, master.epoch), (Role::Master, Epoch(4)));
+    }
+
+    #[test]
+    fn an_in_sync_set_names_only_servers_that_reported() {
+        let mut w = World::running();
+        w.beat(1, 1, Some(Role::Master), 1, log(1, 6), &[2, 9]);
+        assert_eq!(w.registry.take_changes(), []);
+        assert_eq!(
+            w.registry.cluster_state(ClusterId(1)).in_sync,
+            [ServerId(1), ServerId(2)]
+        );
     }
 
     impl World {

@@ -101,9 +101,10 @@ impl<C: Coordinator + 'static> CoordService for CoordServer<C> {
 }
 
 /// The status for a heartbeat or a registration that failed; a second copy of a live
-/// process is also logged, for the operator watching the coordinator.
+/// process, or a claim nobody granted, is also logged, for the operator watching the
+/// coordinator.
 fn refusal(error: Error) -> Status {
-    if let Error::Duplicate(why) = &error {
+    if let Error::Duplicate(why) | Error::Refused(why) = &error {
         tracing::warn!("{why}");
     }
     to_status(error)
