@@ -12,7 +12,8 @@
 //! * [`feed`] — the change feed between synchronizers and the course's `SynchService`.
 //! * [`tsd`] — a cluster server on the wire: the client service, sessions, and the
 //!   replication stream between master and slaves.
-//! * [`error`] — core errors to gRPC statuses and back; [`transport`] — channels to peers.
+//! * [`error`] — core errors to gRPC statuses and back; [`transport`] — channels to peers
+//!   and servers; [`tls`] — mutual TLS between TSN's processes, and who may call what.
 
 pub mod client;
 pub mod convert;
@@ -22,6 +23,7 @@ pub mod etcd;
 pub mod feed;
 pub mod proto;
 pub mod replies;
+pub mod tls;
 pub mod transport;
 pub mod tsd;
 

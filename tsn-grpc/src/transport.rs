@@ -5,13 +5,32 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tonic::transport::server::{Router, TcpIncoming};
-
 use tonic::transport::Channel;
+use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
 use tsn_core::coordinator::Endpoint;
 use tsn_core::{Error, Result};
 
 use crate::CALL_TIMEOUT;
+use crate::tls::{self, Access};
+
+/// A server's router: its services behind the [access rules](crate::tls::access).
+pub type Router = tonic::transport::server::Router<Stack<Access, Identity>>;
+
+/// The builder every TSN server starts from: its services are added behind the access
+/// rules.
+pub fn server() -> Server<Stack<Access, Identity>> {
+    Server::builder().layer(Access)
+}
+
+/// A channel to `endpoint` that connects when first used: over TLS when this process has
+/// [installed](crate::tls::install) TLS settings.
+pub fn connect_lazy(endpoint: &tonic::transport::Endpoint) -> Channel {
+    match tls::installed() {
+        Some(security) => security.channel(endpoint),
+        None => endpoint.connect_lazy(),
+    }
+}
 
 /// How often an idle stream's connection is probed, and how long a probe may go unanswered
 /// before the connection counts as dead.
@@ -31,7 +50,7 @@ fn builder(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint> {
 /// A lazily connecting channel for short calls: each call fails after
 /// [`CALL_TIMEOUT`](crate::CALL_TIMEOUT). It sends no HTTP/2 pings.
 pub fn call_channel(endpoint: &Endpoint) -> Result<Channel> {
-    Ok(call_endpoint(endpoint)?.connect_lazy())
+    Ok(connect_lazy(&call_endpoint(endpoint)?))
 }
 
 /// What [`call_channel`] connects with: more channels like it can be made from it, each
@@ -44,18 +63,19 @@ pub fn call_endpoint(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint> 
 /// deadline, but a connection whose peer stops answering keep-alive probes (HTTP/2 pings,
 /// every second) is dropped within about two seconds.
 pub fn stream_channel(endpoint: &Endpoint) -> Result<Channel> {
-    Ok(builder(endpoint)?
-        .http2_keep_alive_interval(KEEP_ALIVE)
-        .keep_alive_timeout(KEEP_ALIVE)
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+    Ok(connect_lazy(
+        &builder(endpoint)?
+            .http2_keep_alive_interval(KEEP_ALIVE)
+            .keep_alive_timeout(KEEP_ALIVE)
+            .keep_alive_while_idle(true),
+    ))
 }
 
 /// A lazily connecting channel for a client's long-lived streams to a server that may be
 /// of the course's design: no call deadline and no HTTP/2 pings. The caller finds out
 /// that the server stopped answering by other means (TSN's session keep-alive calls).
 pub fn client_stream_channel(endpoint: &Endpoint) -> Result<Channel> {
-    builder(endpoint).map(|b| b.connect_lazy())
+    builder(endpoint).map(|b| connect_lazy(&b))
 }
 
 /// What the standard gRPC health service says of a server's services: `SERVING` while a
@@ -153,16 +173,18 @@ pub fn service_name<S: NamedService>() -> &'static str {
 /// streams (timelines, replication, feeds) are cut rather than waited for — their clients
 /// reconnect elsewhere, and nothing acknowledged depends on them.
 ///
-/// Accepted connections have `TCP_NODELAY` set: without it, a small reply written while
-/// the previous one is unacknowledged waits for the peer's delayed ACK (about 40 ms).
-/// (The server builder's own `tcp_nodelay` applies only to listeners tonic binds itself.)
+/// Connections are taken as [`tls::incoming`] takes them: over TLS when this process has
+/// installed TLS settings (plaintext ones left to the access rules), and with
+/// `TCP_NODELAY` set: without it, a small reply written while the previous one is
+/// unacknowledged waits for the peer's delayed ACK (about 40 ms).
 pub async fn serve_until(
     router: Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::result::Result<(), tonic::transport::Error> {
+    let incoming = tls::incoming(listener, tls::installed().cloned());
     tokio::select! {
-        served = router.serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))) => served,
+        served = router.serve_with_incoming(incoming) => served,
         () = shutdown => Ok(()),
     }
 }

@@ -10,10 +10,12 @@
 //! * [`Screen`]: a `tsc` driven through pipes, line by line.
 //! * [`hosts`]: simulated hosts (network namespaces on a bridge) to run programs on.
 //! * [`etcd`]: a cluster of real etcd members, for coordination on etcd.
+//! * [`certs`]: a certificate authority and the processes' certificates, for TLS.
 //!
 //! On Linux the kernel sends a child SIGTERM when the thread that started it ends, and a
 //! [`Process`] is killed when dropped: no child outlives its harness.
 
+pub mod certs;
 pub mod deployment;
 pub mod etcd;
 pub mod hosts;

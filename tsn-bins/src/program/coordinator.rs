@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{self, Addresses, Fatal};
+use crate::program::tls::TlsFlags;
 use clap::Parser;
 use tsn_core::coordinator::RegistryConfig;
 use tsn_grpc::coordinator::EtcdBoard;
 use tsn_grpc::etcd::Etcd;
+use tsn_grpc::tls::Identity;
 use tsn_server::coordinator::{Local, Shared};
 
 /// etcd's client port, for `--etcd` members named without one.
@@ -49,6 +51,12 @@ struct Flags {
     /// the records are in this process's memory.
     #[arg(long, value_name = "MEMBERS")]
     etcd: Option<String>,
+    #[command(flatten)]
+    tls: TlsFlags,
+    /// With TLS on: take plaintext calls from clients too (the course's tsc on a private
+    /// network); calls from servers always need TLS.
+    #[arg(long)]
+    allow_plaintext_clients: bool,
 }
 
 /// Runs the coordinator with `args` (the first being the program's name).
@@ -58,6 +66,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
     cli::init_logging();
+    flags
+        .tls
+        .install(Identity::Coordinator, flags.allow_plaintext_clients)?;
     let listener = cli::listen(&flags.bind, flags.port).await?;
     let port = listener
         .local_addr()

@@ -8,5 +8,6 @@ pub mod faults;
 pub mod local;
 pub mod server;
 pub mod synchronizer;
+pub mod tls;
 pub mod tsc;
 pub mod tsd;

@@ -10,10 +10,12 @@ use clap::{ArgAction, Parser};
 use tsn_core::Coordinator;
 use tsn_core::coordinator::ServerRef;
 use tsn_core::id::{ClusterId, FolderId};
+use tsn_grpc::tls::Identity;
 use tsn_server::synchronizer::{self, Relay, keep_registered};
 
 use crate::cli::{self, Addresses, Fatal};
 use crate::program::server::{self, COORDINATOR_AT_START, ServerFlags};
+use crate::program::tls::TlsFlags;
 
 /// The synchronizer's flags.
 #[derive(Parser, Debug)]
@@ -49,6 +51,8 @@ struct Flags {
     round_interval: Duration,
     #[command(flatten)]
     network: ServerFlags,
+    #[command(flatten)]
+    tls: TlsFlags,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -61,6 +65,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
     cli::init_logging();
+    let identity = Identity::Synchronizer {
+        cluster: flags.cluster,
+    };
+    flags.tls.install(identity, false)?;
     let dir = tsn_fs::synchronizer_dir(&flags.data_dir, ClusterId(flags.cluster));
     let _claim = tsn_fs::SynchronizerClaim::take(&dir).map_err(|e| {
         Fatal::new(

@@ -1,11 +1,13 @@
 //! The client, `tsc`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::{self, Addresses};
 use clap::{ArgAction, Parser};
 use tsn_core::id::UserId;
+use tsn_grpc::tls::{self, Security};
 
 /// The client's flags.
 #[derive(Parser, Debug)]
@@ -25,6 +27,9 @@ struct Flags {
     /// Your user id: a whole number from 1 to 2147483647.
     #[arg(short = 'u', long = "user", default_value = "1", value_parser = parse_user)]
     user: UserId,
+    /// Speak TLS to the servers, verifying them against this certificate authority (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -37,6 +42,13 @@ fn parse_user(text: &str) -> Result<UserId, String> {
 /// Runs the client with `args` (the first being the program's name).
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let flags: Flags = cli::parse_flags("tsc", args);
+    if let Some(ca) = &flags.tls_ca {
+        let installed = Security::client(ca).and_then(tls::install);
+        if let Err(error) = installed {
+            eprintln!("tsc: bad --tls-ca: {error}");
+            return ExitCode::from(2);
+        }
+    }
     match Addresses::parse(&flags.coordinator_host, flags.coordinator_port) {
         Ok(coordinators) => cli::runtime().block_on(crate::client::run(coordinators, flags.user)),
         Err(error) => {

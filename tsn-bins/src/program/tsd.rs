@@ -9,11 +9,13 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use tsn_core::id::ClusterId;
 use tsn_core::{Coordinator, Store, SyncPeer};
+use tsn_grpc::tls::Identity;
 use tsn_grpc::tsd;
 use tsn_server::routed::{Routed, Target};
 
 use crate::cli::{self, Fatal};
 use crate::program::server::{self, ServerFlags};
+use crate::program::tls::TlsFlags;
 
 /// The tsd's flags.
 #[derive(Parser, Debug)]
@@ -53,6 +55,12 @@ struct Flags {
     replication_timeout: Duration,
     #[command(flatten)]
     network: ServerFlags,
+    #[command(flatten)]
+    tls: TlsFlags,
+    /// With TLS on: take plaintext calls from clients too (the course's tsc on a private
+    /// network); calls between servers always need TLS.
+    #[arg(long)]
+    allow_plaintext_clients: bool,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -65,6 +73,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 async fn run(flags: Flags) -> Result<(), Fatal> {
     cli::init_logging();
+    let identity = Identity::Tsd {
+        cluster: flags.cluster,
+        server: flags.server,
+    };
+    flags.tls.install(identity, flags.allow_plaintext_clients)?;
     let listener = cli::listen(&flags.network.bind, flags.port).await?;
     let me = flags.network.me(&listener, flags.cluster, flags.server)?;
     let (coordinator_at, coordinator) =

@@ -1,15 +1,21 @@
-//! Forged heartbeats: a caller with the course's generated stubs and no credentials claims,
-//! for three seconds, to be a master of a running cluster (an unknown server at a huge
-//! epoch, at the next epoch, at the current one; a slave of a newer epoch; the real master
-//! from nowhere). Every claim is refused with a clear error and a warning line at the
-//! coordinator, and nothing a client sees changes, then or at the next failover.
+//! Forged heartbeats: a caller with the course's generated stubs claims, for three seconds,
+//! to be a master of a running cluster (an unknown server at a huge epoch, at the next
+//! epoch, at the current one; a slave of a newer epoch; the real master from nowhere):
+//! without TLS, with TLS and no certificate, and with TLS and a real certificate of
+//! another server of the cluster. Every claim is refused with a clear error and a warning
+//! line at the coordinator, and nothing a client sees changes, then or at the next
+//! failover.
 
 use std::time::Duration;
 
-use tonic::Code;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tsn_bins::harness::certs::Validity;
+use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::{Confirmation, ServerInfo};
+use tsn_grpc::tls::Identity;
 
-use crate::support::{Deployment, coordinator_at, runtime, within};
+use crate::support::{Deployment, STEADY, endpoint, runtime, within};
 
 /// How many forged calls the burst makes, and how far apart: three seconds, fifteen calls.
 const BURST: (usize, Duration) = (15, Duration::from_millis(200));
@@ -28,16 +34,19 @@ fn claim(id: i32, role: &str, epoch: u64) -> ServerInfo {
     }
 }
 
-/// Sends the burst to the coordinator on `port`: first a plain heartbeat of a new server,
-/// which tells the cluster's epoch, then the forged claims in turn. The answers to the
-/// claims, each with what was claimed.
-async fn forged_burst(port: u16) -> (Confirmation, Vec<(ServerInfo, tonic::Status)>) {
-    let mut coordinator = coordinator_at(port).await;
+/// What the coordinator answers a forged claim with: its code and words from its message.
+type Refusal = fn(&ServerInfo) -> (Code, &'static str);
+
+/// Sends the burst through `channel` (to the coordinator): first a plain heartbeat of a
+/// new server 9, which tells the cluster's epoch if it is taken, then the forged claims in
+/// turn. That first answer, and the answers to the claims, each with what was claimed.
+async fn forged_burst(channel: Channel) -> (Option<Confirmation>, Vec<(ServerInfo, Status)>) {
+    let mut coordinator = CoordServiceClient::new(channel);
     let told = within("a heartbeat", coordinator.heartbeat(claim(9, "new", 0)))
         .await
-        .expect("a new server's heartbeat is answered")
-        .into_inner();
-    let epoch = told.epoch;
+        .ok()
+        .map(tonic::Response::into_inner);
+    let epoch = told.as_ref().map_or(1, |t| t.epoch);
     let claims = [
         claim(9, "master", 1 << 62),
         claim(9, "master", epoch + 1),
@@ -57,9 +66,16 @@ async fn forged_burst(port: u16) -> (Confirmation, Vec<(ServerInfo, tonic::Statu
     (told, refusals)
 }
 
-#[test]
-fn a_burst_of_forged_heartbeats_changes_nothing_that_clients_see() {
-    let mut deployment = Deployment::start(1);
+/// Runs the burst through the channel `caller` makes against cluster 1 of `deployment`,
+/// while user 2 follows user 1 on screen: each claim is refused as `refusal` says, the
+/// coordinator logs each of `warnings` (a line, how often), and clients see nothing of it,
+/// then or at the next failover.
+fn a_burst_changes_nothing(
+    mut deployment: Deployment,
+    caller: impl FnOnce(&Deployment) -> Channel,
+    refusal: Refusal,
+    warnings: &[(&str, usize)],
+) {
     let master_port = deployment.start_master_and_in_sync_slave(1);
     let mut u1 = deployment.logged_in_client(1);
     let mut u2 = deployment.logged_in_client(2);
@@ -69,30 +85,26 @@ fn a_burst_of_forged_heartbeats_changes_nothing_that_clients_see() {
     u1.send("before the burst");
     u2.wait_for(">> before the burst\n");
 
-    let (told, refusals) = runtime().block_on(forged_burst(deployment.coordinator_port));
-    assert_eq!(
-        told.master.map(|m| m.port),
-        Some(master_port.to_string()),
-        "a new server is told the real master"
-    );
-    for (forged, status) in &refusals {
-        let impersonation = forged.server_id == 1;
-        let (code, says) = if impersonation {
-            (Code::AlreadyExists, "already runs at")
-        } else {
-            (Code::PermissionDenied, "refusing its heartbeat")
-        };
-        assert!(
-            status.code() == code && status.message().contains(says),
-            "{forged:?} is refused with a clear error: {status:?}"
+    let runtime = runtime();
+    let channel = runtime.block_on(async { caller(&deployment) });
+    let (told, refusals) = runtime.block_on(forged_burst(channel));
+    if let Some(told) = told {
+        assert_eq!(
+            told.master.map(|m| m.port),
+            Some(master_port.to_string()),
+            "a new server is told the real master"
         );
     }
-    deployment
-        .coordinator
-        .wait_for_log_count("refusing its heartbeat", 12);
-    deployment
-        .coordinator
-        .wait_for_log_count("refusing a second copy", 3);
+    for (forged, status) in &refusals {
+        let (code, says) = refusal(forged);
+        assert!(
+            status.code() == code && status.message().contains(says),
+            "{forged:?} is refused with {code:?}, saying '{says}': {status:?}"
+        );
+    }
+    for (line, count) in warnings {
+        deployment.coordinator.wait_for_log_count(line, *count);
+    }
 
     assert_eq!(
         deployment.master_port(1),
@@ -116,4 +128,60 @@ fn a_burst_of_forged_heartbeats_changes_nothing_that_clients_see() {
         );
     }
     assert!(deployment.server(1, 2).is_running());
+}
+
+#[test]
+fn a_burst_of_forged_heartbeats_changes_nothing_that_clients_see() {
+    let deployment = Deployment::start(1);
+    let plaintext = |d: &Deployment| {
+        Channel::from_shared(format!("http://{}", d.coordinator_address()))
+            .expect("an address")
+            .connect_lazy()
+    };
+    let refusal: Refusal = |forged| match forged.server_id {
+        1 => (Code::AlreadyExists, "refusing a second copy"),
+        _ => (Code::PermissionDenied, "refusing its heartbeat"),
+    };
+    let warnings = [
+        ("refusing its heartbeat", 12),
+        ("refusing a second copy", 3),
+    ];
+    a_burst_changes_nothing(deployment, plaintext, refusal, &warnings);
+}
+
+#[test]
+fn with_tls_a_burst_without_a_certificate_is_refused_before_it_is_read() {
+    let deployment = Deployment::with_tls(1, STEADY);
+    let no_certificate = |d: &Deployment| d.tls().channel(&d.coordinator_address());
+    let refusal: Refusal = |_| {
+        (
+            Code::Unauthenticated,
+            "needs the certificate of a TSN server",
+        )
+    };
+    let warnings = [("refused a call to /csce438.CoordService/Heartbeat", 16)];
+    a_burst_changes_nothing(deployment, no_certificate, refusal, &warnings);
+}
+
+#[test]
+fn with_tls_a_burst_from_a_real_certificate_of_the_cluster_is_refused_all_the_same() {
+    let deployment = Deployment::with_tls(1, STEADY);
+    let server_9 = |d: &Deployment| {
+        let nine = Identity::Tsd {
+            cluster: 1,
+            server: 9,
+        };
+        d.tls()
+            .caller(nine, Validity::Lasting)
+            .channel(&endpoint(&d.coordinator_address()))
+    };
+    let refusal: Refusal = |forged| match forged.server_id {
+        1 => (
+            Code::PermissionDenied,
+            "cannot call /csce438.CoordService/Heartbeat as server 1 of cluster 1",
+        ),
+        _ => (Code::PermissionDenied, "refusing its heartbeat"),
+    };
+    let warnings = [("refusing its heartbeat", 12), ("cannot call", 3)];
+    a_burst_changes_nothing(deployment, server_9, refusal, &warnings);
 }

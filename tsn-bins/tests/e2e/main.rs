@@ -23,3 +23,4 @@ mod startup;
 mod sync;
 mod terminal;
 mod timeline_rules;
+mod tls;

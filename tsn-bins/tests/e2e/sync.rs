@@ -31,6 +31,11 @@ fn course_test_cases_2_and_3_with_every_process_on_a_host_of_its_own() {
 }
 
 #[test]
+fn course_test_cases_2_and_3_with_tls_on_every_connection() {
+    course_test_cases_2_and_3(Deployment::with_tls(3, STEADY));
+}
+
+#[test]
 fn course_test_cases_2_and_3_on_etcd_with_two_coordinators() {
     if let Some(deployment) = Deployment::on_etcd(3, STEADY) {
         course_test_cases_2_and_3(deployment);

@@ -28,7 +28,7 @@ struct Remote {
 impl Remote {
     fn new(at: tonic::transport::Endpoint, name: String) -> Self {
         Remote {
-            client: CoordServiceClient::new(at.connect_lazy()),
+            client: CoordServiceClient::new(crate::transport::connect_lazy(&at)),
             at,
             name,
         }

@@ -52,7 +52,7 @@ pub async fn serve<C: Ticking + 'static>(
         }
     });
     let service = CoordServiceServer::new(CoordServer::new(coordinator));
-    let router = tonic::transport::Server::builder().add_service(service);
+    let router = crate::transport::server().add_service(service);
     let services = [service_name::<CoordServiceServer<CoordServer<C>>>()];
     let health = Health::new();
     health.set(&services, true).await;

@@ -12,6 +12,7 @@ use crate::coordinator::NO_MASTER;
 use crate::error::to_status;
 use crate::proto::csce438::coord_service_server::CoordService;
 use crate::proto::csce438::{AllSyncServers, Confirmation, Empty, Id, ServerInfo};
+use crate::tls::{self, Identity};
 
 /// Serves the course's `CoordService` with the decisions of `C`.
 #[derive(Debug)]
@@ -33,6 +34,12 @@ impl<C: Coordinator + 'static> CoordService for CoordServer<C> {
         request: Request<ServerInfo>,
     ) -> Result<Response<Confirmation>, Status> {
         let report = Report::try_from(request.get_ref()).map_err(to_status)?;
+        let me = Identity::Tsd {
+            cluster: report.server.cluster.0,
+            server: report.server.server.0,
+        };
+        let method = "/csce438.CoordService/Heartbeat";
+        tls::access::require(&request, method, |peer| peer == me, &me.to_string())?;
         let assignment = self.coordinator.heartbeat(report).await.map_err(refusal)?;
         Ok(Response::new(Confirmation::from(&assignment)))
     }
@@ -85,6 +92,11 @@ impl<C: Coordinator + 'static> CoordService for CoordServer<C> {
         request: Request<ServerInfo>,
     ) -> Result<Response<Confirmation>, Status> {
         let sync = ServerRef::try_from(request.get_ref()).map_err(to_status)?;
+        let me = Identity::Synchronizer {
+            cluster: sync.cluster.0,
+        };
+        let method = "/csce438.CoordService/RegisterSyncServer";
+        tls::access::require(&request, method, |peer| peer == me, &me.to_string())?;
         let folder = FolderId(request.get_ref().folder_id);
         let clusters = self
             .coordinator

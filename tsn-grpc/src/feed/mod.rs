@@ -39,7 +39,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let router = tonic::transport::Server::builder()
+    let router = crate::transport::server()
         .add_service(FeedService::new(FeedServer::new(Arc::clone(&sources))))
         .add_service(SynchServiceServer::new(FeedServer::new(sources)));
     let services = [

@@ -85,7 +85,7 @@ where
     })?;
     // Its own cluster's committed changes, for the cluster's synchronizer.
     let feed: Arc<dyn FeedSources> = tsd.clone();
-    let router = tonic::transport::Server::builder()
+    let router = crate::transport::server()
         .add_service(SnsServiceServer::from_arc(Arc::clone(&tsd)))
         .add_service(SessionServer::from_arc(Arc::clone(&tsd)))
         .add_service(ReplicationServer::from_arc(Arc::clone(&tsd)))

@@ -18,6 +18,7 @@ use crate::error::{from_status, to_status};
 use crate::proto::tsn;
 use crate::proto::tsn::replication_client::ReplicationClient;
 use crate::proto::tsn::replication_server::Replication;
+use crate::tls::{self, Identity};
 use crate::transport::stream_channel;
 
 /// One direction of a replication stream as gRPC carries it: proto messages `P`, read as
@@ -51,6 +52,13 @@ impl<S: Store> Replication for Tsd<S> {
         &self,
         request: Request<Streaming<tsn::SlaveMessage>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
+        let cluster = self.config().me.cluster.0;
+        tls::access::require(
+            &request,
+            "/tsn.Replication/Replicate",
+            |peer| matches!(peer, Identity::Tsd { cluster: c, .. } if c == cluster),
+            &format!("a server of cluster {cluster}"),
+        )?;
         let inbound = FromWire {
             stream: request.into_inner(),
             what: "the slave".into(),

@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tonic::transport::Channel;
 use tsn_bins::harness::hosts::REQUIRE_NETNS;
 use tsn_bins::harness::topology::{coordinator_flags, synchronizer_flags, tsd_flags};
 use tsn_bins::harness::{Host, Network};
 use tsn_grpc::proto::csce438::Id;
 use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::sns_service_client::SnsServiceClient;
+use tsn_grpc::tls::Identity;
 
 use super::*;
 
@@ -34,6 +36,8 @@ pub(crate) struct Deployment {
     /// With coordination on etcd: the etcd cluster, the second coordinator, and the list
     /// of both coordinators' addresses the others are given.
     on_etcd: Option<OnEtcd>,
+    /// With TLS on every connection: the certificates.
+    tls: Option<Tls>,
 }
 
 /// A deployment's coordination on etcd.
@@ -113,6 +117,31 @@ impl Deployment {
         deployment
     }
 
+    /// Starts a coordinator for `clusters` clusters with `timers`, on loopback, with TLS on
+    /// every connection: each process started gets a certificate naming it, and each
+    /// client verifies the servers.
+    pub(crate) fn with_tls(clusters: u32, timers: Timers) -> Deployment {
+        let tls = Tls::new();
+        let extra = tls.flags(Identity::Coordinator);
+        let (coordinator, port) = start_coordinator_with(clusters, 0, timers, None, &extra);
+        let mut deployment = Deployment::around(clusters, timers, None, coordinator, port);
+        deployment.tls = Some(tls);
+        deployment
+    }
+
+    /// The certificates of a deployment with TLS.
+    pub(crate) fn tls(&self) -> &Tls {
+        self.tls.as_ref().expect("a deployment with TLS")
+    }
+
+    /// The TLS flags of the process that is `identity`; none without TLS.
+    fn tls_flags(&self, identity: Identity) -> Vec<String> {
+        self.tls
+            .as_ref()
+            .map(|tls| tls.flags(identity))
+            .unwrap_or_default()
+    }
+
     /// Kills the first coordinator (the one every process tries first) with `kill -9`;
     /// the second carries on alone, and this deployment asks it from then on.
     pub(crate) fn kill_first_coordinator(&mut self) {
@@ -154,6 +183,7 @@ impl Deployment {
             moves: 0,
             network,
             on_etcd: None,
+            tls: None,
         }
     }
 
@@ -239,6 +269,7 @@ impl Deployment {
         );
         args.extend(self.coordinator_flags());
         args.extend(bind_flags(host.as_ref()));
+        args.extend(self.tls_flags(Identity::Synchronizer { cluster }));
         args.extend(extra.iter().map(|a| a.to_string()));
         let proc = start_claiming_on(host, "synchronizer", &args);
         self.synchronizers.push((cluster, proc));
@@ -301,11 +332,12 @@ impl Deployment {
     pub(crate) fn restart_coordinator(&mut self) {
         self.coordinator.kill();
         let host = self.network.as_ref().map(|n| n.hosts()[0].clone());
-        let (coordinator, _) = start_coordinator(
+        let (coordinator, _) = start_coordinator_with(
             self.clusters,
             self.coordinator_port,
             self.timers,
             host.as_ref(),
+            &self.tls_flags(Identity::Coordinator),
         );
         self.coordinator = coordinator;
     }
@@ -341,6 +373,7 @@ impl Deployment {
         );
         args.extend(self.coordinator_flags());
         args.extend(bind_flags(host.as_ref()));
+        args.extend(self.tls_flags(Identity::Tsd { cluster, server }));
         let proc = start_claiming_on(host, "tsd", &args);
         eventually(
             &format!(
@@ -386,7 +419,11 @@ impl Deployment {
         let expected = (names(users), names(followers));
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let seen = listing(&self.coordinator_address(), user);
+            let seen = block_on(listing(
+                &self.coordinator_address(),
+                user,
+                self.tls.as_ref(),
+            ));
             if seen.as_ref() == Some(&expected) {
                 return;
             }
@@ -438,19 +475,19 @@ impl Deployment {
 
     /// The port of the live master of `cluster`, as the coordinator tells clients.
     pub(crate) fn master_port(&self, cluster: u32) -> Option<u16> {
-        ask_master(&self.coordinator_address(), cluster).map(|master| master.port)
+        self.ask_master(cluster).map(|master| master.port)
     }
 
     /// The address (`host:port`) of the live master of `cluster`, as the coordinator tells
     /// clients.
     pub(crate) fn master_address(&self, cluster: u32) -> Option<String> {
-        ask_master(&self.coordinator_address(), cluster).map(|master| master.address())
+        self.ask_master(cluster).map(|master| master.address())
     }
 
     /// Waits until `cluster` has a live master, and returns its server id.
     pub(crate) fn wait_master(&self, cluster: u32) -> u32 {
         eventually(&format!("a master in cluster {cluster}"), || {
-            ask_master(&self.coordinator_address(), cluster).map(|master| master.id)
+            self.ask_master(cluster).map(|master| master.id)
         })
     }
 
@@ -459,7 +496,7 @@ impl Deployment {
         eventually(
             &format!("server {server} to be master of cluster {cluster}"),
             || {
-                let master = ask_master(&self.coordinator_address(), cluster);
+                let master = self.ask_master(cluster);
                 master.is_some_and(|m| m.id == server).then_some(())
             },
         )
@@ -468,6 +505,21 @@ impl Deployment {
     /// Starts `tsc -h <coordinator> -k <port> -u user` (on a host of its own, on hosts).
     pub(crate) fn client(&mut self, user: u32) -> Proc {
         let host = self.place(&format!("tsc-{user}"));
+        let mut args = self.client_flags(user);
+        if let Some(tls) = &self.tls {
+            args.extend(tls.client_flags());
+        }
+        Proc::start_on(host, "tsc", &args)
+    }
+
+    /// Starts `tsc -h <coordinator> -k <port> -u user` without TLS, as the course's client
+    /// would connect, whether the deployment has TLS or not.
+    pub(crate) fn plaintext_client(&mut self, user: u32) -> Proc {
+        Proc::start("tsc", &self.client_flags(user))
+    }
+
+    /// The flags of `tsc -h <coordinator> -k <port> -u user`.
+    fn client_flags(&self, user: u32) -> Vec<String> {
         let mut args = self.coordinator_flags().to_vec();
         args.extend([
             "-k".into(),
@@ -475,7 +527,7 @@ impl Deployment {
             "-u".into(),
             user.to_string(),
         ]);
-        Proc::start_on(host, "tsc", &args)
+        args
     }
 
     /// Starts `tsc -u user` and waits until it shows its prompt (`Ok`) or exits (`Err`).
@@ -586,12 +638,23 @@ impl Master {
     }
 }
 
+/// A channel to `address` (`host:port`): over TLS with `tls`'s settings, or plaintext.
+async fn channel_to(address: &str, tls: Option<&Tls>) -> Option<Channel> {
+    match tls {
+        Some(tls) => Some(tls.channel(address)),
+        None => Channel::from_shared(format!("http://{address}"))
+            .ok()?
+            .connect()
+            .await
+            .ok(),
+    }
+}
+
 /// The master the coordinator at `coordinator` (`host:port`) routes `user` to, asked
-/// through the course's `GetServer`; `None` while there is none or no answer.
-async fn master_for(coordinator: &str, user: u32) -> Option<Master> {
-    let mut client = CoordServiceClient::connect(format!("http://{coordinator}"))
-        .await
-        .ok()?;
+/// through the course's `GetServer` (over TLS with `tls`); `None` while there is none or
+/// no answer.
+async fn master_for(coordinator: &str, user: u32, tls: Option<&Tls>) -> Option<Master> {
+    let mut client = CoordServiceClient::new(channel_to(coordinator, tls).await?);
     let info = client
         .get_server(Id { id: user as i32 })
         .await
@@ -613,25 +676,31 @@ fn block_on<T>(future: impl Future<Output = Option<T>>) -> Option<T> {
         .block_on(future)
 }
 
-/// Asks the coordinator at `coordinator` (`host:port`) for the master of `cluster`.
-fn ask_master(coordinator: &str, cluster: u32) -> Option<Master> {
-    // User `cluster` lives in cluster `cluster` whatever the number of clusters.
-    block_on(master_for(coordinator, cluster))
+impl Deployment {
+    /// Asks the coordinator for the master of `cluster`.
+    fn ask_master(&self, cluster: u32) -> Option<Master> {
+        // User `cluster` lives in cluster `cluster` whatever the number of clusters.
+        block_on(master_for(
+            &self.coordinator_address(),
+            cluster,
+            self.tls.as_ref(),
+        ))
+    }
 }
 
 /// What `LIST` answers `user` now, asked through the course's protocol at the master of
-/// the user's cluster: every user, and the user's followers.
-fn listing(coordinator: &str, user: u32) -> Option<(Vec<String>, Vec<String>)> {
-    block_on(async {
-        let master = master_for(coordinator, user).await?;
-        let mut sns = SnsServiceClient::connect(format!("http://{}", master.address()))
-            .await
-            .ok()?;
-        let reply = sns
-            .list(request(&user.to_string(), &[]))
-            .await
-            .ok()?
-            .into_inner();
-        Some((reply.all_users, reply.followers))
-    })
+/// the user's cluster (over TLS with `tls`): every user, and the user's followers.
+async fn listing(
+    coordinator: &str,
+    user: u32,
+    tls: Option<&Tls>,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let master = master_for(coordinator, user, tls).await?;
+    let mut sns = SnsServiceClient::new(channel_to(&master.address(), tls).await?);
+    let reply = sns
+        .list(request(&user.to_string(), &[]))
+        .await
+        .ok()?
+        .into_inner();
+    Some((reply.all_users, reply.followers))
 }

@@ -9,9 +9,11 @@ mod etcd;
 mod process;
 mod protocol;
 mod text;
+mod tls;
 
 pub(crate) use deployment::*;
 pub(crate) use etcd::*;
 pub(crate) use process::*;
 pub(crate) use protocol::*;
 pub(crate) use text::*;
+pub(crate) use tls::*;

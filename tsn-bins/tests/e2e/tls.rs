@@ -1,0 +1,209 @@
+//! TLS on every connection: who may not join is refused, each with a clear error at the
+//! caller and a warning line at the server, and every process stays up; plaintext clients
+//! only where the operator allows them; a renewed certificate is used without a restart.
+
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tsn_bins::harness::certs::{Authority, Validity};
+use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
+use tsn_grpc::proto::csce438::{Id, ServerInfo};
+use tsn_grpc::proto::tsn::feed_client::FeedClient;
+use tsn_grpc::proto::tsn::replication_client::ReplicationClient;
+use tsn_grpc::proto::tsn::{FeedRequest, Hello, SlaveMessage, slave_message};
+use tsn_grpc::tls::{Identity, KeyFiles, Security};
+
+use crate::support::{Deployment, STEADY, endpoint, runtime, within};
+
+/// A heartbeat of server `server` of `cluster`, as a new server sends it.
+fn heartbeat_of(cluster: u32, server: i32) -> ServerInfo {
+    ServerInfo {
+        server_id: server,
+        hostname: "127.0.0.1".into(),
+        port: "1".into(),
+        r#type: "new".into(),
+        cluster_id: cluster.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Sends a heartbeat of server 1 of `cluster` through `channel`; the refusal.
+async fn heartbeat_refusal(channel: Channel, cluster: u32) -> Status {
+    let mut coordinator = CoordServiceClient::new(channel);
+    within(
+        "a heartbeat",
+        coordinator.heartbeat(heartbeat_of(cluster, 1)),
+    )
+    .await
+    .expect_err("the heartbeat is refused")
+}
+
+/// Opens a replication stream through `channel`, saying Hello as server 7 of cluster 1;
+/// the refusal.
+async fn replication_refusal(channel: Channel) -> Status {
+    let hello = SlaveMessage {
+        kind: Some(slave_message::Kind::Hello(Hello {
+            server_id: 7,
+            cluster_id: 1,
+            ..Default::default()
+        })),
+    };
+    let mut replication = ReplicationClient::new(channel);
+    within(
+        "a replication stream",
+        replication.replicate(tokio_stream::iter([hello])),
+    )
+    .await
+    .expect_err("the stream is refused")
+}
+
+/// Asks for a change feed through `channel`; the refusal.
+async fn feed_refusal(channel: Channel) -> Status {
+    let mut feed = FeedClient::new(channel);
+    let ask = FeedRequest {
+        cluster: 2,
+        after: 0,
+        source: 0,
+    };
+    within("a change feed", feed.changes(ask))
+        .await
+        .expect_err("the feed is refused")
+}
+
+/// Asserts that `status` has `code` and says `says`.
+fn refused_as(status: &Status, code: Code, says: &str) {
+    assert!(
+        status.code() == code && status.message().contains(says),
+        "refused with {code:?}, saying '{says}': {status:?}"
+    );
+}
+
+#[test]
+fn with_tls_every_caller_that_may_not_is_refused_and_every_process_stays_up() {
+    let mut deployment = Deployment::with_tls(3, STEADY);
+    let master_port = deployment.start_master(1);
+    deployment.start_synchronizer(1);
+    let sync_port = deployment.synchronizer_port(1);
+    let coordinator = deployment.coordinator_address();
+    let master = format!("127.0.0.1:{master_port}");
+    let synchronizer = format!("127.0.0.1:{sync_port}");
+    let tls = deployment.tls();
+    let stranger = tempfile::tempdir().expect("a temporary folder");
+    let other_authority =
+        Authority::create(stranger.path(), "another CA").expect("a certificate authority");
+    let from_other_authority = {
+        let files = other_authority
+            .issue(
+                Identity::Tsd {
+                    cluster: 1,
+                    server: 1,
+                },
+                Validity::Lasting,
+            )
+            .expect("a certificate");
+        let key = KeyFiles {
+            certificate: files.certificate,
+            key: files.key,
+        };
+        Arc::new(Security::server(key, &tls.authority.file(), false).expect("TLS settings"))
+    };
+    let expired = tls.caller(
+        Identity::Tsd {
+            cluster: 1,
+            server: 1,
+        },
+        Validity::Expired,
+    );
+    let of_cluster_2 = tls.caller(
+        Identity::Tsd {
+            cluster: 2,
+            server: 1,
+        },
+        Validity::Lasting,
+    );
+    let client = tls.caller(Identity::Client, Validity::Lasting);
+
+    runtime().block_on(async {
+        // No certificate: a user's calls are taken, a server's are not.
+        let anonymous = tls.channel(&coordinator);
+        let routed = CoordServiceClient::new(anonymous.clone())
+            .get_server(Id { id: 1 })
+            .await
+            .expect("a user's client is routed");
+        assert_eq!(routed.into_inner().port, master_port.to_string());
+        let status = heartbeat_refusal(anonymous, 1).await;
+        refused_as(&status, Code::Unauthenticated, "needs the certificate of a TSN server");
+
+        let status =
+            heartbeat_refusal(from_other_authority.channel(&endpoint(&coordinator)), 1).await;
+        refused_as(&status, Code::Unauthenticated, "certificate was refused: invalid peer certificate: UnknownIssuer");
+        let status = heartbeat_refusal(expired.channel(&endpoint(&coordinator)), 1).await;
+        refused_as(&status, Code::Unauthenticated, "certificate was refused: invalid peer certificate: certificate expired");
+
+        let status = heartbeat_refusal(of_cluster_2.channel(&endpoint(&coordinator)), 1).await;
+        refused_as(
+            &status,
+            Code::PermissionDenied,
+            "the certificate of server 1 of cluster 2 cannot call /csce438.CoordService/Heartbeat as server 1 of cluster 1",
+        );
+        let status = replication_refusal(of_cluster_2.channel(&endpoint(&master))).await;
+        refused_as(&status, Code::PermissionDenied, "as a server of cluster 1");
+
+        let status = heartbeat_refusal(client.channel(&endpoint(&coordinator)), 1).await;
+        refused_as(&status, Code::PermissionDenied, "a client may not call /csce438.CoordService/Heartbeat");
+        let status = replication_refusal(client.channel(&endpoint(&master))).await;
+        refused_as(&status, Code::PermissionDenied, "a client may not call /tsn.Replication/Replicate");
+        let status = feed_refusal(client.channel(&endpoint(&synchronizer))).await;
+        refused_as(&status, Code::PermissionDenied, "a client may not call /tsn.Feed/Changes");
+
+        let plaintext = endpoint(&coordinator).connect_lazy();
+        let status = CoordServiceClient::new(plaintext)
+            .get_server(Id { id: 1 })
+            .await
+            .expect_err("a plaintext client is refused");
+        refused_as(&status, Code::Unauthenticated, "this server takes only TLS connections");
+    });
+
+    let coordinator_log = deployment.coordinator.stderr();
+    for line in [
+        "refused a call to /csce438.CoordService/Heartbeat: /csce438.CoordService/Heartbeat needs the certificate",
+        "refused the certificate of a TLS connection: invalid peer certificate: UnknownIssuer",
+        "refused the certificate of a TLS connection: invalid peer certificate: certificate expired",
+        "cannot call /csce438.CoordService/Heartbeat as server 1 of cluster 1",
+        "a client may not call /csce438.CoordService/Heartbeat",
+        "this server takes only TLS connections",
+    ] {
+        assert!(
+            coordinator_log.contains(line),
+            "the coordinator warns '{line}':\n{coordinator_log}"
+        );
+    }
+    assert!(
+        coordinator_log.contains("certificate expired") || coordinator_log.contains("Expired"),
+        "{coordinator_log}"
+    );
+    deployment
+        .server(1, 1)
+        .wait_for_log_count("a client may not call /tsn.Replication/Replicate", 1);
+    deployment
+        .server(1, 1)
+        .wait_for_log_count("as a server of cluster 1", 1);
+    deployment
+        .synchronizer(1)
+        .wait_for_log_count("a client may not call /tsn.Feed/Changes", 1);
+
+    // The course's client, which speaks no TLS, is told why it cannot connect.
+    let mut course_client = deployment.plaintext_client(1);
+    assert!(!course_client.wait_exit().success());
+    let said = course_client.stderr();
+    assert!(said.contains("takes only TLS connections"), "{said}");
+    assert!(deployment.coordinator.is_running());
+    assert!(deployment.server(1, 1).is_running());
+    assert!(deployment.synchronizer(1).is_running());
+    assert_eq!(
+        deployment.master_port(1),
+        Some(master_port),
+        "nothing moved"
+    );
+}
