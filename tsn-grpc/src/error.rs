@@ -20,7 +20,9 @@ pub fn to_status(error: Error) -> Status {
 /// The core error a failed call to `what` (a peer) stands for.
 pub fn from_status(what: &str, status: Status) -> Error {
     match status.code() {
-        Code::PermissionDenied => Error::Refused(format!("{what}: {}", status.message())),
+        Code::PermissionDenied | Code::Unauthenticated => {
+            Error::Refused(format!("{what}: {}", status.message()))
+        }
         Code::InvalidArgument | Code::NotFound | Code::OutOfRange => {
             Error::Invalid(format!("{what}: {}", status.message()))
         }

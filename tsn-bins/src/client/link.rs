@@ -146,6 +146,8 @@ impl Link {
                 }
                 Ok(None) if first => return Err(ConnectError::NoServer(self.user)),
                 Ok(None) => ConnectError::NoServer(self.user),
+                // Asking again cannot help (this client may not connect, as it is).
+                Err(error @ tsn_core::Error::Refused(_)) => return Err(self.unreachable(error)),
                 Err(error) => self.unreachable(error),
             };
             if deadline.is_some_and(|d| Instant::now() + pause > d) {

@@ -58,6 +58,7 @@ impl TlsFiles {
 
 /// A certificate authority whose certificate is in `<dir>/ca.pem`, issuing certificates
 /// into `dir`.
+#[derive(Debug)]
 pub struct Authority {
     issuer: CertifiedIssuer<'static, KeyPair>,
     dir: PathBuf,

@@ -13,6 +13,9 @@ use super::process::{Process, Setup};
 use super::screen::Screen;
 use super::topology::{COORDINATOR, SECOND_COORDINATOR, Topology, synchronizer_name, tsd_name};
 use tsn_core::coordinator::Endpoint;
+use tsn_grpc::tls::Identity;
+
+use super::certs::{Authority, Validity};
 
 use crate::cli::Fatal;
 
@@ -39,6 +42,8 @@ pub struct Deployment {
     network: Option<Network>,
     /// The etcd cluster the coordinators keep their records on, with coordination on etcd.
     etcd: Option<EtcdCluster>,
+    /// The certificate authority of the members' certificates, with [`Topology::tls`].
+    authority: Option<Authority>,
 }
 
 impl Deployment {
@@ -66,6 +71,11 @@ impl Deployment {
             }
             false => None,
         };
+        let authority = topology
+            .tls
+            .then(|| Authority::create(&topology.tls_dir(), "TSN deployment CA"))
+            .transpose()
+            .map_err(|e| Fatal::new("cannot make the deployment's certificates", e))?;
         let mut deployment = Deployment {
             launcher,
             logs,
@@ -73,6 +83,7 @@ impl Deployment {
             members: Vec::new(),
             network,
             etcd,
+            authority,
         };
         match deployment.start_all().await {
             Ok(()) => Ok(deployment),
@@ -81,6 +92,24 @@ impl Deployment {
                 Err(fatal)
             }
         }
+    }
+
+    /// The certificate authority's file, with [`Topology::tls`]: what clients verify the
+    /// servers with (`tsc --tls-ca`).
+    pub fn authority_file(&self) -> Option<PathBuf> {
+        self.authority.as_ref().map(Authority::file)
+    }
+
+    /// The TLS flags of the member that is `identity`, with a certificate issued for it;
+    /// none without [`Topology::tls`].
+    fn tls_flags(&self, identity: Identity) -> Result<Vec<String>, Fatal> {
+        let Some(authority) = &self.authority else {
+            return Ok(Vec::new());
+        };
+        let files = authority
+            .issue(identity, Validity::Lasting)
+            .map_err(|e| Fatal::new(format_args!("cannot make a certificate for {identity}"), e))?;
+        Ok(files.flags())
     }
 
     /// The deployment's shape.
@@ -197,19 +226,22 @@ impl Deployment {
         };
         let mut args = self.topology.coordinator_args();
         args.extend(on_etcd.iter().cloned());
+        args.extend(self.tls_flags(Identity::Coordinator)?);
         let coordinator = self.launch(COORDINATOR, "coordinator", None, None, args, false)?;
         let coordinator = coordinator.ready().await?;
         self.members.push(coordinator);
         if !on_etcd.is_empty() {
             let mut args = self.topology.second_coordinator_args();
             args.extend(on_etcd);
+            args.extend(self.tls_flags(Identity::Coordinator)?);
             let second = self.launch(SECOND_COORDINATOR, "coordinator", None, None, args, false)?;
             let second = second.ready().await?;
             self.members.push(second);
         }
         for cluster in 1..=self.topology.clusters {
             for server in 1..=self.topology.servers {
-                let args = self.topology.tsd_args(cluster, server);
+                let mut args = self.topology.tsd_args(cluster, server);
+                args.extend(self.tls_flags(Identity::Tsd { cluster, server })?);
                 let name = tsd_name(cluster, server);
                 let tsd = self.launch(&name, "tsd", Some(cluster), Some(server), args, false)?;
                 let tsd = tsd.ready().await?;
@@ -222,7 +254,8 @@ impl Deployment {
             0
         };
         for cluster in 1..=synchronized {
-            let args = self.topology.synchronizer_args(cluster);
+            let mut args = self.topology.synchronizer_args(cluster);
+            args.extend(self.tls_flags(Identity::Synchronizer { cluster })?);
             let name = synchronizer_name(cluster);
             let synchronizer =
                 self.launch(&name, "synchronizer", Some(cluster), None, args, false)?;

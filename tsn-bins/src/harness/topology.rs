@@ -178,6 +178,9 @@ pub struct Topology {
     /// How long a member may take to start listening, and the servers to take up roles
     /// ([`START_TIMEOUT`] unless a replica is known to be large).
     pub start_timeout: Duration,
+    /// Whether every connection is TLS: a certificate authority and a certificate per
+    /// member are made in `<data_dir>/tls` (see [`certs`](super::certs)).
+    pub tls: bool,
 }
 
 /// How long a member of a [`Topology::standard`] deployment may take to start.
@@ -204,6 +207,7 @@ impl Topology {
             hosts: false,
             etcd: false,
             start_timeout: START_TIMEOUT,
+            tls: false,
         }
     }
 
@@ -234,6 +238,11 @@ impl Topology {
         } else {
             self.data_dir.clone()
         }
+    }
+
+    /// The folder of the certificates, with [`Topology::tls`].
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
     }
 
     /// The folder of the replica of tsd `server` of `cluster`.

@@ -7,7 +7,7 @@
 //! are always the same version), and the kernel stops them if `tsn-local` dies. With
 //! `--hosts` (root only) each runs on a simulated host of its own, removed on Ctrl-C. With
 //! `--etcd` the coordination runs on a cluster of 3 etcd members (from the PATH), with two
-//! coordinators on it.
+//! coordinators on it. With `--tls` every connection is TLS, with certificates it makes.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,6 +20,7 @@ use tsn_core::Coordinator;
 use tsn_core::coordinator::Endpoint;
 use tsn_core::id::UserId;
 use tsn_grpc::coordinator::CoordClient;
+use tsn_grpc::tls::{self, Security};
 
 use crate::cli::{self, Fatal};
 use crate::harness::{self, Deployment, Member, Timers, Topology, free_port};
@@ -60,6 +61,10 @@ struct Flags {
     /// be on the PATH) and two coordinators on it.
     #[arg(long)]
     etcd: bool,
+    /// Run every connection over TLS: makes a certificate authority and a certificate per
+    /// process in <data-dir>/tls, and prints the client command with --tls-ca.
+    #[arg(long)]
+    tls: bool,
     #[command(flatten)]
     timers: Timers,
 }
@@ -95,6 +100,7 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let topology = Topology {
         hosts: flags.hosts,
         etcd: flags.etcd,
+        tls: flags.tls,
         ..Topology::standard(
             flags.clusters,
             coordinator_port,
@@ -104,13 +110,28 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         )
     };
     let mut deployment = Deployment::start(topology).await?;
+    if let Some(ca) = deployment.authority_file() {
+        // This process asks the coordinator who is master, as a client does.
+        let security = Security::client(&ca).and_then(tls::install);
+        if let Err(error) = security {
+            deployment.stop().await;
+            return Err(Fatal::new("cannot turn TLS on", error));
+        }
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     let coordinators = deployment.coordinators();
     if let Some(etcd) = deployment.etcd() {
         let members = etcd.endpoints_flag();
         println!("Coordination runs on etcd ({members}), with two coordinators.");
     }
-    print_table(&flags, &coordinators, &deployment.members, &exe);
+    let authority = deployment.authority_file();
+    print_table(
+        &flags,
+        &coordinators,
+        &deployment.members,
+        &exe,
+        authority.as_deref(),
+    );
     watch(&flags, &coordinators, &mut deployment.members).await;
     deployment.stop().await;
     drop(claim);
@@ -121,7 +142,13 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn print_table(flags: &Flags, coordinators: &[Endpoint], members: &[Member], exe: &Path) {
+fn print_table(
+    flags: &Flags,
+    coordinators: &[Endpoint],
+    members: &[Member],
+    exe: &Path,
+    authority: Option<&Path>,
+) {
     println!(
         "TSN is running: {} clusters, data in {}, logs in {}.",
         flags.clusters,
@@ -130,6 +157,12 @@ fn print_table(flags: &Flags, coordinators: &[Endpoint], members: &[Member], exe
     );
     if flags.hosts {
         println!("Each process runs on a simulated host of its own, at the address below.");
+    }
+    if let Some(authority) = authority {
+        println!(
+            "Every connection is TLS; the certificates are in {}.",
+            authority.parent().unwrap_or(authority).display()
+        );
     }
     println!();
     println!("  process      cluster server  role    address          pid");
@@ -148,7 +181,7 @@ fn print_table(flags: &Flags, coordinators: &[Endpoint], members: &[Member], exe
     }
     println!();
     let tsc = exe.with_file_name("tsc");
-    let at = match coordinators {
+    let mut at = match coordinators {
         [only] if !flags.hosts => format!("-k {}", only.port),
         [only] => format!("-h {} -k {}", only.host, only.port),
         all => {
@@ -156,6 +189,9 @@ fn print_table(flags: &Flags, coordinators: &[Endpoint], members: &[Member], exe
             format!("-h {}", list.join(","))
         }
     };
+    if let Some(authority) = authority {
+        at.push_str(&format!(" --tls-ca {}", authority.display()));
+    }
     let client = if tsc.is_file() {
         format!("{} {at}", tsc.display())
     } else {

@@ -88,6 +88,58 @@ fn tsn_local_runs_a_deployment_that_clients_use_and_ctrl_c_leaves_nothing_runnin
 }
 
 #[test]
+fn tsn_local_with_tls_makes_the_certificates_and_prints_a_client_command_that_works() {
+    let data = tempfile::tempdir().expect("a folder");
+    let data_dir = data.path().join("tsn-data");
+    let port = unused_port().to_string();
+    let mut local = start_local(
+        &data_dir.display().to_string(),
+        &port,
+        &["--tls", "--clusters", "2"],
+    );
+    local.wait_for("Ctrl-C stops every process.\n");
+    let table = local.stdout();
+    let ca = data_dir.join("tls").join("ca.pem").display().to_string();
+    assert!(table.contains("Every connection is TLS"), "{table}");
+    let command = format!("-k {port} --tls-ca {ca} -u 1");
+    assert!(table.contains(&command), "'{command}' in:\n{table}");
+    for name in [
+        "coordinator.tsn",
+        "s1.c1.tsd.tsn",
+        "s2.c2.tsd.tsn",
+        "c2.synchronizer.tsn",
+    ] {
+        assert!(
+            data_dir.join("tls").join(format!("{name}.pem")).is_file(),
+            "{name}"
+        );
+    }
+
+    let args = |user: &str| ["-k", &port, "--tls-ca", &ca, "-u", user].map(str::to_owned);
+    let mut u1 = Proc::start("tsc", &args("1"));
+    let mut u2 = Proc::start("tsc", &args("2"));
+    u2.command("LIST", "Followers: ");
+    eventually(
+        "cluster 1 to know user 2, through the synchronizers over TLS",
+        || {
+            u1.command("LIST", "Followers: ");
+            u1.stdout().contains("All users: 1, 2").then_some(())
+        },
+    );
+    let mut plaintext = Proc::start("tsc", &["-k".into(), port.clone(), "-u".into(), "1".into()]);
+    assert!(!plaintext.wait_exit().success());
+    assert!(
+        plaintext.stderr().contains("--tls-ca"),
+        "{}",
+        plaintext.stderr()
+    );
+    u1.finish();
+    u2.finish();
+    interrupt(&local);
+    assert!(local.wait_exit().success(), "{}", local.stderr());
+}
+
+#[test]
 fn tsn_local_refuses_a_failure_timeout_shorter_than_two_heartbeats() {
     let data = tempfile::tempdir().expect("a folder");
     let data_dir = data.path().join("tsn-data");

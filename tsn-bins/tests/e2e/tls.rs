@@ -14,7 +14,7 @@ use tsn_grpc::proto::tsn::replication_client::ReplicationClient;
 use tsn_grpc::proto::tsn::{FeedRequest, Hello, SlaveMessage, slave_message};
 use tsn_grpc::tls::{Identity, KeyFiles, Security};
 
-use crate::support::{Deployment, STEADY, endpoint, runtime, within};
+use crate::support::{Deployment, STEADY, endpoint, eventually, runtime, within};
 
 /// A heartbeat of server `server` of `cluster`, as a new server sends it.
 fn heartbeat_of(cluster: u32, server: i32) -> ServerInfo {
@@ -206,4 +206,112 @@ fn with_tls_every_caller_that_may_not_is_refused_and_every_process_stays_up() {
         Some(master_port),
         "nothing moved"
     );
+}
+
+#[test]
+fn plaintext_clients_are_taken_where_the_operator_allows_them_and_servers_calls_never() {
+    let mut deployment = Deployment::with_tls_and_plaintext_clients(1, STEADY);
+    deployment.start_master(1);
+    let mut course_client = deployment.plaintext_client(1);
+    course_client.wait_for("Cmd> ");
+    course_client.command("LIST", "All users: 1");
+    course_client.finish();
+
+    let coordinator = deployment.coordinator_address();
+    let status = runtime()
+        .block_on(async { heartbeat_refusal(endpoint(&coordinator).connect_lazy(), 1).await });
+    refused_as(
+        &status,
+        Code::Unauthenticated,
+        "this server takes only TLS connections with a server's certificate",
+    );
+    assert_eq!(deployment.wait_master(1), 1);
+}
+
+/// The certificate the server at `address` presents now, read by a plain TLS handshake
+/// that verifies it as `identity` against the authority in `ca`.
+async fn presented_certificate(address: &str, ca: &std::path::Path, identity: Identity) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pki_types::CertificateDer::pem_file_iter(ca).expect("the CA") {
+        roots
+            .add(certificate.expect("a certificate"))
+            .expect("a root");
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS settings")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("a connection");
+    let name = rustls_pki_types::ServerName::try_from(identity.dns_name()).expect("a name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("a handshake that verifies the server as its identity");
+    tls.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+/// The certificate in the PEM file at `path`.
+fn certificate_in(path: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_file(path)
+        .expect("a certificate")
+        .to_vec()
+}
+
+#[test]
+fn a_server_uses_a_renewed_certificate_without_a_restart() {
+    let mut deployment = Deployment::with_tls(1, STEADY);
+    let port = deployment.start_master(1);
+    let address = format!("127.0.0.1:{port}");
+    let me = Identity::Tsd {
+        cluster: 1,
+        server: 1,
+    };
+    let ca = deployment.tls().authority.file();
+    let pem = deployment
+        .tls()
+        .dir
+        .path()
+        .join(format!("{}.pem", me.dns_name()));
+    let runtime = runtime();
+    let presented = || runtime.block_on(presented_certificate(&address, &ca, me));
+    let first = certificate_in(&pem);
+    assert_eq!(presented(), first);
+
+    // A renewal written half-way is not used: the server warns and keeps what it has.
+    std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMII").expect("a write");
+    eventually("the server to notice the unreadable renewal", || {
+        assert_eq!(
+            presented(),
+            first,
+            "the last good certificate is used meanwhile"
+        );
+        let log = deployment.server(1, 1).stderr();
+        log.contains("a changed certificate cannot be used yet")
+            .then_some(())
+    });
+
+    let renewed = deployment
+        .tls()
+        .authority
+        .issue(me, Validity::Lasting)
+        .expect("a renewed certificate");
+    let second = certificate_in(&renewed.certificate);
+    assert_ne!(first, second);
+    eventually("the renewed certificate in use", || {
+        (presented() == second).then_some(())
+    });
+    deployment
+        .server(1, 1)
+        .wait_for_log_count("using the renewed certificate", 1);
+    let mut client = deployment.logged_in_client(1);
+    client.command("LIST", "All users: 1");
+    client.finish();
+    assert!(deployment.server(1, 1).is_running(), "no restart");
 }

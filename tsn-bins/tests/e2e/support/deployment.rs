@@ -121,7 +121,20 @@ impl Deployment {
     /// every connection: each process started gets a certificate naming it, and each
     /// client verifies the servers.
     pub(crate) fn with_tls(clusters: u32, timers: Timers) -> Deployment {
-        let tls = Tls::new();
+        Deployment::with_tls_as(Tls::new(), clusters, timers)
+    }
+
+    /// Like [`Deployment::with_tls`], with the coordinator and the tsd servers taking
+    /// plaintext calls from clients too (`--allow-plaintext-clients`).
+    pub(crate) fn with_tls_and_plaintext_clients(clusters: u32, timers: Timers) -> Deployment {
+        let tls = Tls {
+            plaintext_clients: true,
+            ..Tls::new()
+        };
+        Deployment::with_tls_as(tls, clusters, timers)
+    }
+
+    fn with_tls_as(tls: Tls, clusters: u32, timers: Timers) -> Deployment {
         let extra = tls.flags(Identity::Coordinator);
         let (coordinator, port) = start_coordinator_with(clusters, 0, timers, None, &extra);
         let mut deployment = Deployment::around(clusters, timers, None, coordinator, port);

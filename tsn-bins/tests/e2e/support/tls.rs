@@ -16,6 +16,8 @@ pub(crate) struct Tls {
     /// The test's own settings: it trusts the authority and presents no certificate, as
     /// a user's client.
     pub(crate) client: Arc<Security>,
+    /// Whether the coordinator and the tsd servers take plaintext client calls too.
+    pub(crate) plaintext_clients: bool,
 }
 
 impl Tls {
@@ -29,15 +31,22 @@ impl Tls {
             dir,
             authority,
             client,
+            plaintext_clients: false,
         }
     }
 
     /// The TLS flags of the server process that is `identity`, with a new certificate.
     pub(crate) fn flags(&self, identity: Identity) -> Vec<String> {
-        self.authority
+        let mut flags = self
+            .authority
             .issue(identity, Validity::Lasting)
             .expect("a certificate")
-            .flags()
+            .flags();
+        let serves_clients = matches!(identity, Identity::Coordinator | Identity::Tsd { .. });
+        if self.plaintext_clients && serves_clients {
+            flags.push("--allow-plaintext-clients".into());
+        }
+        flags
     }
 
     /// The flags of a tsc that verifies the servers.
