@@ -115,13 +115,28 @@ pub fn parse_flags<T: Parser>(program: &str, args: Vec<OsString>) -> T {
             std::process::exit(0);
         }
         Err(error) => {
-            let text = error.to_string();
-            let line = text.lines().next().unwrap_or("invalid flags");
-            let line = line.strip_prefix("error: ").unwrap_or(line);
+            let line = one_line(&error.to_string());
             eprintln!("{program}: {line} (see {program} --help)");
             std::process::exit(2);
         }
     }
+}
+
+/// A parse error of clap's in one line: its first line, and, where that line ends with a
+/// colon (`the following required arguments were not provided:`), the indented lines
+/// that list what it means.
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("invalid flags");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if !first.ends_with(':') {
+        return first.to_owned();
+    }
+    let listed: Vec<&str> = lines
+        .take_while(|line| line.starts_with(' '))
+        .map(str::trim)
+        .collect();
+    format!("{first} {}", listed.join(", "))
 }
 
 /// Parses durations written like `200ms`, `1s` or `1m 30s`.

@@ -151,7 +151,9 @@ pub struct Epoch(pub u64);
 impl Epoch {
     /// The epoch after this one.
     pub fn next(self) -> Epoch {
-        Epoch(self.0 + 1)
+        // Saturating: epochs far up are refused as reported (see the registry's
+        // `EPOCH_LEAD`), so only a record an older coordinator wrote could be there.
+        Epoch(self.0.saturating_add(1))
     }
 }
 

@@ -15,7 +15,7 @@ use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::{Confirmation, ServerInfo};
 use tsn_grpc::tls::Identity;
 
-use crate::support::{Deployment, STEADY, endpoint, runtime, within};
+use crate::support::{Deployment, STEADY, runtime, within};
 
 /// How many forged calls the burst makes, and how far apart: three seconds, fifteen calls.
 const BURST: (usize, Duration) = (15, Duration::from_millis(200));
@@ -171,9 +171,9 @@ fn with_tls_a_burst_from_a_real_certificate_of_the_cluster_is_refused_all_the_sa
             cluster: 1,
             server: 9,
         };
+        let at = d.coordinator_address();
         d.tls()
-            .caller(nine, Validity::Lasting)
-            .channel(&endpoint(&d.coordinator_address()))
+            .caller(nine, Validity::Lasting, &at, Identity::Coordinator)
     };
     let refusal: Refusal = |forged| match forged.server_id {
         1 => (

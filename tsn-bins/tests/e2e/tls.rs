@@ -2,19 +2,25 @@
 //! caller and a warning line at the server, and every process stays up; plaintext clients
 //! only where the operator allows them; a renewed certificate is used without a restart.
 
+use std::path::Path;
 use std::sync::Arc;
 
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-use tsn_bins::harness::certs::{Authority, Validity};
+use tsn_bins::harness::certs::{Authority, TlsFiles, Validity};
 use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::{Id, ServerInfo};
 use tsn_grpc::proto::tsn::feed_client::FeedClient;
 use tsn_grpc::proto::tsn::replication_client::ReplicationClient;
 use tsn_grpc::proto::tsn::{FeedRequest, Hello, SlaveMessage, slave_message};
-use tsn_grpc::tls::{Identity, KeyFiles, Security};
+use tsn_grpc::tls::Identity;
 
-use crate::support::{Deployment, STEADY, endpoint, eventually, runtime, within};
+use crate::startup::{AT_ONCE, fails_with_one_line};
+use crate::support::{
+    Deployment, STEADY, Tls, endpoint, eventually, presenting, ring, roots, runtime, unused_port,
+    within,
+};
 
 /// A heartbeat of server `server` of `cluster`, as a new server sends it.
 fn heartbeat_of(cluster: u32, server: i32) -> ServerInfo {
@@ -58,6 +64,35 @@ async fn replication_refusal(channel: Channel) -> Status {
     .expect_err("the stream is refused")
 }
 
+/// Opens a replication stream through `channel`, saying Hello as server 7 of cluster 1,
+/// and reads it until it fails; the failure.
+async fn hello_refusal(channel: Channel) -> Status {
+    let hello = SlaveMessage {
+        kind: Some(slave_message::Kind::Hello(Hello {
+            server_id: 7,
+            cluster_id: 1,
+            ..Default::default()
+        })),
+    };
+    let mut replication = ReplicationClient::new(channel);
+    let answers = within(
+        "a replication stream",
+        replication.replicate(tokio_stream::iter([hello]).chain(tokio_stream::pending())),
+    )
+    .await;
+    let mut answers = match answers {
+        Ok(answers) => answers.into_inner(),
+        Err(status) => return status,
+    };
+    loop {
+        match within("the stream's end", answers.message()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a refusal"),
+            Err(status) => return status,
+        }
+    }
+}
+
 /// Asks for a change feed through `channel`; the refusal.
 async fn feed_refusal(channel: Channel) -> Status {
     let mut feed = FeedClient::new(channel);
@@ -92,37 +127,24 @@ fn with_tls_every_caller_that_may_not_is_refused_and_every_process_stays_up() {
     let stranger = tempfile::tempdir().expect("a temporary folder");
     let other_authority =
         Authority::create(stranger.path(), "another CA").expect("a certificate authority");
-    let from_other_authority = {
-        let files = other_authority
-            .issue(
-                Identity::Tsd {
-                    cluster: 1,
-                    server: 1,
-                },
-                Validity::Lasting,
-            )
-            .expect("a certificate");
-        let key = KeyFiles {
-            certificate: files.certificate,
-            key: files.key,
-        };
-        Arc::new(Security::server(key, &tls.authority.file(), false).expect("TLS settings"))
+    let server_1 = Identity::Tsd {
+        cluster: 1,
+        server: 1,
     };
-    let expired = tls.caller(
-        Identity::Tsd {
-            cluster: 1,
-            server: 1,
-        },
-        Validity::Expired,
-    );
-    let of_cluster_2 = tls.caller(
-        Identity::Tsd {
-            cluster: 2,
-            server: 1,
-        },
-        Validity::Lasting,
-    );
-    let client = tls.caller(Identity::Client, Validity::Lasting);
+    let of_other_authority = other_authority
+        .issue(server_1, Validity::Lasting)
+        .expect("a certificate");
+    let of_cluster_2 = Identity::Tsd {
+        cluster: 2,
+        server: 1,
+    };
+    let to = |address: &str, server: Identity| (address.to_owned(), server);
+    let at_coordinator = to(&coordinator, Identity::Coordinator);
+    let at_master = to(&master, server_1);
+    let at_synchronizer = to(&synchronizer, Identity::Synchronizer { cluster: 1 });
+    let caller = |identity, validity, (address, server): &(String, Identity)| {
+        tls.caller(identity, validity, address, *server)
+    };
 
     runtime().block_on(async {
         // No certificate: a user's calls are taken, a server's are not.
@@ -135,26 +157,45 @@ fn with_tls_every_caller_that_may_not_is_refused_and_every_process_stays_up() {
         let status = heartbeat_refusal(anonymous, 1).await;
         refused_as(&status, Code::Unauthenticated, "needs the certificate of a TSN server");
 
-        let status =
-            heartbeat_refusal(from_other_authority.channel(&endpoint(&coordinator)), 1).await;
+        let status = heartbeat_refusal(
+            presenting(
+                &of_other_authority,
+                &tls.authority.file(),
+                &coordinator,
+                Identity::Coordinator,
+            ),
+            1,
+        )
+        .await;
         refused_as(&status, Code::Unauthenticated, "certificate was refused: invalid peer certificate: UnknownIssuer");
-        let status = heartbeat_refusal(expired.channel(&endpoint(&coordinator)), 1).await;
+        let status = heartbeat_refusal(caller(server_1, Validity::Expired, &at_coordinator), 1).await;
         refused_as(&status, Code::Unauthenticated, "certificate was refused: invalid peer certificate: certificate expired");
 
-        let status = heartbeat_refusal(of_cluster_2.channel(&endpoint(&coordinator)), 1).await;
+        let status = heartbeat_refusal(caller(of_cluster_2, Validity::Lasting, &at_coordinator), 1).await;
         refused_as(
             &status,
             Code::PermissionDenied,
             "the certificate of server 1 of cluster 2 cannot call /csce438.CoordService/Heartbeat as server 1 of cluster 1",
         );
-        let status = replication_refusal(of_cluster_2.channel(&endpoint(&master))).await;
+        let status = replication_refusal(caller(of_cluster_2, Validity::Lasting, &at_master)).await;
         refused_as(&status, Code::PermissionDenied, "as a server of cluster 1");
 
-        let status = heartbeat_refusal(client.channel(&endpoint(&coordinator)), 1).await;
+
+        let server_9 = Identity::Tsd {
+            cluster: 1,
+            server: 9,
+        };
+        let status = hello_refusal(caller(server_9, Validity::Lasting, &at_master)).await;
+        refused_as(
+            &status,
+            Code::PermissionDenied,
+            "the certificate of server 9 of cluster 1 cannot say Hello as server 7 of cluster 1",
+        );
+        let status = heartbeat_refusal(caller(Identity::Client, Validity::Lasting, &at_coordinator), 1).await;
         refused_as(&status, Code::PermissionDenied, "a client may not call /csce438.CoordService/Heartbeat");
-        let status = replication_refusal(client.channel(&endpoint(&master))).await;
+        let status = replication_refusal(caller(Identity::Client, Validity::Lasting, &at_master)).await;
         refused_as(&status, Code::PermissionDenied, "a client may not call /tsn.Replication/Replicate");
-        let status = feed_refusal(client.channel(&endpoint(&synchronizer))).await;
+        let status = feed_refusal(caller(Identity::Client, Validity::Lasting, &at_synchronizer)).await;
         refused_as(&status, Code::PermissionDenied, "a client may not call /tsn.Feed/Changes");
 
         let plaintext = endpoint(&coordinator).connect_lazy();
@@ -189,6 +230,9 @@ fn with_tls_every_caller_that_may_not_is_refused_and_every_process_stays_up() {
     deployment
         .server(1, 1)
         .wait_for_log_count("as a server of cluster 1", 1);
+    deployment
+        .server(1, 1)
+        .wait_for_log_count("cannot say Hello as server 7 of cluster 1", 1);
     deployment
         .synchronizer(1)
         .wait_for_log_count("a client may not call /tsn.Feed/Changes", 1);
@@ -230,20 +274,11 @@ fn plaintext_clients_are_taken_where_the_operator_allows_them_and_servers_calls_
 
 /// The certificate the server at `address` presents now, read by a plain TLS handshake
 /// that verifies it as `identity` against the authority in `ca`.
-async fn presented_certificate(address: &str, ca: &std::path::Path, identity: Identity) -> Vec<u8> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_pki_types::CertificateDer::pem_file_iter(ca).expect("the CA") {
-        roots
-            .add(certificate.expect("a certificate"))
-            .expect("a root");
-    }
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+async fn presented_certificate(address: &str, ca: &Path, identity: Identity) -> Vec<u8> {
+    let config = rustls::ClientConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()
         .expect("TLS settings")
-        .with_root_certificates(roots)
+        .with_root_certificates(roots(ca))
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(address)
         .await
@@ -257,7 +292,7 @@ async fn presented_certificate(address: &str, ca: &std::path::Path, identity: Id
 }
 
 /// The certificate in the PEM file at `path`.
-fn certificate_in(path: &std::path::Path) -> Vec<u8> {
+fn certificate_in(path: &Path) -> Vec<u8> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::from_pem_file(path)
         .expect("a certificate")
@@ -314,4 +349,54 @@ fn a_server_uses_a_renewed_certificate_without_a_restart() {
     client.command("LIST", "All users: 1");
     client.finish();
     assert!(deployment.server(1, 1).is_running(), "no restart");
+}
+
+#[test]
+fn a_server_given_a_certificate_it_cannot_use_says_so_in_one_line_at_start() {
+    let tls = Tls::new();
+    let me = Identity::Tsd {
+        cluster: 1,
+        server: 1,
+    };
+    let dead = unused_port().to_string();
+    let tsd = |files: &TlsFiles| {
+        let mut args: Vec<String> = ["-c", "1", "-s", "1", "-k", &dead, "-p", "0"]
+            .map(str::to_owned)
+            .to_vec();
+        args.extend(files.flags());
+        args
+    };
+    let expired = tls
+        .authority
+        .issue_into(me, Validity::Expired, &tls.dir.path().join("expired"))
+        .expect("a certificate");
+    fails_with_one_line("tsd", &tsd(&expired), "certificate expired", AT_ONCE);
+    let someone_else = tls
+        .authority
+        .issue(
+            Identity::Tsd {
+                cluster: 2,
+                server: 1,
+            },
+            Validity::Lasting,
+        )
+        .expect("a certificate");
+    fails_with_one_line(
+        "tsd",
+        &tsd(&someone_else),
+        "names server 1 of cluster 2, but this is server 1 of cluster 1",
+        AT_ONCE,
+    );
+    let mut half = tls
+        .authority
+        .issue_into(me, Validity::Lasting, &tls.dir.path().join("half"))
+        .expect("a certificate");
+    half.authority = half.certificate.clone();
+    fails_with_one_line("tsd", &tsd(&half), "cannot be used", AT_ONCE);
+    fails_with_one_line(
+        "tsd",
+        &["--tls-cert", "/nonexistent.pem"],
+        "--tls-key",
+        AT_ONCE,
+    );
 }

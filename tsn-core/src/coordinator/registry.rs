@@ -22,16 +22,18 @@
 //! * A master that reports any other role (it restarted) loses its role. Either way the
 //!   next promotion starts a new epoch, above every epoch seen and above the registry's
 //!   floor.
-//! * Epochs nobody granted are refused. Once the registry knows a cluster's epoch (it
-//!   granted it, a shared store recorded it, or its listening is over), a heartbeat
-//!   claiming mastership is taken only from the server the epoch was granted to, and one
-//!   reporting a newer epoch than the cluster's is refused with [`Error::Refused`],
-//!   changing nothing: nobody can install itself as master by reporting a high epoch.
-//!   While the registry listens it cannot check a claim against a grant, and takes the
-//!   servers' word where they do not contradict each other: a claim is adopted only while
-//!   the cluster has no master (a master's claim of a newer epoch does not depose one it
-//!   adopted), and a slave that reports following a newer epoch than the adopted master's
-//!   deposes it, as the server that holds what the newer epoch acknowledged. An epoch further above the registry's floor than [`EPOCH_LEAD`] is refused
+//! * Epochs nobody granted are refused. Once the registry knows a cluster's epoch for
+//!   sure (it granted it, a shared store recorded it, or it stopped listening with the
+//!   master it adopted), a heartbeat claiming mastership is taken only from the server the
+//!   epoch was granted to, and one reporting a newer epoch than the cluster's is refused
+//!   with [`Error::Refused`], changing nothing: nobody can install itself as master by
+//!   reporting a high epoch. Until then (while it listens, or for a cluster none of whose
+//!   masters it has heard) it cannot check a claim against a grant, and takes the servers'
+//!   word where they do not contradict each other: a claim is adopted only while the
+//!   cluster has no master (a master's claim of a newer epoch does not depose one it
+//!   adopted), and a server that is not master and reports a newer epoch than the adopted
+//!   master's deposes it, as the server that holds what the newer epoch acknowledged. An
+//!   epoch further above the registry's floor (its start) than [`EPOCH_LEAD`] is refused
 //!   at any time (no coordinator grants one).
 //! * A master's in-sync set names only servers that have reported to the registry in its
 //!   cluster: a cluster never waits for servers that never were.
@@ -51,11 +53,12 @@
 //! heartbeats; a master that dies in that window is replaced by the live server with the
 //! furthest log, which holds every acknowledged write unless the in-sync set had shrunk.
 //!
-//! Without authenticated connections, a coordinator that keeps its records in memory and
-//! has just restarted takes what servers say during its first failure timeout: a caller
-//! that reports then, as a server of a cluster whose servers have not reported yet, can
-//! still be adopted. A shared store that records the epochs (etcd), or TLS identities,
-//! closes that window.
+//! Without authenticated connections, a coordinator that keeps its records in memory
+//! takes what servers say until it knows a cluster's epoch for sure (above): a caller that
+//! reports in its first failure timeout after a restart (or after a stall of its shared
+//! store), or for a cluster whose masters it has not heard, can still be adopted, or
+//! depose the master it adopted. A shared store that records the epochs (etcd), or TLS
+//! identities, closes that window.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -189,10 +192,21 @@ impl ServerRecord {
 #[derive(Clone, Debug, Default)]
 struct ClusterRecord {
     state: ClusterState,
-    /// Whether `state.epoch` is known for sure: the registry granted it, or adopted it
-    /// from a shared store's record; not when it was only taken from servers' reports.
+    /// Whether `state.epoch` is known for sure: the registry granted it, adopted it from
+    /// a shared store's record, or stopped listening with the master it adopted; not when
+    /// it was only taken from servers' reports.
     recorded: bool,
     servers: BTreeMap<ServerId, ServerRecord>,
+}
+
+impl ClusterRecord {
+    /// Whether server `id` was made master at `epoch`, as far as the registry knows: it
+    /// granted or adopted that, or `id` heads the in-sync set the cluster keeps at that
+    /// epoch (its master, lost since).
+    fn was_granted(&self, id: ServerId, epoch: Epoch) -> bool {
+        self.servers.get(&id).is_some_and(|r| r.granted == epoch)
+            || (self.state.epoch == epoch && self.state.in_sync.first() == Some(&id))
+    }
 }
 
 /// A registered synchronizer.
@@ -373,21 +387,20 @@ impl Registry {
                 report.epoch
             ));
         }
-        if !cluster.is_some_and(|c| self.knows_epoch(c, now)) {
+        let Some(cluster) = cluster.filter(|c| c.recorded) else {
             return Ok(());
-        }
+        };
         if report.epoch > epoch {
             return refused(format!(
                 "reports epoch {}, newer than its cluster's, {epoch}: nobody granted it",
                 report.epoch
             ));
         }
-        let holder = state.and_then(|s| s.master);
-        let granted = held.is_some_and(|h| h.granted == report.epoch);
+        let holder = cluster.state.master;
         if report.role == Some(Role::Master)
             && report.epoch == epoch
             && holder != Some(id)
-            && !(holder.is_none() && granted)
+            && !(holder.is_none() && cluster.was_granted(id, epoch))
         {
             let holder = holder.map_or("nobody it knows".to_owned(), |h| format!("server {h}"));
             return refused(format!(
@@ -397,45 +410,14 @@ impl Registry {
         Ok(())
     }
 
-    /// Whether the registry knows `cluster`'s epoch for sure, and so takes no claim to an
-    /// epoch it did not grant: it granted or adopted the epoch, or has stopped listening
-    /// and holds one.
-    fn knows_epoch(&self, cluster: &ClusterRecord, now: Instant) -> bool {
-        cluster.recorded || (!self.is_listening(now) && cluster.state.epoch != Epoch::default())
-    }
-
     /// Records a heartbeat and answers it with the server's assignment. See the [module
     /// docs](self) for what a report may change.
     pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment> {
         self.check_heartbeat(report, now)?;
+        self.record(report, now);
         let cluster_id = report.server.cluster;
         let id = report.server.server;
-        // Claims are taken on the servers' word only where the epoch cannot be checked.
-        let believed = !self
-            .clusters
-            .get(&cluster_id)
-            .is_some_and(|c| self.knows_epoch(c, now));
         let cluster = self.clusters.entry(cluster_id).or_default();
-        let record = cluster.servers.entry(id).or_insert_with(|| ServerRecord {
-            server: report.server.clone(),
-            incarnation: report.incarnation,
-            folder: report.folder,
-            first_seen: now,
-            last_seen: now,
-            down: false,
-            log: report.log,
-            epoch: report.epoch,
-            granted: Epoch::default(),
-        });
-        record.server = report.server.clone();
-        record.incarnation = report.incarnation;
-        record.folder = report.folder;
-        record.last_seen = now;
-        record.down = false;
-        record.log = report.log;
-        record.epoch = report.epoch;
-        let granted = record.granted;
-
         if cluster.state.master == Some(id)
             && report.incarnation != cluster.state.master_incarnation
         {
@@ -467,8 +449,9 @@ impl Registry {
             let state = &cluster.state;
             let current = state.master == Some(id) && report.epoch == state.epoch;
             let unopposed = state.master.is_none() && report.epoch >= state.epoch;
-            let reinstated = unopposed && granted == report.epoch;
-            if current || reinstated || (believed && unopposed) {
+            // Where the epoch is not known for sure, claims are taken on the servers' word.
+            let believed = !cluster.recorded || cluster.was_granted(id, report.epoch);
+            if current || (unopposed && believed) {
                 if cluster.state.master != Some(id) {
                     self.changes.push(RoleChange::Promoted {
                         cluster: cluster_id,
@@ -496,7 +479,50 @@ impl Registry {
             }
         }
         self.tick_cluster(cluster_id, now);
-        Ok(self.assignment(cluster_id, id, now))
+        let mut assignment = self.assignment(cluster_id, id, now);
+        if report.role == Some(Role::Master) {
+            // Confirmed is the set as reported, not one the registry trimmed.
+            let reported: Vec<ServerId> = std::iter::once(id)
+                .chain(report.in_sync.iter().copied().filter(|&s| s != id))
+                .collect();
+            assignment.in_sync_confirmed &= self.cluster_state(cluster_id).in_sync == reported;
+        }
+        Ok(assignment)
+    }
+
+    /// Takes in a heartbeat that another coordinator took and decided on (read from a
+    /// shared store): the server is heard from now, and its log and epoch are as it says;
+    /// nothing is decided. A heartbeat for a cluster that does not exist is ignored.
+    pub fn hear(&mut self, report: &Report, now: Instant) {
+        if self.check_cluster(report.server.cluster).is_ok() {
+            self.record(report, now);
+        }
+    }
+
+    /// Records what `report` says of its server, heard at `now`.
+    fn record(&mut self, report: &Report, now: Instant) {
+        let cluster = self.clusters.entry(report.server.cluster).or_default();
+        let record = cluster
+            .servers
+            .entry(report.server.server)
+            .or_insert_with(|| ServerRecord {
+                server: report.server.clone(),
+                incarnation: report.incarnation,
+                folder: report.folder,
+                first_seen: now,
+                last_seen: now,
+                down: false,
+                log: report.log,
+                epoch: report.epoch,
+                granted: Epoch::default(),
+            });
+        record.server = report.server.clone();
+        record.incarnation = report.incarnation;
+        record.folder = report.folder;
+        record.last_seen = now;
+        record.down = false;
+        record.log = report.log;
+        record.epoch = report.epoch;
     }
 
     /// The assignment of server `id` of `cluster_id` as the registry stands: what a
@@ -540,6 +566,9 @@ impl Registry {
         };
         if let Some(master) = cluster.state.master {
             if cluster.servers.get(&master).is_some_and(&live) {
+                // A master adopted while listening is as good as granted once the
+                // registry has heard the whole cluster.
+                cluster.recorded = true;
                 return;
             }
             cluster.state.master = None;
@@ -1356,6 +1385,55 @@ mod tests {
         }
         let master = w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[2]);
         assert_eq!((master.role, master.epoch), (Role::Master, Epoch(4)));
+    }
+
+    #[test]
+    fn a_lost_master_that_a_shared_record_names_first_in_sync_is_taken_back() {
+        let mut w = World::new();
+        let recorded = ClusterState {
+            epoch: Epoch(4),
+            master: None,
+            master_incarnation: 1,
+            in_sync: vec![ServerId(1), ServerId(2)],
+        };
+        w.registry.adopt(ClusterId(1), recorded);
+        let back = w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[2]);
+        assert_eq!((back.role, back.epoch), (Role::Master, Epoch(4)));
+        let other = w.try_beat(1, 2, Some(Role::Master), 4);
+        assert!(matches!(other, Err(Error::Refused(_))), "{other:?}");
+    }
+
+    #[test]
+    fn a_master_adopted_while_listening_is_checked_once_listening_is_over() {
+        let mut w = World::new();
+        w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[2]);
+        w.beat(1, 2, Some(Role::Slave), 4, log(4, 10), &[]);
+        w.at(1100);
+        w.beat(1, 1, Some(Role::Master), 4, log(4, 11), &[2]);
+        for (role, epoch) in [(Some(Role::Slave), 5), (Some(Role::Master), 4)] {
+            let forged = w.try_beat(1, 9, role, epoch);
+            assert!(matches!(forged, Err(Error::Refused(_))), "{forged:?}");
+        }
+        assert_eq!(w.master(1), Some(1));
+    }
+
+    #[test]
+    fn a_master_first_heard_after_listening_is_adopted_over_an_older_epoch_heard_before() {
+        let mut w = World::new();
+        w.beat(1, 2, Some(Role::Slave), 3, log(3, 7), &[]);
+        w.at(2200);
+        // Server 2 fell silent; its master reports only now.
+        let master = w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[]);
+        assert_eq!((master.role, master.epoch), (Role::Master, Epoch(4)));
+    }
+
+    #[test]
+    fn a_trimmed_in_sync_set_is_not_confirmed() {
+        let mut w = World::running();
+        let trimmed = w.beat(1, 1, Some(Role::Master), 1, log(1, 6), &[9]);
+        assert!(!trimmed.in_sync_confirmed, "9 never reported");
+        let whole = w.beat(1, 1, Some(Role::Master), 1, log(1, 6), &[2]);
+        assert!(whole.in_sync_confirmed);
     }
 
     #[test]

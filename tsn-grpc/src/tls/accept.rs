@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,6 +23,13 @@ use super::{Identity, Security};
 
 /// How long a connection may take to say how it speaks and to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many TLS handshakes a server runs at once; connections beyond are closed at once,
+/// so that a flood of them cannot take the cores the server's own work needs.
+const MAX_HANDSHAKES: usize = 256;
+
+/// How often, at most, the closing of connections beyond [`MAX_HANDSHAKES`] is logged.
+const BUSY_WARNING_EVERY: Duration = Duration::from_secs(1);
 
 /// How long accepting pauses after the listener fails (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -79,6 +86,8 @@ pub fn incoming(
         let judge = s.clients.clone()?;
         Some((TlsAcceptor::from(s.server.clone()?), judge))
     });
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut busy_warned: Option<Instant> = None;
     tokio::spawn(async move {
         loop {
             let (stream, address) = tokio::select! {
@@ -93,9 +102,21 @@ pub fn incoming(
                 () = sender.closed() => return,
             };
             let _ = stream.set_nodelay(true);
+            let permit = match (&acceptor, Arc::clone(&handshakes).try_acquire_owned()) {
+                (None, _) => None,
+                (Some(_), Ok(permit)) => Some(permit),
+                (Some(_), Err(_)) => {
+                    if busy_warned.is_none_or(|at| at.elapsed() >= BUSY_WARNING_EVERY) {
+                        tracing::warn!(%address, "closed a connection: {MAX_HANDSHAKES} TLS handshakes are under way");
+                        busy_warned = Some(Instant::now());
+                    }
+                    continue;
+                }
+            };
             let sender = sender.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let conn = match acceptor {
                     None => Some(Conn::Plain(stream, plain(address))),
                     Some((acceptor, judge)) => {

@@ -58,19 +58,19 @@ fn judge(path: &str, peer: Option<&Peer>) -> Result<(), Status> {
         if client_call && security.takes_plaintext_clients() {
             return Ok(());
         }
-        Status::unauthenticated(format!(
-            "this server takes only TLS connections{}: connect with TLS (tsc --tls-ca)",
-            if client_call {
-                ""
-            } else {
-                " with a server's certificate"
-            }
-        ))
+        Status::unauthenticated(if client_call {
+            "this server takes only TLS connections: connect with TLS (tsc --tls-ca)".to_owned()
+        } else {
+            format!(
+                "this server takes only TLS connections with a server's certificate for {path} \
+                 (--tls-cert, --tls-key, --tls-ca)"
+            )
+        })
     } else if client_call {
         return Ok(());
     } else {
         match peer.identity {
-            Some(identity) if identity.is_server() => return Ok(()),
+            Some(identity) if identity.is_tsn_server() => return Ok(()),
             Some(identity) => Status::permission_denied(format!(
                 "{identity} may not call {path}: only TSN's servers may"
             )),

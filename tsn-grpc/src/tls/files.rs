@@ -90,56 +90,106 @@ impl KeyFiles {
     }
 }
 
+/// A check a certificate and key must pass before they are used (see
+/// [`RenewedKey::load`]).
+pub(super) type Vet = Box<dyn Fn(&CertifiedKey) -> Result<()> + Send + Sync>;
+
+/// When and how big the files were: a renewal changes it.
+type Stamp = Option<(SystemTime, u64, SystemTime, u64)>;
+
 /// A process's certificate and key, read from their files, and read again when the files
 /// change (looked at once a second at most, when a connection needs them): a renewed
 /// certificate is used from the next connection on, without a restart. A renewal that
-/// cannot be read (half written, or a key that does not match) is ignored, with a
-/// warning, until it can; the last good one is used meanwhile.
-#[derive(Debug)]
-pub struct RenewedKey {
+/// cannot be used (half written, a key that does not match, a certificate that fails the
+/// check it was loaded with, or names another identity) is ignored, with one warning,
+/// until it can; the last good one is used meanwhile.
+pub(super) struct RenewedKey {
     files: KeyFiles,
     provider: Arc<CryptoProvider>,
+    vet: Vet,
     current: Mutex<Current>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for RenewedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenewedKey")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Current {
     key: Arc<CertifiedKey>,
-    stamp: Option<(SystemTime, u64, SystemTime, u64)>,
+    identity: Option<Identity>,
+    stamp: Stamp,
+    /// The stamp of a renewal found unusable (warned about once).
+    refused: Stamp,
     looked: Instant,
 }
 
+/// What a certificate and key name their holder.
+fn identity_of(key: &CertifiedKey) -> Option<Identity> {
+    key.end_entity_cert()
+        .ok()
+        .and_then(Identity::of_certificate)
+}
+
 impl RenewedKey {
-    /// Reads `files`; fails if they cannot be read or do not belong together.
-    pub fn load(files: KeyFiles, provider: Arc<CryptoProvider>) -> Result<RenewedKey> {
+    /// Reads `files`; fails if they cannot be read, do not belong together, or fail `vet`.
+    pub(super) fn load(
+        files: KeyFiles,
+        provider: Arc<CryptoProvider>,
+        vet: Vet,
+    ) -> Result<RenewedKey> {
         let stamp = files.stamp();
-        let key = Arc::new(files.load(&provider)?);
+        let key = files.load(&provider)?;
+        vet(&key)?;
         Ok(RenewedKey {
-            files,
-            provider,
             current: Mutex::new(Current {
-                key,
+                identity: identity_of(&key),
+                key: Arc::new(key),
                 stamp,
+                refused: None,
                 looked: Instant::now(),
             }),
+            files,
+            provider,
+            vet,
         })
     }
 
+    /// Reads the files again, for a renewal: what they hold if it can be used instead of
+    /// the current one (which names `identity`).
+    fn renewal(&self, identity: Option<Identity>) -> Result<CertifiedKey> {
+        let renewed = self.files.load(&self.provider)?;
+        (self.vet)(&renewed)?;
+        match identity_of(&renewed) {
+            named if named == identity => Ok(renewed),
+            named => Err(Error::Invalid(format!(
+                "it names {}, not {}",
+                named.map_or_else(|| "no TSN identity".to_owned(), |i| i.to_string()),
+                identity.map_or_else(|| "no TSN identity".to_owned(), |i| i.to_string())
+            ))),
+        }
+    }
+
     /// The certificate and key to present now.
-    pub fn key(&self) -> Arc<CertifiedKey> {
+    pub(super) fn key(&self) -> Arc<CertifiedKey> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if current.looked.elapsed() >= LOOK_EVERY {
             current.looked = Instant::now();
             let stamp = self.files.stamp();
-            if stamp != current.stamp {
-                match self.files.load(&self.provider) {
+            if stamp != current.stamp && stamp != current.refused {
+                match self.renewal(current.identity) {
                     Ok(renewed) => {
                         tracing::info!(certificate = %self.files.certificate.display(), "using the renewed certificate");
                         current.key = Arc::new(renewed);
                         current.stamp = stamp;
+                        current.refused = None;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "a changed certificate cannot be used yet; keeping the previous one");
+                        tracing::warn!(certificate = %self.files.certificate.display(), %error, "a changed certificate cannot be used yet; keeping the previous one");
+                        current.refused = stamp;
                     }
                 }
             }
@@ -148,10 +198,10 @@ impl RenewedKey {
     }
 
     /// What the current certificate says its holder is.
-    pub fn identity(&self) -> Option<Identity> {
-        self.key()
-            .end_entity_cert()
-            .ok()
-            .and_then(Identity::of_certificate)
+    pub(super) fn identity(&self) -> Option<Identity> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .identity
     }
 }

@@ -86,10 +86,19 @@ impl Identity {
         parsed.valid_dns_names().find_map(Identity::from_dns_name)
     }
 
-    /// Whether it is one of TSN's server processes (coordinator, tsd, synchronizer) or an
-    /// etcd member: a peer a server process may call.
-    pub fn is_server(&self) -> bool {
-        !matches!(self, Identity::Client)
+    /// Whether it is one of TSN's server processes (coordinator, tsd, synchronizer): one
+    /// that may make the calls between servers.
+    pub fn is_tsn_server(&self) -> bool {
+        matches!(
+            self,
+            Identity::Coordinator | Identity::Tsd { .. } | Identity::Synchronizer { .. }
+        )
+    }
+
+    /// Whether a process may serve with this identity: one of TSN's servers, or an etcd
+    /// member (the coordinators' store).
+    pub fn may_serve(&self) -> bool {
+        self.is_tsn_server() || *self == Identity::Etcd
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! * [`Identity`] — what a certificate names: the coordinator, a tsd of a cluster, a
 //!   synchronizer, a client.
-//! * [`RenewedKey`] — the process's certificate and key, read again when their files are
+//! * [`KeyFiles`] — the process's certificate and key, read again when their files are
 //!   renewed.
 //! * [`incoming`] — a server's connections: TLS and plaintext told apart on one port by
 //!   their first byte, each with the [`Peer`] it comes from.
@@ -30,7 +30,8 @@ mod verify;
 
 pub use accept::{Conn, Peer, incoming};
 pub use access::Access;
-pub use files::{KeyFiles, RenewedKey};
+pub use files::KeyFiles;
+use files::RenewedKey;
 pub use identity::Identity;
 
 pub(crate) use connect::connector;
@@ -44,6 +45,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, ServerConfig};
 use tsn_core::{Error, Result};
 
+use rustls::client::danger::ServerCertVerifier;
 use verify::{HeardClients, KeyResolver, ServerVerifier};
 
 /// The ALPN protocol gRPC runs on.
@@ -80,6 +82,39 @@ pub fn installed() -> Option<&'static Arc<Security>> {
     INSTALLED.get()
 }
 
+/// The check a process's own certificate passes before it is used, at start and at each
+/// renewal: the deployment's authority signed it, it is in date, and it serves both ways
+/// (as a server's certificate naming a server identity, and as a client's), so that a
+/// wrong certificate is told at once rather than by every peer that refuses it.
+fn own_certificate_check(
+    files: &KeyFiles,
+    clients: Arc<dyn ClientCertVerifier>,
+    servers: Arc<ServerVerifier>,
+) -> files::Vet {
+    let path = files.certificate.clone();
+    Box::new(move |key| {
+        let unusable = |e: rustls::Error| {
+            Error::Invalid(format!(
+                "the certificate in {} cannot be used: {e}",
+                path.display()
+            ))
+        };
+        let (end_entity, intermediates) = key
+            .cert
+            .split_first()
+            .ok_or_else(|| unusable(rustls::Error::NoCertificatesPresented))?;
+        let now = rustls_pki_types::UnixTime::now();
+        clients
+            .verify_client_cert(end_entity, intermediates, now)
+            .map_err(unusable)?;
+        let anyone = rustls_pki_types::ServerName::try_from("tsn").expect("a valid DNS name");
+        servers
+            .verify_server_cert(end_entity, intermediates, &anyone, &[], now)
+            .map_err(unusable)?;
+        Ok(())
+    })
+}
+
 /// The cryptography: ring's. rustls 0.23.48 marks it deprecated for lacking post-quantum
 /// key exchange, which its aws-lc-rs provider has; that one needs a C build of aws-lc
 /// (minutes on a fresh machine). Post-quantum exchange guards recorded traffic against
@@ -102,8 +137,6 @@ impl Security {
     pub fn server(key: KeyFiles, authorities: &Path, plaintext_clients: bool) -> Result<Security> {
         let provider = provider();
         let roots = Arc::new(files::authorities(authorities)?);
-        let key = Arc::new(RenewedKey::load(key, Arc::clone(&provider))?);
-        let resolver = Arc::new(KeyResolver(Arc::clone(&key)));
         let clients =
             WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
                 .allow_unauthenticated()
@@ -114,6 +147,10 @@ impl Security {
                         authorities.display()
                     ))
                 })?;
+        let servers = ServerVerifier::new(roots, &provider, authorities)?;
+        let vet = own_certificate_check(&key, Arc::clone(&clients), Arc::clone(&servers));
+        let key = Arc::new(RenewedKey::load(key, Arc::clone(&provider), vet)?);
+        let resolver = Arc::new(KeyResolver(Arc::clone(&key)));
         let heard = Arc::new(HeardClients {
             strict: Arc::clone(&clients),
         });
@@ -127,7 +164,7 @@ impl Security {
             .with_safe_default_protocol_versions()
             .map_err(tls_error("TLS settings"))?
             .dangerous()
-            .with_custom_certificate_verifier(ServerVerifier::new(roots, &provider, authorities)?)
+            .with_custom_certificate_verifier(servers)
             .with_client_cert_resolver(resolver);
         client.alpn_protocols = vec![H2.to_vec()];
         Ok(Security {

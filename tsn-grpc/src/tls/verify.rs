@@ -19,8 +19,11 @@ use super::{Identity, RenewedKey};
 
 /// Verifies a server by the identity its certificate names, not by the host name it was
 /// reached at (servers move between hosts; what matters is what they are): the
-/// certificate must name a TSN server process and be valid for that name, signed by the
-/// deployment's certificate authority, and in date.
+/// certificate must name a TSN server process or an etcd member and be valid for that
+/// name, signed by the deployment's certificate authority, and in date. Which of them it
+/// is, is not checked against whom the caller meant to reach: the addresses a process
+/// dials come from the coordinator, which names only servers that reported as
+/// themselves.
 #[derive(Debug)]
 pub(super) struct ServerVerifier {
     webpki: Arc<WebPkiServerVerifier>,
@@ -54,7 +57,7 @@ impl ServerCertVerifier for ServerVerifier {
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let identity = Identity::of_certificate(end_entity)
-            .filter(Identity::is_server)
+            .filter(Identity::may_serve)
             .ok_or(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName,
             ))?;

@@ -18,7 +18,7 @@ use crate::error::{from_status, to_status};
 use crate::proto::tsn;
 use crate::proto::tsn::replication_client::ReplicationClient;
 use crate::proto::tsn::replication_server::Replication;
-use crate::tls::{self, Identity};
+use crate::tls::{self, Identity, Peer};
 use crate::transport::stream_channel;
 
 /// One direction of a replication stream as gRPC carries it: proto messages `P`, read as
@@ -27,6 +27,32 @@ struct FromWire<P> {
     stream: Streaming<P>,
     /// Whom the messages come from, for errors.
     what: String,
+    /// A check each message must pass before it is read (see [`said_by`]).
+    vet: Option<Vet<P>>,
+}
+
+/// A check a message must pass.
+type Vet<P> = Box<dyn Fn(&P) -> Result<()> + Send>;
+
+/// A check that a slave's Hello names the server that `identity` (from its certificate)
+/// is: with TLS, a tsd says Hello only as itself.
+fn said_by(identity: Identity) -> Vet<tsn::SlaveMessage> {
+    Box::new(move |message| match &message.kind {
+        Some(tsn::slave_message::Kind::Hello(hello))
+            if Identity::Tsd {
+                cluster: hello.cluster_id,
+                server: u32::try_from(hello.server_id).unwrap_or(0),
+            } != identity =>
+        {
+            let refusal = format!(
+                "the certificate of {identity} cannot say Hello as server {} of cluster {}",
+                hello.server_id, hello.cluster_id
+            );
+            tracing::warn!("refused a replication stream: {refusal}");
+            Err(tsn_core::Error::Refused(refusal))
+        }
+        _ => Ok(()),
+    })
 }
 
 #[async_trait]
@@ -37,7 +63,12 @@ where
 {
     async fn next(&mut self) -> Result<Option<T>> {
         match self.stream.message().await {
-            Ok(Some(message)) => T::try_from(message).map(Some),
+            Ok(Some(message)) => {
+                if let Some(vet) = &self.vet {
+                    vet(&message)?;
+                }
+                T::try_from(message).map(Some)
+            }
             Ok(None) => Ok(None),
             Err(status) => Err(from_status(&self.what, status)),
         }
@@ -59,7 +90,11 @@ impl<S: Store> Replication for Tsd<S> {
             |peer| matches!(peer, Identity::Tsd { cluster: c, .. } if c == cluster),
             &format!("a server of cluster {cluster}"),
         )?;
+        let identity = tls::installed()
+            .and(Peer::of(&request))
+            .and_then(|p| p.identity);
         let inbound = FromWire {
+            vet: identity.map(said_by),
             stream: request.into_inner(),
             what: "the slave".into(),
         };
@@ -93,6 +128,10 @@ impl Upstream for GrpcUpstream {
             .await
             .map_err(|s| from_status(&what, s))?
             .into_inner();
-        Ok(Box::new(FromWire { stream, what }))
+        Ok(Box::new(FromWire {
+            stream,
+            what,
+            vet: None,
+        }))
     }
 }

@@ -122,9 +122,8 @@ impl Inner {
                     self.heard.insert(key, revision);
                     self.direct.remove(&key);
                     // Only liveness is learned here; the coordinator that received the
-                    // heartbeat decides on it.
-                    let _ = self.registry.heartbeat(&report, now);
-                    self.settle(report.server.cluster);
+                    // heartbeat decided on it (and checked it).
+                    self.registry.hear(&report, now);
                 }
             }
             Notice::Sync {
@@ -281,6 +280,25 @@ impl<B: Board> Shared<B> {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Whether `report` would be taken ([`Registry::check_heartbeat`]). An epoch refused as
+    /// newer than the cluster's may only be one another coordinator granted a moment ago,
+    /// not yet seen here: the board is read again before it is refused, and if it cannot
+    /// be read in time the report is neither taken nor refused ([`Error::Unavailable`]).
+    async fn check_against_board(&self, report: &Report) -> Result<()> {
+        let checked = self.lock().registry.check_heartbeat(report, clock::now());
+        let Err(Error::Refused(_)) = checked else {
+            return checked;
+        };
+        let patience = self.lock().failure_timeout / 8;
+        match tokio::time::timeout(patience, self.read_board()).await {
+            Ok(Ok(_)) => self.lock().registry.check_heartbeat(report, clock::now()),
+            Ok(Err(_)) | Err(_) => Err(Error::Unavailable {
+                what: "the coordinators' board".into(),
+                reason: "it cannot be read to check the reported epoch".into(),
+            }),
+        }
+    }
+
     /// Writes what the registry decided on the board; the role changes since the last
     /// call. Called with `deciding` held.
     async fn decided(&self) -> Vec<RoleChange> {
@@ -402,9 +420,7 @@ impl<B: Board> Coordinator for Shared<B> {
     /// server stays with this coordinator, whose ears keep telling whether it lives.
     async fn heartbeat(&self, report: Report) -> Result<Assignment> {
         // Checked before it is written, so that no refused report reaches the board.
-        self.lock()
-            .registry
-            .check_heartbeat(&report, clock::now())?;
+        self.check_against_board(&report).await?;
         // Written before deciding, so that a write that hangs holds up no decision.
         let patience = self.lock().failure_timeout / 8;
         let posted = tokio::time::timeout(patience, self.board.post_heartbeat(&report)).await;

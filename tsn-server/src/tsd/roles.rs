@@ -119,6 +119,16 @@ pub async fn keep_role<S: Store, C: Coordinator>(
                     duties.take_up(Duty::Waiting, &mut node).await;
                 }
             }
+            Err(error @ Error::Refused(_)) => {
+                // The coordinator does not take what this server claims (an epoch it never
+                // granted it, or an identity its certificate does not give): it acts on no
+                // role until the coordinator takes its reports again.
+                if *node.duty() != Duty::Waiting {
+                    tracing::error!(%error, "the coordinator refuses this server's report; stepping down until it takes it");
+                    node.give_up();
+                    duties.take_up(Duty::Waiting, &mut node).await;
+                }
+            }
             Err(error) => {
                 if reachable {
                     tracing::warn!(%error, "heartbeat failed; carrying on in the current role");

@@ -140,7 +140,10 @@ fn always(answer: Assignment) -> Arc<MockCoordinator> {
 
 /// A coordinator that names server 1 master of epoch 1 in its first `heartbeats` answers,
 /// and then answers every heartbeat with `then()`.
-fn answers(heartbeats: usize, then: fn() -> Result<Assignment>) -> Arc<MockCoordinator> {
+fn answers(
+    heartbeats: usize,
+    then: impl Fn() -> Result<Assignment> + Send + Sync + 'static,
+) -> Arc<MockCoordinator> {
     let asked = AtomicUsize::new(0);
     let mut coordinator = MockCoordinator::new();
     coordinator.expect_heartbeat().returning(move |_| {
@@ -517,13 +520,12 @@ async fn a_lost_slave_holds_commits_until_the_coordinator_confirms_the_smaller_s
         .expect("committed once the smaller set is confirmed");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_server_the_coordinator_counts_as_another_copy_steps_down() {
+/// Runs a master whose coordinator, after two answers, refuses its reports with `refusal`;
+/// checks that it steps down.
+async fn steps_down_when_refused(refusal: fn() -> Error) {
     let direct = Arc::new(Direct::default());
     let tsd = a_tsd(1, &direct);
-    let coordinator = answers(2, || {
-        Err(Error::Duplicate("another copy of server 1".into()))
-    });
+    let coordinator = answers(2, move || Err(refusal()));
     let _role = keep(&tsd, coordinator);
     master_of(&tsd).await;
     let mut serving = tsd.serving();
@@ -531,6 +533,16 @@ async fn a_server_the_coordinator_counts_as_another_copy_steps_down() {
         .await
         .expect("the role task runs");
     assert!(tsd.master().is_err(), "it serves nothing as master");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_the_coordinator_counts_as_another_copy_steps_down() {
+    steps_down_when_refused(|| Error::Duplicate("another copy of server 1".into())).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_whose_claim_the_coordinator_refuses_steps_down() {
+    steps_down_when_refused(|| Error::Refused("epoch 7 was never granted".into())).await;
 }
 
 #[tokio::test(start_paused = true)]
