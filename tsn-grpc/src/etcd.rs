@@ -28,7 +28,8 @@ use crate::proto::etcd::{
     Compare, KeyValue, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
     WatchCreateRequest, WatchRequest, WatchResponse, event,
 };
-use crate::transport::{call_channel, stream_channel};
+use crate::tls::Security;
+use crate::transport::{call_channel, call_endpoint, stream_channel, stream_endpoint};
 
 /// A key and its value, with the revision of its last change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,19 +102,47 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// A client of the cluster whose members listen at `endpoints` (nothing is sent yet).
+    /// A client of the cluster whose members listen at `endpoints` (nothing is sent yet),
+    /// over TLS if this process [installed](crate::tls::install) TLS settings.
     pub fn new(endpoints: &[Endpoint]) -> Result<Etcd, CallError> {
+        Etcd::over(endpoints, |endpoint| {
+            Ok((call_channel(endpoint)?, stream_channel(endpoint)?))
+        })
+    }
+
+    /// A client of the cluster whose members listen at `endpoints`, over TLS with
+    /// `security` (whether or not this process installed settings): for a program that
+    /// runs an etcd cluster with TLS beside deployments of its own.
+    pub fn with_security(
+        endpoints: &[Endpoint],
+        security: &Arc<Security>,
+    ) -> Result<Etcd, CallError> {
+        Etcd::over(endpoints, |endpoint| {
+            Ok((
+                security.channel(&call_endpoint(endpoint)?),
+                security.channel(&stream_endpoint(endpoint)?),
+            ))
+        })
+    }
+
+    /// A client of the members at `endpoints`, with the channels (for calls, for streams)
+    /// that `channels` makes to each.
+    fn over(
+        endpoints: &[Endpoint],
+        channels: impl Fn(&Endpoint) -> tsn_core::Result<(Channel, Channel)>,
+    ) -> Result<Etcd, CallError> {
         if endpoints.is_empty() {
             return Err(CallError::Invalid("no etcd member given".into()));
         }
         let members = endpoints
             .iter()
             .map(|endpoint| {
-                let invalid = |e: tsn_core::Error| CallError::Invalid(e.to_string());
+                let (calls, streams) =
+                    channels(endpoint).map_err(|e| CallError::Invalid(e.to_string()))?;
                 Ok(Member {
                     endpoint: endpoint.clone(),
-                    calls: call_channel(endpoint).map_err(invalid)?,
-                    streams: stream_channel(endpoint).map_err(invalid)?,
+                    calls,
+                    streams,
                 })
             })
             .collect::<Result<Vec<_>, CallError>>()?;

@@ -63,12 +63,15 @@ pub fn call_endpoint(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint> 
 /// deadline, but a connection whose peer stops answering keep-alive probes (HTTP/2 pings,
 /// every second) is dropped within about two seconds.
 pub fn stream_channel(endpoint: &Endpoint) -> Result<Channel> {
-    Ok(connect_lazy(
-        &builder(endpoint)?
-            .http2_keep_alive_interval(KEEP_ALIVE)
-            .keep_alive_timeout(KEEP_ALIVE)
-            .keep_alive_while_idle(true),
-    ))
+    Ok(connect_lazy(&stream_endpoint(endpoint)?))
+}
+
+/// What [`stream_channel`] connects with.
+pub fn stream_endpoint(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint> {
+    Ok(builder(endpoint)?
+        .http2_keep_alive_interval(KEEP_ALIVE)
+        .keep_alive_timeout(KEEP_ALIVE)
+        .keep_alive_while_idle(true))
 }
 
 /// A lazily connecting channel for a client's long-lived streams to a server that may be

@@ -1,6 +1,7 @@
 //! [`Deployment`]: a local deployment as child processes — the coordinator and, per
 //! cluster, its servers and its synchronizer — started, signalled, restarted and stopped.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,6 +58,11 @@ impl Deployment {
         let logs = topology.data_dir.join("logs");
         std::fs::create_dir_all(&logs)
             .map_err(|e| Fatal::new(format_args!("cannot create {}", logs.display()), e))?;
+        let authority = topology
+            .tls
+            .then(|| Authority::create(&topology.tls_dir(), "TSN deployment CA"))
+            .transpose()
+            .map_err(|e| Fatal::new("cannot make the deployment's certificates", e))?;
         let etcd = match topology.etcd {
             true if topology.hosts => {
                 return Err(Fatal(
@@ -67,15 +73,15 @@ impl Deployment {
                 let dir = topology.data_dir.join("etcd");
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Fatal::new(format_args!("cannot create {}", dir.display()), e))?;
-                Some(EtcdCluster::start(3, &dir).await?)
+                let tls = authority
+                    .as_ref()
+                    .map(|a| a.issue(Identity::Etcd, Validity::Lasting))
+                    .transpose()
+                    .map_err(|e| Fatal::new("cannot make the etcd members' certificate", e))?;
+                Some(EtcdCluster::start_at(3, &dir, Ipv4Addr::LOCALHOST, tls.as_ref()).await?)
             }
             false => None,
         };
-        let authority = topology
-            .tls
-            .then(|| Authority::create(&topology.tls_dir(), "TSN deployment CA"))
-            .transpose()
-            .map_err(|e| Fatal::new("cannot make the deployment's certificates", e))?;
         let mut deployment = Deployment {
             launcher,
             logs,
@@ -390,7 +396,15 @@ impl Deployment {
             .append(true)
             .open(&path)
             .map_err(|e| Fatal::new(format_args!("cannot open {}", path.display()), e))?;
-        Screen::open(&self.launcher, &self.coordinator(), user, Some(log), host)
+        let authority = self.authority_file();
+        Screen::open(
+            &self.launcher,
+            &self.coordinator(),
+            user,
+            Some(log),
+            host,
+            authority.as_deref(),
+        )
     }
 
     /// Stops every child: SIGTERM (and SIGCONT, for a paused one), then SIGKILL for those

@@ -6,10 +6,14 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tsn_core::coordinator::Endpoint;
 use tsn_grpc::etcd::Etcd;
+use tsn_grpc::tls::Security;
+
+use super::certs::TlsFiles;
 
 use crate::cli::Fatal;
 use crate::harness::free_port;
@@ -60,15 +64,22 @@ impl EtcdCluster {
     /// (which must exist), with timers fit for one machine (heartbeat 50 ms, election
     /// timeout 500 ms), and waits until it has a leader.
     pub async fn start(members: usize, dir: &Path) -> Result<EtcdCluster, Fatal> {
-        EtcdCluster::start_at(members, dir, Ipv4Addr::LOCALHOST).await
+        EtcdCluster::start_at(members, dir, Ipv4Addr::LOCALHOST, None).await
     }
 
     /// Like [`EtcdCluster::start`], every member listening at `address` (this machine's
-    /// address on a network of simulated hosts, say) on ports free on loopback.
+    /// address on a network of simulated hosts, say) on ports free on loopback; with
+    /// `tls`, the certificate of an etcd member ([`Identity::Etcd`]), its clients are
+    /// served over TLS and must present a certificate of the same authority (the
+    /// cluster's own client presents the members' certificate). The members talk to each
+    /// other in plaintext.
+    ///
+    /// [`Identity::Etcd`]: tsn_grpc::tls::Identity::Etcd
     pub async fn start_at(
         members: usize,
         dir: &Path,
         address: Ipv4Addr,
+        tls: Option<&TlsFiles>,
     ) -> Result<EtcdCluster, Fatal> {
         EtcdCluster::available().map_err(Fatal)?;
         let token = format!("tsn-{:016x}", rand::random::<u64>());
@@ -84,14 +95,15 @@ impl EtcdCluster {
             .iter()
             .map(|(name, _, peer)| format!("{name}=http://{address}:{peer}"))
             .collect();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let members: Vec<Member> = planned
             .into_iter()
             .map(|(name, client, peer)| {
-                let args = vec![
+                let mut args = vec![
                     format!("--name={name}"),
                     format!("--data-dir={}", dir.join(&name).display()),
-                    format!("--listen-client-urls=http://{client}"),
-                    format!("--advertise-client-urls=http://{client}"),
+                    format!("--listen-client-urls={scheme}://{client}"),
+                    format!("--advertise-client-urls={scheme}://{client}"),
                     format!("--listen-peer-urls=http://{address}:{peer}"),
                     format!("--initial-advertise-peer-urls=http://{address}:{peer}"),
                     format!("--initial-cluster={}", initial_cluster.join(",")),
@@ -100,6 +112,14 @@ impl EtcdCluster {
                     "--heartbeat-interval=50".into(),
                     "--election-timeout=500".into(),
                 ];
+                if let Some(tls) = tls {
+                    args.extend([
+                        format!("--cert-file={}", tls.certificate.display()),
+                        format!("--key-file={}", tls.key.display()),
+                        format!("--trusted-ca-file={}", tls.authority.display()),
+                        "--client-cert-auth".into(),
+                    ]);
+                }
                 Member {
                     log: dir.join(format!("{name}.log")),
                     name,
@@ -110,10 +130,16 @@ impl EtcdCluster {
             })
             .collect();
         let endpoints: Vec<Endpoint> = members.iter().map(|m: &Member| m.client.clone()).collect();
-        let mut cluster = EtcdCluster {
-            client: Etcd::new(&endpoints).map_err(|e| Fatal::new("bad etcd addresses", e))?,
-            members,
-        };
+        let client = match tls {
+            None => Etcd::new(&endpoints),
+            Some(tls) => {
+                let security = Security::server(tls.key_files(), &tls.authority, false)
+                    .map_err(|e| Fatal::new("cannot use the etcd members' certificate", e))?;
+                Etcd::with_security(&endpoints, &Arc::new(security))
+            }
+        }
+        .map_err(|e| Fatal::new("bad etcd addresses", e))?;
+        let mut cluster = EtcdCluster { client, members };
         for i in 0..cluster.members.len() {
             cluster.start_member(i)?;
         }

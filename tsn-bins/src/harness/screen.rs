@@ -1,5 +1,6 @@
 //! [`Screen`]: a `tsc` driven through pipes, as a person at a terminal would use it.
 
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -29,13 +30,15 @@ pub struct Screen {
 impl Screen {
     /// Starts `tsc -h <host> -k <port> -u <user>` for the coordinator at `coordinator`, as
     /// `launcher` says and on `host` (this machine's own network if `None`), its log
-    /// (standard error) appended to `log`, or dropped.
+    /// (standard error) appended to `log`, or dropped; over TLS, verifying the servers
+    /// against the certificate `authority`, if given.
     pub fn open(
         launcher: &Launcher,
         coordinator: &Endpoint,
         user: u32,
         log: Option<std::fs::File>,
         host: Option<Host>,
+        authority: Option<&Path>,
     ) -> Result<Screen, Fatal> {
         let (tx, lines) = mpsc::unbounded_channel();
         let setup = Setup {
@@ -50,7 +53,7 @@ impl Screen {
             host,
             ..Setup::default()
         };
-        let args = [
+        let mut args = vec![
             "-h".to_owned(),
             coordinator.host.clone(),
             "-k".into(),
@@ -58,6 +61,9 @@ impl Screen {
             "-u".into(),
             user.to_string(),
         ];
+        if let Some(ca) = authority {
+            args.extend(["--tls-ca".to_owned(), ca.display().to_string()]);
+        }
         let process = Process::start(launcher, "tsc", &args, setup)
             .map_err(|e| Fatal::new("cannot start tsc", e))?;
         Ok(Screen { process, lines })

@@ -36,6 +36,13 @@ fn course_test_cases_2_and_3_with_tls_on_every_connection() {
 }
 
 #[test]
+fn course_test_cases_2_and_3_on_etcd_with_tls_on_every_connection_etcds_too() {
+    if let Some(deployment) = Deployment::on_etcd_with_tls(3, STEADY) {
+        course_test_cases_2_and_3(deployment);
+    }
+}
+
+#[test]
 fn course_test_cases_2_and_3_on_etcd_with_two_coordinators() {
     if let Some(deployment) = Deployment::on_etcd(3, STEADY) {
         course_test_cases_2_and_3(deployment);

@@ -54,6 +54,7 @@ use tsn_core::Coordinator;
 use tsn_core::id::UserId;
 use tsn_grpc::client::SnsClient;
 use tsn_grpc::coordinator::CoordClient;
+use tsn_grpc::tls::{self, Security};
 
 use crate::cli::{self, Fatal};
 use crate::harness::{self, Deployment, Screen, Timers, Topology, free_port};
@@ -142,6 +143,10 @@ struct Flags {
     /// be on the PATH) and two coordinators on it.
     #[arg(long)]
     etcd: bool,
+    /// Run every connection over TLS, with certificates made for the run (as `tsn-local
+    /// --tls` does).
+    #[arg(long)]
+    tls: bool,
     /// Draw pictures into this folder (made if missing): `delivery.svg`, the delivery
     /// latencies' distribution, and `failover.svg`, the first failover trial's timeline.
     #[arg(long, value_name = "DIR")]
@@ -160,10 +165,21 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     let topology = Topology {
         hosts: flags.hosts,
         etcd: flags.etcd,
+        tls: flags.tls,
         ..Topology::standard(3, free_port()?, true, data_dir.clone(), flags.timers)
     };
     let mut deployment = Deployment::start(topology).await?;
-    let result = measure(&flags, &mut deployment).await;
+    let secured = match deployment.authority_file() {
+        // The load tool's own clients verify the servers, as tsc does.
+        Some(ca) => Security::client(&ca)
+            .and_then(tls::install)
+            .map_err(|e| Fatal::new("cannot turn TLS on", e)),
+        None => Ok(()),
+    };
+    let result = match secured {
+        Ok(()) => measure(&flags, &mut deployment).await,
+        Err(fatal) => Err(fatal),
+    };
     deployment.stop().await;
     let kept = result.is_err().then(|| keep_logs(deployment.logs()));
     drop(deployment);
@@ -180,6 +196,9 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     }
     if flags.hosts {
         println!("every process on a simulated host of its own");
+    }
+    if flags.tls {
+        println!("every connection over TLS (tsc with --tls-ca)");
     }
     println!("| figure | runs | p50 | p99 | max |");
     println!("| --- | --- | --- | --- | --- |");
@@ -281,7 +300,8 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
             soak.failovers
         );
     }
-    if flags.hosts {
+    // Memory is measured in deployments of its own, on one host, without TLS.
+    if flags.hosts || flags.tls {
         return Ok(());
     }
     progress("memory at work");

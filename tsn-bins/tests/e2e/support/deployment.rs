@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
+use tsn_bins::harness::certs::Validity;
 use tsn_bins::harness::hosts::REQUIRE_NETNS;
 use tsn_bins::harness::topology::{coordinator_flags, synchronizer_flags, tsd_flags};
 use tsn_bins::harness::{Host, Network};
@@ -76,7 +77,9 @@ impl Deployment {
     /// instead.
     pub(crate) fn on_etcd(clusters: u32, timers: Timers) -> Option<Deployment> {
         let etcd = etcd_cluster()?;
-        Some(Deployment::start_on_etcd(clusters, timers, etcd, None))
+        Some(Deployment::start_on_etcd(
+            clusters, timers, etcd, None, None,
+        ))
     }
 
     /// Like [`Deployment::on_etcd`], every process on a simulated host of its own (the two
@@ -86,12 +89,32 @@ impl Deployment {
     /// [`Deployment::on_etcd`] say.
     pub(crate) fn on_hosts_and_etcd(clusters: u32, timers: Timers) -> Option<Deployment> {
         let network = simulated_hosts()?;
-        let etcd = etcd_cluster_at(network.gateway())?;
+        let etcd = etcd_cluster_at(network.gateway(), None)?;
         Some(Deployment::start_on_etcd(
             clusters,
             timers,
             etcd,
             Some(network),
+            None,
+        ))
+    }
+
+    /// Like [`Deployment::on_etcd`], with TLS on every connection, etcd's included: etcd
+    /// serves with a certificate naming it `etcd.tsn`, and takes only clients with a
+    /// certificate of the deployment's authority.
+    pub(crate) fn on_etcd_with_tls(clusters: u32, timers: Timers) -> Option<Deployment> {
+        let tls = Tls::new();
+        let member = tls
+            .authority
+            .issue(Identity::Etcd, Validity::Lasting)
+            .expect("a certificate");
+        let etcd = etcd_cluster_at(std::net::Ipv4Addr::LOCALHOST, Some(&member))?;
+        Some(Deployment::start_on_etcd(
+            clusters,
+            timers,
+            etcd,
+            None,
+            Some(tls),
         ))
     }
 
@@ -100,8 +123,12 @@ impl Deployment {
         timers: Timers,
         etcd: Etcd,
         mut network: Option<Network>,
+        tls: Option<Tls>,
     ) -> Deployment {
-        let extra = ["--etcd".to_owned(), etcd.cluster.endpoints_flag()];
+        let mut extra = vec!["--etcd".to_owned(), etcd.cluster.endpoints_flag()];
+        if let Some(tls) = &tls {
+            extra.extend(tls.flags(Identity::Coordinator));
+        }
         let mut start = |label: &str| {
             let host = network.as_mut().map(|n| new_host(n, label));
             let (proc, port) = start_coordinator_with(clusters, 0, timers, host.as_ref(), &extra);
@@ -114,6 +141,7 @@ impl Deployment {
         let mut deployment = Deployment::around(clusters, timers, network, first, first_port);
         deployment.coordinator_host = first_host;
         deployment.on_etcd = Some(OnEtcd { etcd, second, list });
+        deployment.tls = tls;
         deployment
     }
 

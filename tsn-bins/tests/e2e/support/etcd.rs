@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use tempfile::TempDir;
 use tsn_bins::harness::EtcdCluster;
+use tsn_bins::harness::certs::TlsFiles;
 
 use super::runtime;
 
@@ -31,18 +32,19 @@ impl Etcd {
 /// standard error saying why, where no `etcd` can be started. With `TSN_REQUIRE_ETCD=1` (as
 /// in CI) it must start: the test fails instead.
 pub(crate) fn etcd_cluster() -> Option<Etcd> {
-    etcd_cluster_at(Ipv4Addr::LOCALHOST)
+    etcd_cluster_at(Ipv4Addr::LOCALHOST, None)
 }
 
-/// Like [`etcd_cluster`], its members listening at `address`.
-pub(crate) fn etcd_cluster_at(address: Ipv4Addr) -> Option<Etcd> {
+/// Like [`etcd_cluster`], its members listening at `address`, serving over TLS with the
+/// certificate `tls` if given.
+pub(crate) fn etcd_cluster_at(address: Ipv4Addr, tls: Option<&TlsFiles>) -> Option<Etcd> {
     if !etcd_available() {
         return None;
     }
     let dir = tempfile::tempdir().expect("a temporary folder");
     let runtime = runtime();
     let cluster = runtime
-        .block_on(EtcdCluster::start_at(3, dir.path(), address))
+        .block_on(EtcdCluster::start_at(3, dir.path(), address, tls))
         .unwrap_or_else(|e| panic!("{}", e.0));
     Some(Etcd {
         runtime,
