@@ -45,28 +45,9 @@ async fn heartbeat_refusal(channel: Channel, cluster: u32) -> Status {
     .expect_err("the heartbeat is refused")
 }
 
-/// Opens a replication stream through `channel`, saying Hello as server 7 of cluster 1;
-/// the refusal.
-async fn replication_refusal(channel: Channel) -> Status {
-    let hello = SlaveMessage {
-        kind: Some(slave_message::Kind::Hello(Hello {
-            server_id: 7,
-            cluster_id: 1,
-            ..Default::default()
-        })),
-    };
-    let mut replication = ReplicationClient::new(channel);
-    within(
-        "a replication stream",
-        replication.replicate(tokio_stream::iter([hello])),
-    )
-    .await
-    .expect_err("the stream is refused")
-}
-
 /// Opens a replication stream through `channel`, saying Hello as server 7 of cluster 1,
-/// and reads it until it fails; the failure.
-async fn hello_refusal(channel: Channel) -> Status {
+/// and reads it until it fails: the refusal, of the call or of the Hello.
+async fn replication_refusal(channel: Channel) -> Status {
     let hello = SlaveMessage {
         kind: Some(slave_message::Kind::Hello(Hello {
             server_id: 7,
@@ -185,7 +166,7 @@ fn with_tls_every_caller_that_may_not_is_refused_and_every_process_stays_up() {
             cluster: 1,
             server: 9,
         };
-        let status = hello_refusal(caller(server_9, Validity::Lasting, &at_master)).await;
+        let status = replication_refusal(caller(server_9, Validity::Lasting, &at_master)).await;
         refused_as(
             &status,
             Code::PermissionDenied,

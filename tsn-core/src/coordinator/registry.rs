@@ -28,10 +28,12 @@
 //!   epoch was granted to, and one reporting a newer epoch than the cluster's is refused
 //!   with [`Error::Refused`], changing nothing: nobody can install itself as master by
 //!   reporting a high epoch. Until then (while it listens, or for a cluster none of whose
-//!   masters it has heard) it cannot check a claim against a grant, and takes the servers'
-//!   word where they do not contradict each other: a claim is adopted only while the
-//!   cluster has no master (a master's claim of a newer epoch does not depose one it
-//!   adopted), and a server that is not master and reports a newer epoch than the adopted
+//!   masters it has heard) it cannot check a claim against a grant, and checks it against
+//!   the claimant's log instead: a master writes an entry of its epoch as it takes the
+//!   role, so a report whose log holds no entry of the epoch it names is no master's, nor
+//!   a slave's of that master. A claim whose log agrees is adopted only while the cluster
+//!   has no master (a master's claim of a newer epoch does not depose one it adopted), and
+//!   a server that is not master and holds entries of a newer epoch than the adopted
 //!   master's deposes it, as the server that holds what the newer epoch acknowledged. An
 //!   epoch further above the registry's floor (its start) than [`EPOCH_LEAD`] is refused
 //!   at any time (no coordinator grants one).
@@ -54,11 +56,11 @@
 //! furthest log, which holds every acknowledged write unless the in-sync set had shrunk.
 //!
 //! Without authenticated connections, a coordinator that keeps its records in memory
-//! takes what servers say until it knows a cluster's epoch for sure (above): a caller that
-//! reports in its first failure timeout after a restart (or after a stall of its shared
-//! store), or for a cluster whose masters it has not heard, can still be adopted, or
-//! depose the master it adopted. A shared store that records the epochs (etcd), or TLS
-//! identities, closes that window.
+//! takes what servers say of their logs until it knows a cluster's epoch for sure
+//! (above): a caller that reports a log of the epoch it claims, in the first failure
+//! timeout after a restart (or after a stall of its shared store), or for a cluster whose
+//! masters it has not heard, can still be adopted, or depose the master it adopted. A
+//! shared store that records the epochs (etcd), or TLS identities, closes that window.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -430,10 +432,16 @@ impl Registry {
                 server: id,
             });
         }
-        if report.role != Some(Role::Master) && report.epoch > cluster.state.epoch {
+        // A report's log agrees with its epoch when the log holds entries written in it
+        // (a master's first entry of its epoch is written as it takes the role, and
+        // copied to its slaves at once): what the registry checks a report by where it
+        // cannot check it against a grant.
+        let log_agrees = report.log.epoch == report.epoch;
+        if report.role != Some(Role::Master) && report.epoch > cluster.state.epoch && log_agrees {
             // (Only while the registry cannot check epochs: otherwise refused above.) A
-            // server knows a newer epoch than the one its master claims (a coordinator
-            // that restarted adopted a stale master before hearing of it): epochs never go
+            // server holds entries of a newer epoch than the one its master claims (a
+            // coordinator that restarted adopted a stale master before hearing of it),
+            // perhaps ones that epoch acknowledged: epochs never go
             // back, and that master is deposed.
             cluster.state.epoch = report.epoch;
             // What that master said was in sync says nothing of the newer epoch.
@@ -449,8 +457,9 @@ impl Registry {
             let state = &cluster.state;
             let current = state.master == Some(id) && report.epoch == state.epoch;
             let unopposed = state.master.is_none() && report.epoch >= state.epoch;
-            // Where the epoch is not known for sure, claims are taken on the servers' word.
-            let believed = !cluster.recorded || cluster.was_granted(id, report.epoch);
+            // Where the epoch is not known for sure, a claim is taken if its log agrees.
+            let believed =
+                (!cluster.recorded && log_agrees) || cluster.was_granted(id, report.epoch);
             if current || (unopposed && believed) {
                 if cluster.state.master != Some(id) {
                     self.changes.push(RoleChange::Promoted {
@@ -1434,6 +1443,25 @@ mod tests {
         assert!(!trimmed.in_sync_confirmed, "9 never reported");
         let whole = w.beat(1, 1, Some(Role::Master), 1, log(1, 6), &[2]);
         assert!(whole.in_sync_confirmed);
+    }
+
+    #[test]
+    fn while_listening_a_report_whose_log_holds_nothing_of_its_epoch_changes_nothing() {
+        let mut w = World::new();
+        let claim = w.beat(1, 9, Some(Role::Master), 7, LogPoint::default(), &[]);
+        assert_eq!(
+            claim.role,
+            Role::Slave,
+            "no master's log holds nothing of its epoch"
+        );
+        let master = w.beat(1, 1, Some(Role::Master), 4, log(4, 10), &[2]);
+        assert_eq!((master.role, master.epoch), (Role::Master, Epoch(4)));
+        w.beat(1, 8, Some(Role::Slave), 9, log(4, 10), &[]);
+        assert_eq!(
+            w.master(1),
+            Some(1),
+            "a newer epoch with no entries of it deposes no one"
+        );
     }
 
     #[test]
