@@ -124,7 +124,10 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
         let members = etcd.endpoints_flag();
         println!("Coordination runs on etcd ({members}), with two coordinators.");
     }
-    let authority = deployment.authority_file();
+    // Whole, so that the printed client command works from any folder.
+    let authority = deployment
+        .authority_file()
+        .map(|ca| std::fs::canonicalize(&ca).unwrap_or(ca));
     print_table(
         &flags,
         &coordinators,
