@@ -28,8 +28,8 @@ use crate::proto::etcd::{
     Compare, KeyValue, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
     WatchCreateRequest, WatchRequest, WatchResponse, event,
 };
-use crate::tls::Security;
-use crate::transport::{call_channel, call_endpoint, stream_channel, stream_endpoint};
+use crate::tls::{Identity, Security};
+use crate::transport::{call_endpoint, connect_lazy_to, stream_endpoint};
 
 /// A key and its value, with the revision of its last change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +106,10 @@ impl Etcd {
     /// over TLS if this process [installed](crate::tls::install) TLS settings.
     pub fn new(endpoints: &[Endpoint]) -> Result<Etcd, CallError> {
         Etcd::over(endpoints, |endpoint| {
-            Ok((call_channel(endpoint)?, stream_channel(endpoint)?))
+            Ok((
+                connect_lazy_to(&call_endpoint(endpoint)?, Identity::Etcd),
+                connect_lazy_to(&stream_endpoint(endpoint)?, Identity::Etcd),
+            ))
         })
     }
 
@@ -119,8 +122,8 @@ impl Etcd {
     ) -> Result<Etcd, CallError> {
         Etcd::over(endpoints, |endpoint| {
             Ok((
-                security.channel(&call_endpoint(endpoint)?),
-                security.channel(&stream_endpoint(endpoint)?),
+                security.channel_to(&call_endpoint(endpoint)?, Identity::Etcd),
+                security.channel_to(&stream_endpoint(endpoint)?, Identity::Etcd),
             ))
         })
     }

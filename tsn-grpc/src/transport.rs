@@ -32,6 +32,15 @@ pub fn connect_lazy(endpoint: &tonic::transport::Endpoint) -> Channel {
     }
 }
 
+/// Like [`connect_lazy`], to the server that is `expected`: over TLS, a server whose
+/// certificate names another identity is refused.
+pub fn connect_lazy_to(endpoint: &tonic::transport::Endpoint, expected: tls::Identity) -> Channel {
+    match tls::installed() {
+        Some(security) => security.channel_to(endpoint, expected),
+        None => endpoint.connect_lazy(),
+    }
+}
+
 /// How often an idle stream's connection is probed, and how long a probe may go unanswered
 /// before the connection counts as dead.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);

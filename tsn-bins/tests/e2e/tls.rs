@@ -381,3 +381,23 @@ fn a_server_given_a_certificate_it_cannot_use_says_so_in_one_line_at_start() {
         AT_ONCE,
     );
 }
+
+#[test]
+fn a_server_pointed_at_another_kind_of_server_for_its_coordinator_says_so_in_one_line() {
+    let mut deployment = Deployment::with_tls(1, STEADY);
+    deployment.start_synchronizer(1);
+    let not_the_coordinator = deployment.synchronizer_port(1).to_string();
+    let mut args: Vec<String> = ["-c", "1", "-s", "1", "-k", &not_the_coordinator, "-p", "0"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(deployment.tls().flags(Identity::Tsd {
+        cluster: 1,
+        server: 1,
+    }));
+    args.extend([
+        "--data-dir".to_owned(),
+        deployment.data_dir().display().to_string(),
+    ]);
+    fails_with_one_line("tsd", &args, "coordinator.tsn", AT_ONCE);
+    assert!(deployment.synchronizer(1).is_running());
+}

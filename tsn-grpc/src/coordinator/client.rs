@@ -28,7 +28,10 @@ struct Remote {
 impl Remote {
     fn new(at: tonic::transport::Endpoint, name: String) -> Self {
         Remote {
-            client: CoordServiceClient::new(crate::transport::connect_lazy(&at)),
+            client: CoordServiceClient::new(crate::transport::connect_lazy_to(
+                &at,
+                crate::tls::Identity::Coordinator,
+            )),
             at,
             name,
         }

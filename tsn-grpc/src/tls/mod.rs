@@ -205,7 +205,17 @@ impl Security {
         self: &Arc<Self>,
         endpoint: &tonic::transport::Endpoint,
     ) -> tonic::transport::Channel {
-        endpoint.connect_with_connector_lazy(connector(Arc::clone(self)))
+        endpoint.connect_with_connector_lazy(connector(Arc::clone(self), None))
+    }
+
+    /// Like [`Security::channel`], to the server that is `expected` only: a server whose
+    /// certificate names another identity is refused at the handshake.
+    pub fn channel_to(
+        self: &Arc<Self>,
+        endpoint: &tonic::transport::Endpoint,
+        expected: Identity,
+    ) -> tonic::transport::Channel {
+        endpoint.connect_with_connector_lazy(connector(Arc::clone(self), Some(expected)))
     }
 
     /// What this process's own certificate names it, if it has one that names an identity.

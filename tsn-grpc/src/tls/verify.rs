@@ -15,15 +15,15 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tsn_core::{Error, Result};
 
+use super::connect::ANY_SERVER;
 use super::{Identity, RenewedKey};
 
 /// Verifies a server by the identity its certificate names, not by the host name it was
 /// reached at (servers move between hosts; what matters is what they are): the
-/// certificate must name a TSN server process or an etcd member and be valid for that
-/// name, signed by the deployment's certificate authority, and in date. Which of them it
-/// is, is not checked against whom the caller meant to reach: the addresses a process
-/// dials come from the coordinator, which names only servers that reported as
-/// themselves.
+/// certificate must be signed by the deployment's certificate authority, be in date, and
+/// name the identity the handshake asked for (the coordinator, a master, etcd), or, where
+/// the caller asked for any server ([`ANY_SERVER`]), name one of TSN's servers or an etcd
+/// member.
 #[derive(Debug)]
 pub(super) struct ServerVerifier {
     webpki: Arc<WebPkiServerVerifier>,
@@ -52,19 +52,25 @@ impl ServerCertVerifier for ServerVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let identity = Identity::of_certificate(end_entity)
-            .filter(Identity::may_serve)
-            .ok_or(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName,
-            ))?;
-        let name = ServerName::try_from(identity.dns_name())
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
+        let expected = match server_name {
+            ServerName::DnsName(name) if name.as_ref() != ANY_SERVER => server_name.to_owned(),
+            _ => {
+                let identity = Identity::of_certificate(end_entity)
+                    .filter(Identity::may_serve)
+                    .ok_or(rustls::Error::InvalidCertificate(
+                        CertificateError::NotValidForName,
+                    ))?;
+                ServerName::try_from(identity.dns_name()).map_err(|_| {
+                    rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+                })?
+            }
+        };
         self.webpki
-            .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+            .verify_server_cert(end_entity, intermediates, &expected, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

@@ -19,7 +19,7 @@ use crate::proto::tsn;
 use crate::proto::tsn::replication_client::ReplicationClient;
 use crate::proto::tsn::replication_server::Replication;
 use crate::tls::{self, Identity, Peer};
-use crate::transport::stream_channel;
+use crate::transport::{connect_lazy_to, stream_endpoint};
 
 /// One direction of a replication stream as gRPC carries it: proto messages `P`, read as
 /// the runtime's `T`.
@@ -120,7 +120,12 @@ impl Upstream for GrpcUpstream {
         outgoing: mpsc::Receiver<SlaveMessage>,
     ) -> Result<Box<dyn Incoming<MasterMessage>>> {
         let what = format!("the master at {}", master.endpoint);
-        let mut client = ReplicationClient::new(stream_channel(&master.endpoint)?);
+        let master_identity = Identity::Tsd {
+            cluster: master.cluster.0,
+            server: master.server.0,
+        };
+        let channel = connect_lazy_to(&stream_endpoint(&master.endpoint)?, master_identity);
+        let mut client = ReplicationClient::new(channel);
         let outgoing =
             ReceiverStream::new(outgoing).map(|message| tsn::SlaveMessage::from(&message));
         let stream = client
