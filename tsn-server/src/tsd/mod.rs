@@ -5,7 +5,8 @@
 //!   carries out each change: starting a [`Master`] and its imports, or following a master
 //!   as its slave.
 //! * [`runtime`] runs the role on a thread of its own ([`runtime::RoleThread`]), so that
-//!   a busy server's heartbeats do not wait behind its clients' work.
+//!   a busy server's heartbeats do not wait behind its clients' work; [`serving`] is the
+//!   runtime the role's duties run on, with the pulse that says it still runs.
 //! * [`replication`] is the conversation between a master and its slaves: the master's
 //!   side ([`Tsd::replicate`]) and the slave's ([`replication::Upstream`], the one thing a
 //!   transport provides).
@@ -17,6 +18,7 @@ pub mod committed;
 pub mod replication;
 pub mod roles;
 pub mod runtime;
+pub mod serving;
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;

@@ -15,7 +15,7 @@ use crate::import;
 use crate::master::Master;
 use crate::tsd::Tsd;
 use crate::tsd::replication;
-use crate::tsd::runtime::{STALL_BEATS, Serving};
+use crate::tsd::serving::{STALL_BEATS, Serving};
 
 /// Reports to the coordinator every heartbeat interval (and at once when asked, or when a
 /// peer mentions a newer epoch), and carries out the duties it assigns on `serving`, until

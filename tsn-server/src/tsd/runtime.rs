@@ -10,67 +10,19 @@
 //!
 //! A thread of its own must not report a server whose serving runtime no longer runs (a
 //! deadlock, a task that never yields): the serving runtime beats a [`Serving`] pulse, and
-//! the role stops reporting when the pulse has been silent for [`STALL_BEATS`] heartbeat
-//! intervals, so that the coordinator replaces the server as if it had died.
+//! the role stops reporting when the pulse has been silent for
+//! [`STALL_BEATS`](crate::tsd::serving::STALL_BEATS) heartbeat intervals, so that the
+//! coordinator replaces the server as if it had died.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tsn_core::{Coordinator, Store};
 
 use crate::tsd::Tsd;
 use crate::tsd::roles::keep_role;
-
-/// How many heartbeat intervals the serving runtime may run nothing before the role stops
-/// reporting: far above the lateness of a loaded runtime, and short enough that a wedged
-/// server is replaced within seconds (2 s with the default 200 ms interval).
-pub const STALL_BEATS: u32 = 10;
-
-/// The serving runtime, as the role sees it: where its duties are started, and whether it
-/// still runs.
-#[derive(Clone, Debug)]
-pub struct Serving {
-    handle: Handle,
-    pulse: Arc<Mutex<Instant>>,
-}
-
-impl Serving {
-    /// The runtime this is called on, beating every `interval` for as long as a clone of
-    /// the returned value lives.
-    pub fn current(interval: Duration) -> Self {
-        let pulse = Arc::new(Mutex::new(Instant::now()));
-        let beat: Weak<Mutex<Instant>> = Arc::downgrade(&pulse);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(pulse) = beat.upgrade() else { return };
-                *pulse.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-            }
-        });
-        Serving {
-            handle: Handle::current(),
-            pulse,
-        }
-    }
-
-    /// The runtime's handle, to start the duties' tasks on.
-    pub fn handle(&self) -> &Handle {
-        &self.handle
-    }
-
-    /// How long the runtime has run nothing, as far as the pulse tells.
-    pub fn silent_for(&self) -> Duration {
-        self.pulse
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
-    }
-}
+use crate::tsd::serving::Serving;
 
 /// The role task ([`keep_role`]) running on a thread of its own. [`RoleThread::stop`]
 /// ends it; dropping it asks it to end without waiting.

@@ -21,7 +21,7 @@ use tsn_core::{Error, Result, Store, SyncPeer};
 
 use super::replication::{Hello, Incoming, MasterMessage, SlaveMessage, Upstream};
 use super::roles::keep_role;
-use super::runtime::Serving;
+use super::serving::Serving;
 use super::{Config, Tsd};
 use crate::coordinator::Local;
 
@@ -862,7 +862,7 @@ impl Wedgeable {
 /// reports again once it runs.
 #[test]
 fn a_role_reports_for_a_slow_runtime_and_not_for_one_that_runs_nothing() {
-    use super::runtime::STALL_BEATS;
+    use super::serving::STALL_BEATS;
     let heartbeats = Arc::new(AtomicUsize::new(0));
     let mut coordinator = MockCoordinator::new();
     let counted = Arc::clone(&heartbeats);
