@@ -15,25 +15,11 @@ use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::{Confirmation, ServerInfo};
 use tsn_grpc::tls::Identity;
 
-use crate::support::{Deployment, STEADY, Timers, runtime, within};
+use crate::support::{Deployment, STEADY, Timers, runtime, stub_heartbeat, within};
 
 /// How many times the burst makes each forged claim, and how far apart its calls are:
 /// 21 calls over 4.2 seconds.
 const BURST: (usize, Duration) = (3, Duration::from_millis(200));
-
-/// A heartbeat as the course's stubs send it: server `id` of cluster 1, at an address where
-/// nothing listens, claiming `role` at `epoch`.
-fn claim(id: i32, role: &str, epoch: u64) -> ServerInfo {
-    ServerInfo {
-        server_id: id,
-        hostname: "127.0.0.1".into(),
-        port: "1".into(),
-        r#type: role.into(),
-        cluster_id: "1".into(),
-        epoch,
-        ..Default::default()
-    }
-}
 
 /// What the coordinator answers a forged claim with: its code and words from its message.
 type Refusal = fn(&ServerInfo) -> (Code, &'static str);
@@ -46,10 +32,13 @@ type Answered = (ServerInfo, Result<Confirmation, Status>);
 /// turn. That first answer, and the answers to the claims, each with what was claimed.
 async fn forged_burst(channel: Channel) -> (Option<Confirmation>, Vec<Answered>) {
     let mut coordinator = CoordServiceClient::new(channel);
-    let told = within("a heartbeat", coordinator.heartbeat(claim(9, "new", 0)))
-        .await
-        .ok()
-        .map(tonic::Response::into_inner);
+    let told = within(
+        "a heartbeat",
+        coordinator.heartbeat(stub_heartbeat(1, 9, "new", 0)),
+    )
+    .await
+    .ok()
+    .map(tonic::Response::into_inner);
     let epoch = told.as_ref().map_or(1, |t| t.epoch);
     // Above every epoch granted so far, whether or not the coordinator said which: epochs
     // start above the wall clock's milliseconds at a coordinator's start.
@@ -58,13 +47,13 @@ async fn forged_burst(channel: Channel) -> (Option<Confirmation>, Vec<Answered>)
         .expect("a clock after 1970")
         .as_millis() as u64;
     let claims = [
-        claim(9, "master", 1 << 62),
-        claim(9, "master", epoch + 1),
-        claim(9, "master", epoch),
-        claim(9, "slave", epoch + 1),
-        claim(9, "slave", above_all),
-        claim(9, "master", above_all),
-        claim(1, "master", epoch + 1),
+        stub_heartbeat(1, 9, "master", 1 << 62),
+        stub_heartbeat(1, 9, "master", epoch + 1),
+        stub_heartbeat(1, 9, "master", epoch),
+        stub_heartbeat(1, 9, "slave", epoch + 1),
+        stub_heartbeat(1, 9, "slave", above_all),
+        stub_heartbeat(1, 9, "master", above_all),
+        stub_heartbeat(1, 1, "master", epoch + 1),
     ];
     let mut pace = tokio::time::interval(BURST.1);
     let mut answers = Vec::new();

@@ -9,8 +9,8 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tsn_bins::harness::certs::{Authority, TlsFiles, Validity};
+use tsn_grpc::proto::csce438::Id;
 use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
-use tsn_grpc::proto::csce438::{Id, ServerInfo};
 use tsn_grpc::proto::tsn::feed_client::FeedClient;
 use tsn_grpc::proto::tsn::replication_client::ReplicationClient;
 use tsn_grpc::proto::tsn::{FeedRequest, Hello, SlaveMessage, slave_message};
@@ -18,28 +18,16 @@ use tsn_grpc::tls::Identity;
 
 use crate::startup::{AT_ONCE, fails_with_one_line};
 use crate::support::{
-    Deployment, STEADY, Tls, endpoint, eventually, presenting, ring, roots, runtime, unused_port,
-    within,
+    Deployment, STEADY, Tls, endpoint, eventually, presenting, ring, roots, runtime,
+    stub_heartbeat, unused_port, within,
 };
-
-/// A heartbeat of server `server` of `cluster`, as a new server sends it.
-fn heartbeat_of(cluster: u32, server: i32) -> ServerInfo {
-    ServerInfo {
-        server_id: server,
-        hostname: "127.0.0.1".into(),
-        port: "1".into(),
-        r#type: "new".into(),
-        cluster_id: cluster.to_string(),
-        ..Default::default()
-    }
-}
 
 /// Sends a heartbeat of server 1 of `cluster` through `channel`; the refusal.
 async fn heartbeat_refusal(channel: Channel, cluster: u32) -> Status {
     let mut coordinator = CoordServiceClient::new(channel);
     within(
         "a heartbeat",
-        coordinator.heartbeat(heartbeat_of(cluster, 1)),
+        coordinator.heartbeat(stub_heartbeat(cluster, 1, "new", 0)),
     )
     .await
     .expect_err("the heartbeat is refused")

@@ -376,8 +376,7 @@ impl Registry {
             let what = format!("server {id} of cluster {cluster_id}");
             return Err(duplicate(&what, &held.server, held.last_seen, now));
         }
-        let state = cluster.map(|c| &c.state);
-        let epoch = state.map_or(Epoch::default(), |s| s.epoch);
+        let epoch = cluster.map_or(Epoch::default(), |c| c.state.epoch);
         let refused = |why: String| {
             Err(Error::Refused(format!(
                 "server {id} of cluster {cluster_id} {why}; refusing its heartbeat"

@@ -82,6 +82,26 @@ pub fn installed() -> Option<&'static Arc<Security>> {
     INSTALLED.get()
 }
 
+/// The settings of the connections a process opens: servers verified by `servers`, and
+/// the process's own certificate presented where it has one (`presenting`).
+fn client_config(
+    provider: &Arc<CryptoProvider>,
+    servers: Arc<ServerVerifier>,
+    presenting: Option<Arc<KeyResolver>>,
+) -> Result<Arc<ClientConfig>> {
+    let verifying = ClientConfig::builder_with_provider(Arc::clone(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error("TLS settings"))?
+        .dangerous()
+        .with_custom_certificate_verifier(servers);
+    let mut client = match presenting {
+        Some(resolver) => verifying.with_client_cert_resolver(resolver),
+        None => verifying.with_no_client_auth(),
+    };
+    client.alpn_protocols = vec![H2.to_vec()];
+    Ok(Arc::new(client))
+}
+
 /// The check a process's own certificate passes before it is used, at start and at each
 /// renewal: the deployment's authority signed it, it is in date, and it serves both ways
 /// (as a server's certificate naming a server identity, and as a client's), so that a
@@ -160,15 +180,8 @@ impl Security {
             .with_client_cert_verifier(heard)
             .with_cert_resolver(resolver.clone());
         server.alpn_protocols = vec![H2.to_vec()];
-        let mut client = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(tls_error("TLS settings"))?
-            .dangerous()
-            .with_custom_certificate_verifier(servers)
-            .with_client_cert_resolver(resolver);
-        client.alpn_protocols = vec![H2.to_vec()];
         Ok(Security {
-            client: Arc::new(client),
+            client: client_config(&provider, servers, Some(resolver))?,
             server: Some(Arc::new(server)),
             clients: Some(clients),
             key: Some(key),
@@ -181,15 +194,9 @@ impl Security {
     pub fn client(authorities: &Path) -> Result<Security> {
         let provider = provider();
         let roots = Arc::new(files::authorities(authorities)?);
-        let mut client = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(tls_error("TLS settings"))?
-            .dangerous()
-            .with_custom_certificate_verifier(ServerVerifier::new(roots, &provider, authorities)?)
-            .with_no_client_auth();
-        client.alpn_protocols = vec![H2.to_vec()];
+        let servers = ServerVerifier::new(roots, &provider, authorities)?;
         Ok(Security {
-            client: Arc::new(client),
+            client: client_config(&provider, servers, None)?,
             server: None,
             clients: None,
             key: None,

@@ -151,3 +151,23 @@ impl CourseTimeline {
         }
     }
 }
+
+/// A heartbeat as the course's stubs send one, with no credentials and no TSN fields but
+/// the epoch: server `server` of `cluster`, at an address where nothing listens
+/// (127.0.0.1:1), reporting `role` (`new`, `master`, `slave`) at `epoch`.
+pub(crate) fn stub_heartbeat(
+    cluster: u32,
+    server: i32,
+    role: &str,
+    epoch: u64,
+) -> tsn_grpc::proto::csce438::ServerInfo {
+    tsn_grpc::proto::csce438::ServerInfo {
+        server_id: server,
+        hostname: "127.0.0.1".into(),
+        port: "1".into(),
+        r#type: role.into(),
+        cluster_id: cluster.to_string(),
+        epoch,
+        ..Default::default()
+    }
+}
