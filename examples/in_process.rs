@@ -95,13 +95,14 @@ async fn main() -> Result {
 
     println!("\n== User 1 watches its timeline; users 4 and 2 post");
     let mut watcher = home(1).hub.subscribe(u(1));
+    let mut shown = 0;
     home(4).post(u(4), 1, "hi from cluster 1").await?;
     home(2).post(u(2), 1, "hello from cluster 2").await?;
     println!("user 1 receives the post of user 4 (same cluster) at once:");
-    receive(&mut watcher).await?;
+    shown = receive(home(1), u(1), &mut watcher, shown).await?;
     sync_round(&clusters).await?;
     println!("and the post of user 2 after a synchronization round:");
-    receive(&mut watcher).await?;
+    receive(home(1), u(1), &mut watcher, shown).await?;
     Ok(())
 }
 
@@ -120,7 +121,7 @@ impl Cluster {
             clusters: CLUSTERS,
         };
         let store = Arc::new(store::Memory::new(membership));
-        let hub = timeline::Hub::new(64);
+        let hub = timeline::Hub::new();
         Cluster {
             id,
             epoch,
@@ -134,7 +135,7 @@ impl Cluster {
     }
 
     /// What a master does with every write: appends the changes at the next positions,
-    /// makes them durable, and hands the timeline posts they delivered to the watchers.
+    /// makes them durable, and tells the watchers of the timelines they delivered posts to.
     async fn write(&self, changes: Vec<Change>) -> Result {
         let mut position = self.read(|s| s.last().position);
         let mut entries = Vec::new();
@@ -150,8 +151,7 @@ impl Cluster {
         let deliveries = self.store.append(&entries)?;
         self.store.flush().await?;
         for Delivery { user, index } in deliveries.into_iter().flatten() {
-            let item = self.read(|s| s.timeline_item(user, index));
-            self.hub.deliver(user, item.ok_or("a delivered post")?);
+            self.hub.deliver(user, index);
         }
         Ok(())
     }
@@ -223,14 +223,25 @@ async fn assign_roles(coordinator: &coordinator::Local, servers: &mut [Node]) ->
     Ok(())
 }
 
-/// Waits, up to the deadline, for the next post on the watcher's feed, and prints it.
-async fn receive(watcher: &mut timeline::Subscription) -> Result {
-    let item = tokio::time::timeout(DEADLINE, watcher.items.recv())
+/// Waits, up to the deadline, for `reader`'s timeline, watched at `cluster`, to grow beyond
+/// index `shown`, and prints the new posts, read from the replica; returns the last index
+/// shown.
+async fn receive(
+    cluster: &Cluster,
+    reader: UserId,
+    watcher: &mut timeline::Subscription,
+    shown: u64,
+) -> Result<u64> {
+    let grown = tokio::time::timeout(DEADLINE, watcher.beyond(shown))
         .await?
         .ok_or("the timeline feed ended")?;
-    let post = &item.post;
-    println!("  #{} {} >> {}", item.index, post.author, post.text);
-    Ok(())
+    for index in shown + 1..=grown {
+        let item = cluster.read(|s| s.timeline_item(reader, index));
+        let item = item.ok_or("a delivered post")?;
+        let post = &item.post;
+        println!("  #{} {} >> {}", item.index, post.author, post.text);
+    }
+    Ok(grown)
 }
 
 /// What a merge writes, in words; `None` for its import mark.

@@ -153,7 +153,7 @@ mod tests {
     ) -> Vec<u64> {
         let master = Master::start(
             store,
-            Arc::new(Hub::new(16)),
+            Arc::new(Hub::new()),
             Epoch(1),
             ServerId(1),
             Duration::from_secs(60),

@@ -202,66 +202,118 @@ fn a_post_of_1000_characters_comes_back_exactly_and_longer_or_control_lines_are_
     );
 }
 
+/// A protocol client of `user` at the master on `port`.
+fn client_at(port: u16, user: u32) -> tsn_grpc::client::SnsClient {
+    let endpoint = tsn_core::coordinator::Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let user = tsn_core::id::UserId::new(user).expect("a user id");
+    tsn_grpc::client::SnsClient::new(endpoint, user, format!("timeline-test-u{user}"))
+        .expect("a client")
+}
+
+/// Users 1 and 4, logged in at the master on `port`, 1 following 4.
+async fn reader_and_author(
+    port: u16,
+) -> (tsn_grpc::client::SnsClient, tsn_grpc::client::SnsClient) {
+    let (u1, u4) = (client_at(port, 1), client_at(port, 4));
+    for user in [&u1, &u4] {
+        within("a login", user.login()).await.expect("logs in");
+    }
+    within("a follow", u1.follow("4"))
+        .await
+        .expect("u1 follows u4");
+    (u1, u4)
+}
+
+/// The text of post `seq`: `"post 1"`, `"post 2"` ..., padded with `pad` dashes.
+fn numbered(seq: u64, pad: usize) -> String {
+    format!("post {seq}{}", "-".repeat(pad))
+}
+
+/// Has `author` post `count` posts [`numbered`] with `pad` on its timeline stream, and waits
+/// for each to be acknowledged.
+async fn post_all(author: &tsn_grpc::client::SnsClient, count: u64, pad: usize) {
+    use tsn_grpc::client::TimelineEvent;
+    let mut stream = within("the author's timeline", author.open_timeline(None))
+        .await
+        .expect("the author's timeline opens");
+    for seq in 1..=count {
+        within("a post", stream.post(9, seq, &numbered(seq, pad)))
+            .await
+            .expect("sent");
+    }
+    loop {
+        match within("the acknowledgements", stream.next()).await {
+            Ok(Some(TimelineEvent::Acked { seq, error, .. })) => {
+                assert_eq!(error, None, "post {seq} is stored");
+                if seq == count {
+                    return;
+                }
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the stream ended before its last acknowledgement: {other:?}"),
+        }
+    }
+}
+
+/// Reads posts [`numbered`] `first..=last` with `pad` from `reader`, each once, in order.
+async fn read_posts(
+    reader: &mut tsn_grpc::client::TimelineConn,
+    first: u64,
+    last: u64,
+    pad: usize,
+) {
+    use tsn_grpc::client::TimelineEvent;
+    for expected in first..=last {
+        match within("a post", reader.next()).await {
+            Ok(Some(TimelineEvent::Post(post))) => {
+                assert_eq!(post.index, expected);
+                assert_eq!(post.text, numbered(expected, pad));
+            }
+            other => panic!("post {expected} of {last} did not come: {other:?}"),
+        }
+    }
+}
+
 /// A client that comes back after missing thousands of posts (it asks for what came after
 /// the last index it showed, as `tsc` does after a failover) gets every one, once, in
 /// order — read from the replica a page at a time, not all under the store's lock at once.
 #[test]
 fn a_client_that_resumes_after_thousands_of_missed_posts_gets_each_once_in_order() {
-    use tsn_core::coordinator::Endpoint;
-    use tsn_core::id::UserId;
-    use tsn_grpc::client::{SnsClient, TimelineEvent};
     const MISSED: u64 = 2_500;
     let mut deployment = Deployment::start(3);
     let port = deployment.start_master(1);
-    let runtime = runtime();
-    runtime.block_on(async {
-        let client = |user: u32| {
-            let endpoint = Endpoint {
-                host: "127.0.0.1".into(),
-                port,
-            };
-            let user = UserId::new(user).expect("a user id");
-            SnsClient::new(endpoint, user, format!("resume-test-u{user}")).expect("a client")
-        };
-        let (u1, u4) = (client(1), client(4));
-        for user in [&u1, &u4] {
-            within("a login", user.login()).await.expect("logs in");
-        }
-        within("a follow", u1.follow("4"))
-            .await
-            .expect("u1 follows u4");
-        let mut author = within("u4's timeline", u4.open_timeline(None))
-            .await
-            .expect("u4's timeline opens");
-        for seq in 1..=MISSED {
-            within("a post", author.post(9, seq, &format!("missed {seq}")))
-                .await
-                .expect("sent");
-        }
-        loop {
-            match within("u4's acknowledgements", author.next()).await {
-                Ok(Some(TimelineEvent::Acked { seq, error, .. })) => {
-                    assert_eq!(error, None, "post {seq} is stored");
-                    if seq == MISSED {
-                        break;
-                    }
-                }
-                Ok(Some(_)) => {}
-                other => panic!("u4's stream ended before its last acknowledgement: {other:?}"),
-            }
-        }
-
+    runtime().block_on(async {
+        let (u1, u4) = reader_and_author(port).await;
+        post_all(&u4, MISSED, 0).await;
         let mut reader = within("u1's resumed timeline", u1.open_timeline(Some(0)))
             .await
             .expect("u1's timeline opens");
-        for expected in 1..=MISSED {
-            match within("a missed post", reader.next()).await {
-                Ok(Some(TimelineEvent::Post(post))) => {
-                    assert_eq!(post.index, expected);
-                    assert_eq!(post.text, format!("missed {expected}"));
-                }
-                other => panic!("post {expected} of {MISSED} did not come: {other:?}"),
-            }
-        }
+        read_posts(&mut reader, 1, MISSED, 0).await;
+    });
+}
+
+/// A reader whose timeline is open but who reads nothing while thousands of posts are
+/// committed (more than any buffer between them) does not hold back their author, and
+/// then gets every one, once, in order, on the same stream: the server reads them from the
+/// replica when the reader can take them, rather than holding them for it, and never
+/// ends the stream.
+#[test]
+fn a_reader_that_stops_reading_gets_every_post_later_on_the_same_stream() {
+    // More than the stream's buffers and flow-control windows hold: 10 MB.
+    const UNREAD: u64 = 10_000;
+    const PAD: usize = 990;
+    let mut deployment = Deployment::start(3);
+    let port = deployment.start_master(1);
+    runtime().block_on(async {
+        let (u1, u4) = reader_and_author(port).await;
+        let mut reader = within("u1's timeline", u1.open_timeline(None))
+            .await
+            .expect("u1's timeline opens");
+        // Every post is acknowledged while the reader reads nothing.
+        post_all(&u4, UNREAD, PAD).await;
+        read_posts(&mut reader, 1, UNREAD, PAD).await;
     });
 }

@@ -3,91 +3,115 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
 use crate::id::UserId;
-use crate::state::TimelineItem;
 use crate::timeline::Timeline;
 
-type Watchers = HashMap<UserId, Vec<(u64, mpsc::Sender<TimelineItem>)>>;
+/// Per reader with watchers: the highest committed index of its timeline handed to the hub.
+type Watched = HashMap<UserId, watch::Sender<u64>>;
 
-/// Routes timeline posts to watchers through bounded channels.
-#[derive(Debug, Clone)]
+/// Tells the watchers of a timeline how far it has grown. A watcher reads the posts
+/// themselves from the replica, so the hub holds one number per watched reader, however
+/// many posts its watchers have still to read.
+#[derive(Debug, Clone, Default)]
 pub struct Hub {
-    inner: Arc<Mutex<HubInner>>,
-    capacity: usize,
+    watched: Arc<Mutex<Watched>>,
 }
 
-#[derive(Debug, Default)]
-struct HubInner {
-    watchers: Watchers,
-    next_id: u64,
-}
-
-/// One watcher's feed; dropping it stops the deliveries.
+/// One watcher of a reader's timeline; dropping it ends the watch.
 #[derive(Debug)]
 pub struct Subscription {
-    /// The posts, in delivery order. Ends (`None`) when the watcher was cut off for
-    /// falling behind or when the hub closed it.
-    pub items: mpsc::Receiver<TimelineItem>,
+    grown: watch::Receiver<u64>,
     user: UserId,
-    id: u64,
-    hub: Arc<Mutex<HubInner>>,
+    hub: Arc<Mutex<Watched>>,
+}
+
+impl Subscription {
+    /// Waits until the timeline holds committed posts beyond index `shown`, and returns the
+    /// highest such index; `None` once the hub closed the watch ([`Hub::close_all`]).
+    pub async fn beyond(&mut self, shown: u64) -> Option<u64> {
+        loop {
+            let grown = *self.grown.borrow_and_update();
+            if grown > shown {
+                return Some(grown);
+            }
+            self.grown.changed().await.ok()?;
+        }
+    }
+}
+
+impl Subscription {
+    /// The highest committed index told so far (0 before any), without waiting.
+    pub fn grown(&self) -> u64 {
+        *self.grown.borrow()
+    }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut inner = lock(&self.hub);
-        if let Some(list) = inner.watchers.get_mut(&self.user) {
-            list.retain(|(id, _)| *id != self.id);
+        let mut watched = lock(&self.hub);
+        // The last watcher of the reader takes its entry along (and only its own: after
+        // `close_all`, the entry may be a newer watch's).
+        if let Some(sender) = watched.get(&self.user)
+            && sender.subscribe().same_channel(&self.grown)
+            && sender.receiver_count() <= 1
+        {
+            watched.remove(&self.user);
         }
     }
 }
 
-fn lock(hub: &Mutex<HubInner>) -> std::sync::MutexGuard<'_, HubInner> {
+fn lock(hub: &Mutex<Watched>) -> std::sync::MutexGuard<'_, Watched> {
     hub.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Hub {
-    /// A hub whose watchers may fall `capacity` posts behind before they are cut off.
-    pub fn new(capacity: usize) -> Self {
-        Hub {
-            inner: Arc::default(),
-            capacity: capacity.max(1),
-        }
+    /// A hub with no watchers.
+    pub fn new() -> Self {
+        Hub::default()
     }
 
     /// Starts watching `user`'s timeline.
     pub fn subscribe(&self, user: UserId) -> Subscription {
-        let (tx, rx) = mpsc::channel(self.capacity);
-        let mut inner = lock(&self.inner);
-        inner.next_id += 1;
-        let id = inner.next_id;
-        inner.watchers.entry(user).or_default().push((id, tx));
+        let mut watched = lock(&self.watched);
+        let grown = match watched.get(&user) {
+            Some(sender) => sender.subscribe(),
+            None => {
+                let (sender, receiver) = watch::channel(0);
+                watched.insert(user, sender);
+                receiver
+            }
+        };
         Subscription {
-            items: rx,
+            grown,
             user,
-            id,
-            hub: Arc::clone(&self.inner),
+            hub: Arc::clone(&self.watched),
         }
     }
 
-    /// Ends every subscription (their streams end), as a master that steps down does.
+    /// Ends every watch (their [`Subscription::beyond`] returns `None`), as a master that
+    /// steps down does.
     pub fn close_all(&self) {
-        lock(&self.inner).watchers.clear();
+        lock(&self.watched).clear();
     }
 
     /// How many watchers `user` has.
     pub fn watchers(&self, user: UserId) -> usize {
-        lock(&self.inner).watchers.get(&user).map_or(0, Vec::len)
+        lock(&self.watched)
+            .get(&user)
+            .map_or(0, watch::Sender::receiver_count)
     }
 }
 
 impl Timeline for Hub {
-    fn deliver(&self, user: UserId, item: TimelineItem) {
-        let mut inner = lock(&self.inner);
-        if let Some(list) = inner.watchers.get_mut(&user) {
-            list.retain(|(_, tx)| tx.try_send(item.clone()).is_ok());
+    fn deliver(&self, user: UserId, index: u64) {
+        if let Some(sender) = lock(&self.watched).get(&user) {
+            sender.send_if_modified(|grown| {
+                let grows = index > *grown;
+                *grown = (*grown).max(index);
+                grows
+            });
         }
     }
 }
@@ -95,50 +119,55 @@ impl Timeline for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::Time;
-    use crate::post::{Post, PostId, PostText};
 
-    fn item(index: u64) -> TimelineItem {
-        TimelineItem {
-            index,
-            post: Post {
-                id: PostId {
-                    origin: 1,
-                    seq: index,
-                },
-                author: UserId::new(4).unwrap(),
-                time: Time(index),
-                text: PostText::new("hi").unwrap(),
-            },
-        }
+    fn user(n: u32) -> UserId {
+        UserId::new(n).unwrap()
     }
 
     #[tokio::test]
-    async fn every_watcher_of_the_reader_gets_the_post() {
-        let hub = Hub::new(8);
-        let reader = UserId::new(1).unwrap();
-        let mut a = hub.subscribe(reader);
-        let mut b = hub.subscribe(reader);
-        let mut other = hub.subscribe(UserId::new(2).unwrap());
-        hub.deliver(reader, item(1));
-        assert_eq!(a.items.recv().await.unwrap().index, 1);
-        assert_eq!(b.items.recv().await.unwrap().index, 1);
-        assert!(other.items.try_recv().is_err());
+    async fn every_watcher_of_the_reader_learns_how_far_the_timeline_grew() {
+        let hub = Hub::new();
+        let mut a = hub.subscribe(user(1));
+        let mut b = hub.subscribe(user(1));
+        let mut other = hub.subscribe(user(2));
+        hub.deliver(user(1), 1);
+        hub.deliver(user(1), 2);
+        assert_eq!(a.beyond(0).await, Some(2));
+        assert_eq!(b.beyond(1).await, Some(2));
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), other.beyond(0));
+        assert!(waiting.await.is_err(), "user 2's timeline did not grow");
         drop(a);
-        assert_eq!(hub.watchers(reader), 1);
+        assert_eq!(hub.watchers(user(1)), 1);
+        drop(b);
+        assert_eq!(hub.watchers(user(1)), 0);
+        assert!(
+            !lock(&hub.watched).contains_key(&user(1)),
+            "no entry is left behind"
+        );
     }
 
     #[tokio::test]
-    async fn a_watcher_that_falls_behind_is_cut_off() {
-        let hub = Hub::new(2);
-        let reader = UserId::new(1).unwrap();
-        let mut slow = hub.subscribe(reader);
-        for index in 1..=3 {
-            hub.deliver(reader, item(index));
+    async fn a_watcher_far_behind_costs_the_hub_nothing_more() {
+        let hub = Hub::new();
+        let mut slow = hub.subscribe(user(1));
+        for index in 1..=100_000 {
+            hub.deliver(user(1), index);
         }
-        assert_eq!(slow.items.recv().await.unwrap().index, 1);
-        assert_eq!(slow.items.recv().await.unwrap().index, 2);
-        assert!(slow.items.recv().await.is_none(), "the feed ends");
-        assert_eq!(hub.watchers(reader), 0);
+        assert_eq!(slow.beyond(0).await, Some(100_000));
+        assert_eq!(slow.beyond(99_999).await, Some(100_000));
+    }
+
+    #[tokio::test]
+    async fn closing_the_hub_ends_every_watch() {
+        let hub = Hub::new();
+        let mut watcher = hub.subscribe(user(1));
+        hub.close_all();
+        assert_eq!(watcher.beyond(0).await, None);
+        // A watcher that subscribes afterwards is watching afresh, and the old one, dropped,
+        // does not end its watch.
+        let mut again = hub.subscribe(user(1));
+        drop(watcher);
+        hub.deliver(user(1), 3);
+        assert_eq!(again.beyond(0).await, Some(3));
     }
 }

@@ -1,24 +1,25 @@
-//! [`Timeline`]: handing new timeline posts to the clients that are watching.
+//! [`Timeline`]: telling the clients that are watching a timeline that it grew.
 //!
-//! A master publishes each post once it is committed; [`Hub`] hands it to every open
-//! timeline stream of its reader.
+//! A master tells, once a post is committed, the index it took on each reader's timeline;
+//! [`Hub`] wakes every open timeline stream of that reader, which reads the new posts from
+//! the replica.
 
 mod hub;
 
 pub use hub::{Hub, Subscription};
 
 use crate::id::UserId;
-use crate::state::TimelineItem;
 
-/// Delivery of committed timeline posts to the online sessions of a server.
+/// Telling the online sessions of a server that a timeline grew.
 ///
 /// # Contract
 ///
-/// `deliver` never blocks and never fails: a watcher that cannot keep up is cut off (its
-/// stream ends, and a client resumes from the last index it showed), so one slow client
-/// cannot hold back the master.
+/// `deliver` never blocks and never fails, and holds nothing per post: a watcher reads the
+/// posts themselves from the replica at its own pace, so one slow client can neither hold
+/// back the master nor make it hold the posts it has not read.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 pub trait Timeline: Send + Sync {
-    /// Hands `item`, just committed onto `user`'s timeline, to each watcher of `user`.
-    fn deliver(&self, user: UserId, item: TimelineItem);
+    /// Tells each watcher of `user` that its timeline holds committed posts through
+    /// `index` (see [`TimelineItem::index`](crate::state::TimelineItem::index)).
+    fn deliver(&self, user: UserId, index: u64);
 }

@@ -39,9 +39,10 @@ pub(crate) type TimelineStream = Pin<Box<dyn Stream<Item = Result<Message, Statu
 /// How many posts the view on entering the timeline shows.
 const VIEW: usize = 20;
 
-/// How many missed posts a resumed stream reads from the replica at a time: each read holds
-/// the store's lock, and a client far behind may have missed hundreds of thousands.
-const RESUME_PAGE: usize = 1024;
+/// How many posts a stream reads from the replica at a time: each read holds the store's
+/// lock, and a client far behind (one that resumes, or reads slowly) may have hundreds of
+/// thousands to read; a page is held until it is sent.
+const PAGE: usize = 256;
 
 /// How long a client may take to send the stream's first message.
 const FIRST_MESSAGE: Duration = Duration::from_secs(30);
@@ -49,8 +50,9 @@ const FIRST_MESSAGE: Duration = Duration::from_secs(30);
 /// How many posts that arrive together are appended in one write at most.
 const POST_BATCH: usize = 256;
 
-/// How many messages may wait for a slow client before the stream holds back.
-const OUTBOUND_BUFFER: usize = 256;
+/// How many messages may wait for a slow client before the stream holds back: the posts
+/// behind them wait in the replica, where they are anyway.
+const OUTBOUND_BUFFER: usize = 32;
 
 /// Where the stream's messages go.
 type Outbound = mpsc::Sender<Result<Message, Status>>;
@@ -94,20 +96,17 @@ pub(crate) async fn open<S: Store>(
         .map_err(not_served)?;
     let acks_wanted = !first.session.is_empty();
 
-    // Watch before reading the view, so that nothing committed in between is missed; what
-    // both bring is told apart by its index.
+    // Watch before reading the view, so that nothing committed in between is missed: the
+    // stream goes on from the index the view covers.
     let subscription = server.hub().subscribe(user);
     let commit = master.commit_position();
-    let (view, settled) = server.store().read(|state| {
-        let view = match first.resume_after {
-            Some(after) => View::After { after, commit },
-            None => View::Newest(state.timeline_newest(user, VIEW, commit)),
-        };
-        let settled = state
-            .timeline_len_through(user, commit)
-            .max(first.resume_after.unwrap_or(0));
-        (view, settled)
-    });
+    let (view, shown) = match first.resume_after {
+        Some(after) => (Vec::new(), after),
+        None => server.store().read(|state| {
+            let view = state.timeline_newest(user, VIEW, commit);
+            (view, state.timeline_len_through(user, commit))
+        }),
+    };
 
     let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -115,7 +114,7 @@ pub(crate) async fn open<S: Store>(
         tx: tx.clone(),
         master: Arc::clone(&master),
         subscription,
-        shown: settled,
+        shown,
         acks: ack_rx,
         pending: VecDeque::new(),
         acks_wanted,
@@ -132,21 +131,13 @@ pub(crate) async fn open<S: Store>(
     Ok((Box::pin(ReceiverStream::new(rx)), acks_wanted))
 }
 
-/// What a stream shows first.
-enum View {
-    /// These posts (the newest, on entering the timeline).
-    Newest(Vec<TimelineItem>),
-    /// The posts after index `after` delivered by entries up to `commit` (what a client
-    /// that resumes missed), read a page at a time.
-    After { after: u64, commit: Position },
-}
-
 /// Sends the timeline and the acknowledgements.
 struct Watcher<S> {
     tx: Outbound,
     master: Arc<Master<S>>,
     subscription: Subscription,
-    /// The highest timeline index already sent (or covered by the view).
+    /// The highest timeline index already sent (or covered by the view, or shown by the
+    /// client before it resumed).
     shown: u64,
     acks: mpsc::UnboundedReceiver<PendingAck>,
     pending: VecDeque<PendingAck>,
@@ -154,25 +145,33 @@ struct Watcher<S> {
 }
 
 impl<S: Store> Watcher<S> {
-    async fn run(mut self, user: UserId, view: View) {
-        if !self.show(user, view).await {
+    /// Sends `view`, then the timeline's committed posts after `shown` as they come, a
+    /// page at a time, and the acknowledgements in between.
+    async fn run(mut self, user: UserId, view: Vec<TimelineItem>) {
+        if !self.send_all(&view).await {
             return;
         }
         let mut commit = self.master.commit_watch();
         let master = Arc::clone(&self.master);
         let mut posting = true;
+        // Whether committed posts may wait unsent: at first (what was committed since the
+        // view, or all a resuming client missed), and after a full page.
+        let mut behind = true;
         loop {
+            if behind {
+                match self.send_page(user).await {
+                    Some(full) => behind = full,
+                    None => return,
+                }
+            }
             tokio::select! {
-                item = self.subscription.items.recv() => match item {
-                    Some(item) if item.index <= self.shown => {}
-                    Some(item) => {
-                        self.shown = item.index;
-                        if self.tx.send(Ok(timeline_message(&item))).await.is_err() {
-                            return;
-                        }
-                    }
-                    None => return self.end("the timeline feed ended (the server stepped down or the client fell behind)").await,
+                grown = self.subscription.beyond(self.shown), if !behind => match grown {
+                    Some(_) => behind = true,
+                    None => return self.end("the timeline feed ended: this server is no longer the master").await,
                 },
+                // A reader far behind reads on, page after page, taking in acknowledgements
+                // between pages.
+                () = std::future::ready(()), if behind => {}
                 ack = self.acks.recv(), if posting => match ack {
                     Some(ack) => self.pending.push_back(ack),
                     None => posting = false,
@@ -190,27 +189,20 @@ impl<S: Store> Watcher<S> {
         }
     }
 
-    /// Sends `view` to `user`'s client; false once the client is gone.
-    async fn show(&self, user: UserId, view: View) -> bool {
-        let (mut after, commit) = match view {
-            View::Newest(items) => return self.send_all(&items).await,
-            View::After { after, commit } => (after, commit),
-        };
-        loop {
-            let page: Vec<TimelineItem> = self.master.store().read(|state| {
-                state
-                    .timeline_after(user, after, commit)
-                    .take(RESUME_PAGE)
-                    .collect()
-            });
-            let Some(last) = page.last() else {
-                return true;
-            };
-            after = last.index;
-            if !self.send_all(&page).await {
-                return false;
-            }
+    /// Sends the next page of `user`'s committed posts after `shown`: `None` once the client
+    /// is gone, else whether the page was full (more may wait).
+    async fn send_page(&mut self, user: UserId) -> Option<bool> {
+        let (after, commit) = (self.shown, self.master.commit_position());
+        let page: Vec<TimelineItem> = self.master.store().read(|state| {
+            state
+                .timeline_after(user, after, commit)
+                .take(PAGE)
+                .collect()
+        });
+        if let Some(last) = page.last() {
+            self.shown = last.index;
         }
+        self.send_all(&page).await.then_some(page.len() == PAGE)
     }
 
     /// Sends `items`; false once the client is gone.

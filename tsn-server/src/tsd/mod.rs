@@ -33,9 +33,6 @@ use tsn_core::{Error, Result, Store, SyncPeer};
 use crate::master::Master;
 use replication::Upstream;
 
-/// How many posts a timeline watcher may fall behind before it is cut off.
-const WATCHER_BACKLOG: usize = 4096;
-
 /// How a tsd runs.
 #[derive(Clone)]
 pub struct Config {
@@ -88,7 +85,7 @@ impl<S: Store> Tsd<S> {
             sessions: Mutex::new(Sessions::new(config.session_timeout)),
             config,
             store,
-            hub: Hub::new(WATCHER_BACKLOG),
+            hub: Hub::new(),
             upstream,
             master: RwLock::new(None),
             epochs_seen,

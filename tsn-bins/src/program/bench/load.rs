@@ -37,8 +37,6 @@ pub(super) struct Load {
 struct Tally {
     acked: AtomicU64,
     delivered: AtomicU64,
-    /// Streams the servers ended because their reader fell behind.
-    cut_off: AtomicU64,
 }
 
 /// What a load did.
@@ -47,10 +45,6 @@ pub(super) struct Carried {
     pub(super) posts_per_second: f64,
     /// Posts delivered to the posters' open timelines per second.
     pub(super) deliveries_per_second: f64,
-    /// How often a poster's stream was ended by its server because the poster read its
-    /// timeline too slowly (it then opened it again, resuming where it was, as `tsc`
-    /// does).
-    pub(super) cut_off: u64,
 }
 
 impl Load {
@@ -119,7 +113,6 @@ impl Load {
         Ok(Carried {
             posts_per_second: per_second(&self.tally.acked),
             deliveries_per_second: per_second(&self.tally.delivered),
-            cut_off: self.tally.cut_off.load(Ordering::Relaxed),
         })
     }
 }
@@ -135,66 +128,56 @@ struct Poster {
 }
 
 impl Poster {
-    /// Posts while the load runs, then until every post sent is acknowledged. A stream
-    /// the server ends because this poster read too slowly is opened again, resuming after
-    /// the last post shown, and the posts not acknowledged yet are sent again (with their
-    /// ids, so that none is stored twice).
+    /// Posts while the load runs, then until every post sent is acknowledged, reading the
+    /// timeline all along (a reader that reads slowly is sent its posts later; its server
+    /// holds none of them for it).
     async fn run(self) -> Result<(), Fatal> {
         let started = Instant::now();
-        let (mut acked, mut shown) = (0u64, None);
+        let mut acked = 0u64;
+        let mut stream = self
+            .client
+            .open_timeline(None)
+            .await
+            .map_err(|e| Fatal::new("a load stream", e))?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let sending = tokio::spawn(send(
+            stream.poster(),
+            self.origin,
+            self.each,
+            started,
+            Arc::clone(&self.running),
+            Arc::clone(&sent),
+        ));
         loop {
-            let mut stream = self
-                .client
-                .open_timeline(shown)
-                .await
-                .map_err(|e| Fatal::new("a load stream", e))?;
-            let sent = Arc::new(AtomicU64::new(acked));
-            let sending = tokio::spawn(send(
-                stream.poster(),
-                self.origin,
-                self.each,
-                started,
-                Arc::clone(&self.running),
-                Arc::clone(&sent),
-            ));
-            let ended = loop {
-                let finished = !self.running.load(Ordering::Relaxed) && sending.is_finished();
-                if finished && acked >= sent.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                let event = tokio::time::timeout(PATIENCE, stream.next()).await;
-                match event {
-                    Ok(Ok(Some(TimelineEvent::Acked {
-                        seq, error: None, ..
-                    }))) => {
-                        let newly = seq.saturating_sub(acked);
-                        self.tally.acked.fetch_add(newly, Ordering::Relaxed);
-                        acked = acked.max(seq);
-                    }
-                    Ok(Ok(Some(TimelineEvent::Acked {
-                        error: Some(error), ..
-                    }))) => return Err(Fatal(format!("a load post was refused: {error}"))),
-                    Ok(Ok(Some(TimelineEvent::Post(post)))) => {
-                        self.tally.delivered.fetch_add(1, Ordering::Relaxed);
-                        shown = Some(post.index);
-                    }
-                    Ok(Ok(None)) => break "ended".to_owned(),
-                    Ok(Err(error)) => break error.to_string(),
-                    Err(_) => return Err(Fatal("a load stream fell silent".into())),
-                }
-            };
-            sending.abort();
-            if !ended.contains("fell behind") {
-                return Err(Fatal(format!("a load stream broke: {ended}")));
+            let finished = !self.running.load(Ordering::Relaxed) && sending.is_finished();
+            if finished && acked >= sent.load(Ordering::Relaxed) {
+                return Ok(());
             }
-            self.tally.cut_off.fetch_add(1, Ordering::Relaxed);
+            let event = tokio::time::timeout(PATIENCE, stream.next()).await;
+            match event {
+                Ok(Ok(Some(TimelineEvent::Acked {
+                    seq, error: None, ..
+                }))) => {
+                    let newly = seq.saturating_sub(acked);
+                    self.tally.acked.fetch_add(newly, Ordering::Relaxed);
+                    acked = acked.max(seq);
+                }
+                Ok(Ok(Some(TimelineEvent::Acked {
+                    error: Some(error), ..
+                }))) => return Err(Fatal(format!("a load post was refused: {error}"))),
+                Ok(Ok(Some(TimelineEvent::Post(_)))) => {
+                    self.tally.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Ok(None)) => return Err(Fatal("a load stream ended".into())),
+                Ok(Err(error)) => return Err(Fatal(format!("a load stream broke: {error}"))),
+                Err(_) => return Err(Fatal("a load stream fell silent".into())),
+            }
         }
     }
 }
 
-/// Sends posts as `origin` on `poster` while `running`, after the `sent` posts before:
-/// `each` a second since `started`, or with `None` as fast as the stream takes them;
-/// counts them in `sent`.
+/// Sends posts as `origin` on `poster` while `running`: `each` a second since `started`, or
+/// with `None` as fast as the stream takes them; counts them in `sent`.
 async fn send(
     poster: tsn_grpc::client::Poster,
     origin: u64,
@@ -204,7 +187,7 @@ async fn send(
     sent: Arc<AtomicU64>,
 ) {
     let mut ticks = tokio::time::interval(TICK);
-    let mut seq = sent.load(Ordering::Relaxed);
+    let mut seq = 0;
     while running.load(Ordering::Relaxed) {
         let due = match each {
             Some(rate) => {

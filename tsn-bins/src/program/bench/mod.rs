@@ -273,12 +273,11 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     println!(
         "under load: {} posters of 3 clusters, each following 3 others, asked for {:.0} posts/s \
          (half the throughput above); carried {:.0} posts/s and {:.0} deliveries/s to their \
-         open timelines ({} streams cut off for reading too slowly, and opened again)",
+         open timelines",
         flags.load_posters,
         under_load.asked,
         under_load.carried.posts_per_second,
         under_load.carried.deliveries_per_second,
-        under_load.carried.cut_off
     );
     println!(
         "fan-out: {} online readers over 3 clusters ({} of them in the author's cluster); a \
@@ -290,13 +289,12 @@ async fn run(flags: Flags) -> Result<(), Fatal> {
     );
     if let Some(soak) = &figures.soak {
         println!(
-            "soak: {} posters at full speed for {} s: {:.0} posts/s and {:.0} deliveries/s \
-             ({} streams cut off for reading too slowly, and opened again); {} failovers",
+            "soak: {} posters at full speed for {} s: {:.0} posts/s and {:.0} deliveries/s; \
+             {} failovers",
             flags.load_posters,
             flags.soak.as_secs(),
             soak.carried.posts_per_second,
             soak.carried.deliveries_per_second,
-            soak.carried.cut_off,
             soak.failovers
         );
     }
