@@ -3,13 +3,19 @@
 //! A replica may hold millions of posts, so each is kept as a fixed-size record of its id,
 //! author, time and log position, with its text in a shared arena of large chunks instead
 //! of a heap string of its own: about 48 bytes a post plus its text, and no per-post
-//! allocation.
+//! allocation. The records, too, are kept in blocks of a fixed size, so that a growing
+//! replica never copies them all into a larger vector (while its store's lock is held) nor
+//! keeps up to as much again in spare capacity.
 
 use crate::id::{Position, Time, UserId};
 use crate::post::{Post, PostId, PostText};
 
 /// The size of one chunk of the text arena; a text never spans two chunks.
 const CHUNK: usize = 1 << 20;
+
+/// How many records one block holds (3 MiB of them), as a power of two.
+const BLOCK_BITS: u32 = 16;
+const BLOCK: usize = 1 << BLOCK_BITS;
 
 /// A post's record.
 #[derive(Clone, Copy, Debug)]
@@ -26,14 +32,15 @@ struct Record {
 /// The posts, each under the handle [`Posts::add`] gave it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Posts {
-    records: Vec<Record>,
+    /// The records, [`BLOCK`] to a block; every block but the last is full.
+    blocks: Vec<Vec<Record>>,
     chunks: Vec<String>,
 }
 
 impl Posts {
     /// Stores `post`, written at `position` of the log; returns its handle.
     pub(crate) fn add(&mut self, post: &Post, position: Position) -> u32 {
-        let handle = u32::try_from(self.records.len()).expect("at most 2^32 posts in a replica");
+        let handle = u32::try_from(self.len()).expect("at most 2^32 posts in a replica");
         let text = post.text.as_str();
         let len = u16::try_from(text.len()).expect("a post text is at most 4,000 bytes");
         if self
@@ -47,7 +54,11 @@ impl Posts {
         let arena = &mut self.chunks[chunk];
         let start = arena.len();
         arena.push_str(text);
-        self.records.push(Record {
+        if self.blocks.last().is_none_or(|block| block.len() == BLOCK) {
+            self.blocks.push(Vec::with_capacity(BLOCK));
+        }
+        let block = self.blocks.last_mut().expect("a block with room");
+        block.push(Record {
             id: post.id,
             time: post.time,
             position,
@@ -60,7 +71,8 @@ impl Posts {
     }
 
     fn record(&self, handle: u32) -> &Record {
-        &self.records[handle as usize]
+        let handle = handle as usize;
+        &self.blocks[handle >> BLOCK_BITS][handle & (BLOCK - 1)]
     }
 
     /// The post behind `handle`.
@@ -88,7 +100,10 @@ impl Posts {
 
     /// How many posts there are.
     pub(crate) fn len(&self) -> usize {
-        self.records.len()
+        match self.blocks.last() {
+            Some(last) => (self.blocks.len() - 1) * BLOCK + last.len(),
+            None => 0,
+        }
     }
 }
 
@@ -122,5 +137,21 @@ mod tests {
             assert_eq!(posts.time(i as u32), p.time);
         }
         assert_eq!(posts.len(), 3000);
+    }
+
+    #[test]
+    fn records_spread_over_blocks_come_back_by_handle() {
+        let mut posts = Posts::default();
+        let count = 2 * BLOCK + 3;
+        for seq in 0..count as u64 {
+            posts.add(&post(seq + 1, "x"), Position(seq + 1));
+        }
+        assert_eq!(posts.blocks.len(), 3, "two full blocks and a third");
+        assert_eq!(posts.len(), count);
+        for handle in [0, BLOCK - 1, BLOCK, 2 * BLOCK, count - 1] {
+            let seq = handle as u64 + 1;
+            assert_eq!(posts.get(handle as u32).id.seq, seq);
+            assert_eq!(posts.position(handle as u32), Position(seq));
+        }
     }
 }
