@@ -28,7 +28,7 @@ use tsn_core::coordinator::{Endpoint, RegistryConfig, ServerRef};
 use tsn_core::failover::{self, Duty, Node};
 use tsn_core::id::{ClusterId, Epoch, Membership, ServerId, Time, UserId};
 use tsn_core::post::{PostId, PostText};
-use tsn_core::state::{Delivery, State};
+use tsn_core::state::State;
 use tsn_core::sync::{self, StorePeer};
 use tsn_core::timeline::{self, Timeline};
 use tsn_core::{Coordinator, Store, SyncPeer, store};
@@ -150,9 +150,7 @@ impl Cluster {
         }
         let deliveries = self.store.append(&entries)?;
         self.store.flush().await?;
-        for Delivery { user, index } in deliveries.into_iter().flatten() {
-            self.hub.deliver(user, index);
-        }
+        self.hub.deliver(&deliveries.concat());
         Ok(())
     }
 

@@ -200,9 +200,27 @@ impl<S: Store> Master<S> {
     /// Changes the in-sync set, then commits and publishes what it allows;
     /// returns what `change` returned.
     ///
-    /// The book stays locked until the new commit position is announced and its posts are
-    /// published, so that concurrent updates announce and publish in commit order.
+    /// The book stays locked until the new commit position is announced, so that the
+    /// announced position only grows. The posts it commits are published after the book
+    /// is released: a commit after a slow spell may publish hundreds of thousands of
+    /// deliveries, and writers, replication and the heartbeat's report must not wait for
+    /// that (a master's serving runtime stood still for seconds when they did). The
+    /// [`Timeline`] takes publications in any order.
     pub fn update<T>(&self, change: impl FnOnce(&mut InSyncSet) -> T) -> T {
+        let (changed, publish) = self.commit_allowed(change);
+        if !publish.is_empty() {
+            self.timeline.deliver(&publish.concat());
+        }
+        changed
+    }
+
+    /// The book's part of [`Master::update`]: changes the in-sync set, announces the commit
+    /// it allows, and returns the deliveries of each entry that commit publishes (taken
+    /// from the book as they are, not copied while it is locked).
+    fn commit_allowed<T>(
+        &self,
+        change: impl FnOnce(&mut InSyncSet) -> T,
+    ) -> (T, Vec<Vec<Delivery>>) {
         let mut book = self.lock_book();
         let before = book.in_sync.report();
         let changed = change(&mut book.in_sync);
@@ -214,30 +232,15 @@ impl<S: Store> Master<S> {
         }
         let commit = book.in_sync.commit();
         if commit <= *self.commit.borrow() {
-            return changed;
+            return (changed, Vec::new());
         }
         let mut publish = Vec::new();
         while book.unpublished.front().is_some_and(|(p, _)| *p <= commit) {
-            publish.extend(
-                book.unpublished
-                    .pop_front()
-                    .map(|(_, d)| d)
-                    .into_iter()
-                    .flatten(),
-            );
+            publish.extend(book.unpublished.pop_front().map(|(_, d)| d));
         }
         self.commit.send_replace(commit);
         self.store.record_commit(commit);
-        if !publish.is_empty() {
-            self.publish(&publish);
-        }
-        changed
-    }
-
-    fn publish(&self, deliveries: &[Delivery]) {
-        for delivery in deliveries {
-            self.timeline.deliver(delivery.user, delivery.index);
-        }
+        (changed, publish)
     }
 
     /// The in-sync set to report, and whether a removal awaits confirmation.
@@ -451,11 +454,12 @@ mod tests {
         let mut timeline = MockTimeline::new();
         timeline.expect_deliver().returning({
             let delivered = Arc::clone(&delivered);
-            move |reader, index| {
-                delivered
-                    .lock()
-                    .expect("the deliveries")
-                    .push((reader, index))
+            move |deliveries| {
+                delivered.lock().expect("the deliveries").extend(
+                    deliveries
+                        .iter()
+                        .map(|delivery| (delivery.user, delivery.index)),
+                )
             }
         });
         // The same log under the next master, publishing through the mock.

@@ -6,7 +6,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::id::UserId;
+use crate::state::Delivery;
 use crate::timeline::Timeline;
+
+/// How many readers a delivery tells under one taking of the hub's lock at most, so that
+/// streams opening and closing meanwhile wait for a chunk, not for a whole commit.
+const TELL_CHUNK: usize = 1024;
 
 /// Per reader with watchers: the highest committed index of its timeline handed to the hub.
 type Watched = HashMap<UserId, watch::Sender<u64>>;
@@ -103,13 +108,24 @@ impl Hub {
 }
 
 impl Timeline for Hub {
-    fn deliver(&self, user: UserId, index: u64) {
-        if let Some(sender) = lock(&self.watched).get(&user) {
-            sender.send_if_modified(|grown| {
-                let grows = index > *grown;
-                *grown = (*grown).max(index);
-                grows
-            });
+    fn deliver(&self, deliveries: &[Delivery]) {
+        let mut highest: HashMap<UserId, u64> = HashMap::new();
+        for delivery in deliveries {
+            let index = highest.entry(delivery.user).or_default();
+            *index = (*index).max(delivery.index);
+        }
+        let highest: Vec<(UserId, u64)> = highest.into_iter().collect();
+        for chunk in highest.chunks(TELL_CHUNK) {
+            let watched = lock(&self.watched);
+            for &(user, index) in chunk {
+                if let Some(sender) = watched.get(&user) {
+                    sender.send_if_modified(|grown| {
+                        let grows = index > *grown;
+                        *grown = (*grown).max(index);
+                        grows
+                    });
+                }
+            }
         }
     }
 }
@@ -122,14 +138,20 @@ mod tests {
         UserId::new(n).unwrap()
     }
 
+    fn to(reader: u32, index: u64) -> Delivery {
+        Delivery {
+            user: user(reader),
+            index,
+        }
+    }
+
     #[tokio::test]
     async fn every_watcher_of_the_reader_learns_how_far_the_timeline_grew() {
         let hub = Hub::new();
         let mut a = hub.subscribe(user(1));
         let mut b = hub.subscribe(user(1));
         let other = hub.subscribe(user(2));
-        hub.deliver(user(1), 1);
-        hub.deliver(user(1), 2);
+        hub.deliver(&[to(1, 1), to(1, 2)]);
         assert_eq!(a.beyond(0).await, Some(2));
         assert_eq!(b.beyond(1).await, Some(2));
         assert_eq!(other.grown(), 0, "user 2's timeline did not grow");
@@ -143,12 +165,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn one_call_tells_each_reader_its_highest_index_and_a_lower_one_later_tells_nothing() {
+        let hub = Hub::new();
+        // More readers than one taking of the lock tells.
+        let readers = 2 * TELL_CHUNK as u32 + 1;
+        let watchers: Vec<Subscription> = (1..=readers).map(|r| hub.subscribe(user(r))).collect();
+        let deliveries: Vec<Delivery> = (1..=readers).flat_map(|r| [to(r, 2), to(r, 1)]).collect();
+        hub.deliver(&deliveries);
+        hub.deliver(&[to(1, 1)]);
+        let told: Vec<u64> = watchers.iter().map(Subscription::grown).collect();
+        assert_eq!(told, vec![2; readers as usize]);
+    }
+
     #[tokio::test]
     async fn a_watcher_far_behind_costs_the_hub_nothing_more() {
         let hub = Hub::new();
         let mut slow = hub.subscribe(user(1));
         for index in 1..=100_000 {
-            hub.deliver(user(1), index);
+            hub.deliver(&[to(1, index)]);
         }
         assert_eq!(slow.beyond(0).await, Some(100_000));
         assert_eq!(slow.beyond(99_999).await, Some(100_000));
@@ -164,7 +199,7 @@ mod tests {
         // does not end its watch.
         let mut again = hub.subscribe(user(1));
         drop(watcher);
-        hub.deliver(user(1), 3);
+        hub.deliver(&[to(1, 3)]);
         assert_eq!(again.beyond(0).await, Some(3));
     }
 }
