@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use tokio::sync::{OwnedMutexGuard, RwLock, oneshot};
-use tsn_core::change::Entry;
+use tsn_core::change::{Entry, LogPoint};
 use tsn_core::id::{ClusterId, Membership, Position, ServerId};
 use tsn_core::state::{Delivery, State};
 use tsn_core::{Error, Result, Store};
@@ -65,6 +65,9 @@ struct Shared {
     /// processes; reads are positioned.
     file: File,
     inner: Mutex<Inner>,
+    /// The state's last entry, set under `inner` whenever it changes, for
+    /// [`Store::last`], which must not wait for `inner`.
+    last: Mutex<LogPoint>,
     /// The last durable position.
     durable: AtomicU64,
     /// Held by the one flush (or truncation) writing to the log at a time.
@@ -204,6 +207,7 @@ impl FileStore {
             dir: dir.to_path_buf(),
             log_path,
             file,
+            last: Mutex::new(found.state.last()),
             inner: Mutex::new(Inner {
                 state: found.state,
                 layout: found.layout,
@@ -295,6 +299,11 @@ impl Shared {
 
     fn commit(&self) -> MutexGuard<'_, Marker> {
         self.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies the state's last entry for [`Store::last`]; called holding `inner`.
+    fn note_last(&self, state: &State) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = state.last();
     }
 
     fn broken(&self, inner: &Inner) -> Result<()> {
@@ -468,6 +477,7 @@ impl Shared {
             through: Position(kept),
         });
         inner.state = found.state;
+        self.note_last(&inner.state);
         inner.layout = found.layout;
         inner.index = found.index;
         inner.end = found.end;
@@ -499,7 +509,9 @@ impl Store for FileStore {
                     .layout
                     .apply(&mut inner.state, entry, Some(&mut edits))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>();
+        self.shared.note_last(&inner.state);
+        let deliveries = deliveries?;
         inner.buffer.extend_from_slice(&records);
         inner.unflushed.extend(entries.iter().cloned().zip(lens));
         if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
@@ -519,6 +531,10 @@ impl Store for FileStore {
 
     fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.shared.lock().state)
+    }
+
+    fn last(&self) -> LogPoint {
+        *self.shared.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn entries_after(&self, after: Position, max: usize) -> Result<Vec<Entry>> {

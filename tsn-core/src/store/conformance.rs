@@ -46,6 +46,15 @@ fn user(n: u32) -> UserId {
     UserId::new(n).expect("a valid user id")
 }
 
+/// Checks that [`Store::last`] tells what the state does.
+fn last_agrees<S: Store>(store: &S, when: &str) {
+    assert_eq!(
+        store.last(),
+        store.read(|s| s.last()),
+        "the store's last entry {when}"
+    );
+}
+
 /// Builds entries at consecutive positions.
 struct Writer {
     next: Position,
@@ -120,6 +129,7 @@ async fn appended_entries_are_visible_at_once<H: Harness>(harness: &mut H) {
         assert_eq!(s.timeline_len(user(1)), 1);
         assert_eq!(s.last().position, Position(4));
     });
+    last_agrees(&store, "after an append");
     assert_eq!(store.flush().await.expect("flush"), Position(4));
     assert_eq!(store.durable(), Position(4));
 }
@@ -150,6 +160,7 @@ async fn bad_batches_change_nothing<H: Harness>(harness: &mut H) {
         );
         assert_eq!(s.last().position, Position(1));
     });
+    last_agrees(&store, "after refused appends");
 }
 
 async fn flushed_entries_survive_a_restart<H: Harness>(harness: &mut H) {
@@ -165,6 +176,7 @@ async fn flushed_entries_survive_a_restart<H: Harness>(harness: &mut H) {
         Position(4),
         "durable entries are still durable"
     );
+    last_agrees(&store, "after a restart");
     store.read(|s| {
         assert_eq!(s.users().collect::<Vec<_>>(), [user(1), user(4)]);
         assert_eq!(s.followers(user(1)).collect::<Vec<_>>(), [user(4)]);
@@ -227,6 +239,7 @@ async fn truncation_drops_the_tail_for_good<H: Harness>(harness: &mut H) {
         })
     };
     check(&store);
+    last_agrees(&store, "after a truncation");
     let store = harness.reopen(store);
     check(&store);
     let mut w = Writer::after(&store);

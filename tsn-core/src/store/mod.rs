@@ -18,7 +18,7 @@ pub use memory::Memory;
 
 use async_trait::async_trait;
 
-use crate::change::Entry;
+use crate::change::{Entry, LogPoint};
 use crate::error::Result;
 use crate::id::Position;
 use crate::state::{Delivery, State};
@@ -55,6 +55,17 @@ pub trait Store: Send + Sync + 'static {
     where
         Self: Sized;
 
+    /// The last entry appended, as [`State::last`] tells it. An implementation whose
+    /// [`Store::read`] may wait for a long append answers without waiting for it: a server
+    /// reports this in its heartbeat however busy its store is. The default reads the
+    /// state.
+    fn last(&self) -> LogPoint
+    where
+        Self: Sized,
+    {
+        self.read(State::last)
+    }
+
     /// Up to `max` entries after position `after`, in order (fewer at the log's end).
     async fn entries_after(&self, after: Position, max: usize) -> Result<Vec<Entry>>;
 
@@ -90,6 +101,10 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         (**self).read(f)
+    }
+
+    fn last(&self) -> LogPoint {
+        (**self).last()
     }
 
     async fn entries_after(&self, after: Position, max: usize) -> Result<Vec<Entry>> {

@@ -31,7 +31,7 @@ pub async fn keep_role<S: Store, C: Coordinator>(
     let mut node = Node::new(
         config.me.clone(),
         config.incarnation,
-        tsd.store().read(|s| s.last().epoch),
+        tsd.store().last().epoch,
     )
     .on_folder(config.folder);
     let mut epochs_seen = tsd.take_epochs_seen();
@@ -74,7 +74,8 @@ pub async fn keep_role<S: Store, C: Coordinator>(
         }
         let now = clock::now();
         tsd.sessions().expire(now);
-        let log = tsd.store().read(|s| s.last());
+        // Not `read`: the state's lock may be held by a long append meanwhile.
+        let log = tsd.store().last();
         let in_sync = tsd
             .master()
             .map(|m| m.in_sync_report(now).0)
@@ -107,7 +108,11 @@ pub async fn keep_role<S: Store, C: Coordinator>(
                     && assignment.epoch == master.epoch()
                     && assignment.in_sync_confirmed
                 {
-                    master.update(|r| r.confirmed(&in_sync));
+                    // On the serving runtime: the commit the confirmation allows may
+                    // publish many posts, and the role thread must not wait for that.
+                    duties.serving.handle().spawn(async move {
+                        master.update(|r| r.confirmed(&in_sync));
+                    });
                 }
             }
             Err(error @ Error::Duplicate(_)) => {

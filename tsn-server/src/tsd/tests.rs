@@ -856,6 +856,54 @@ impl Wedgeable {
     }
 }
 
+/// The role of a tsd, on a runtime of its own as in a tsd, its duties on a [`Wedgeable`]
+/// runtime, reporting to a coordinator that counts its heartbeats and makes it master.
+struct Reporting {
+    heartbeats: Arc<AtomicUsize>,
+    serving: Wedgeable,
+    _role: tokio::runtime::Runtime,
+}
+
+impl Reporting {
+    /// Starts the role of `tsd`; returns once it has reported three times.
+    fn start<S: Store>(tsd: Arc<Tsd<S>>) -> Self {
+        let heartbeats = Arc::new(AtomicUsize::new(0));
+        let mut coordinator = MockCoordinator::new();
+        let counted = Arc::clone(&heartbeats);
+        coordinator.expect_heartbeat().returning(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(assignment(Role::Master, 1, 1))
+        });
+        let serving = Wedgeable::start();
+        let role = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        role.spawn(keep_role(
+            tsd,
+            Arc::new(coordinator),
+            serving.serving.clone(),
+        ));
+        let reporting = Reporting {
+            heartbeats,
+            serving,
+            _role: role,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reporting.count() < 3 {
+            assert!(std::time::Instant::now() < deadline, "no heartbeats");
+            std::thread::sleep(HEARTBEAT);
+        }
+        reporting
+    }
+
+    /// How many heartbeats the coordinator has had.
+    fn count(&self) -> usize {
+        self.heartbeats.load(Ordering::SeqCst)
+    }
+}
+
 /// The role runs on a thread of its own: it reports while the runtime that serves the
 /// clients is slow (a loaded server is not a dead one), but stops once that runtime has
 /// run nothing for the stall limit — the coordinator must then replace the server — and
@@ -863,31 +911,8 @@ impl Wedgeable {
 #[test]
 fn a_role_reports_for_a_slow_runtime_and_not_for_one_that_runs_nothing() {
     use super::serving::STALL_BEATS;
-    let heartbeats = Arc::new(AtomicUsize::new(0));
-    let mut coordinator = MockCoordinator::new();
-    let counted = Arc::clone(&heartbeats);
-    coordinator.expect_heartbeat().returning(move |_| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        Ok(assignment(Role::Master, 1, 1))
-    });
-    let count = || heartbeats.load(Ordering::SeqCst);
-    let serving = Wedgeable::start();
-    let role = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let tsd = a_tsd(1, &Arc::new(Direct::default()));
-    let _role = role.spawn(keep_role(
-        tsd,
-        Arc::new(coordinator),
-        serving.serving.clone(),
-    ));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while count() < 3 {
-        assert!(std::time::Instant::now() < deadline, "no heartbeats");
-        std::thread::sleep(HEARTBEAT);
-    }
+    let reporting = Reporting::start(a_tsd(1, &Arc::new(Direct::default())));
+    let (serving, count) = (&reporting.serving, || reporting.count());
 
     // Slow: blocked for half the stall limit. The heartbeats go on meanwhile.
     let (began, ended) = serving.wedge(HEARTBEAT * STALL_BEATS / 2, count);
@@ -913,4 +938,31 @@ fn a_role_reports_for_a_slow_runtime_and_not_for_one_that_runs_nothing() {
         );
         std::thread::sleep(HEARTBEAT);
     }
+}
+
+/// A heartbeat tells the log's end without waiting for the store's lock: a server whose
+/// state is held by a long append (a master at full load held it for half a second) goes
+/// on reporting.
+#[test]
+fn a_role_reports_while_the_state_of_its_store_is_held() {
+    use super::serving::STALL_BEATS;
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let membership = Membership {
+        cluster: ClusterId(1),
+        clusters: 1,
+    };
+    let (store, _) = tsn_fs::FileStore::open(folder.path(), membership).expect("a store");
+    let upstream: Arc<dyn Upstream> = Arc::new(Direct::default());
+    let tsd = Tsd::new(config(1), Arc::new(store), upstream);
+    let reporting = Reporting::start(Arc::clone(&tsd));
+    // Held for half the stall limit, so that the serving runtime, whose tasks wait for the
+    // state too, is not taken for a wedged one.
+    let began = reporting.count();
+    tsd.store()
+        .read(|_| std::thread::sleep(HEARTBEAT * STALL_BEATS / 2));
+    let ended = reporting.count();
+    assert!(
+        ended >= began + 2,
+        "heartbeats while the state was held: {began} -> {ended}"
+    );
 }
