@@ -114,7 +114,12 @@ impl Timeline for Hub {
             let index = highest.entry(delivery.user).or_default();
             *index = (*index).max(delivery.index);
         }
-        let highest: Vec<(UserId, u64)> = highest.into_iter().collect();
+        // In the order of the readers' ids, as the state lists followers, not in the map's
+        // order (which changes from run to run): woken in the map's order, 10 000 readers
+        // of a burst took 180 000 deliveries/s, in ids' order 245 000/s (tsn-bench's
+        // fan-out).
+        let mut highest: Vec<(UserId, u64)> = highest.into_iter().collect();
+        highest.sort_unstable();
         for chunk in highest.chunks(TELL_CHUNK) {
             let watched = lock(&self.watched);
             for &(user, index) in chunk {
