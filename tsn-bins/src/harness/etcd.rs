@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tsn_core::coordinator::Endpoint;
-use tsn_grpc::etcd::Etcd;
+use tsn_grpc::etcd::{Etcd, MemberStatus};
 use tsn_grpc::tls::Security;
 
 use super::certs::TlsFiles;
@@ -24,6 +24,20 @@ const ETCD: &str = "etcd";
 
 /// How long a cluster may take to elect its first leader.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How many times a cluster is started on fresh ports when a member exits at start.
+const START_ATTEMPTS: u32 = 3;
+
+/// How many of a member's last log lines an error message shows.
+const LOG_TAIL_LINES: usize = 5;
+
+/// Why a cluster did not start.
+enum Start {
+    /// A member's process ended.
+    MemberExited(String),
+    /// No leader within the time allowed.
+    NoLeader(String),
+}
 
 /// How often a starting cluster is asked whether it has a leader.
 const POLL: Duration = Duration::from_millis(50);
@@ -60,9 +74,11 @@ impl EtcdCluster {
         }
     }
 
-    /// Starts a cluster of `members` members on loopback, their data and logs in `dir`
-    /// (which must exist), with timers fit for one machine (heartbeat 50 ms, election
-    /// timeout 500 ms), and waits until it has a leader.
+    /// Starts a cluster of `members` members on loopback, with timers fit for one machine
+    /// (heartbeat 50 ms, election timeout 500 ms), and waits until it has a leader. Their
+    /// data and logs are in `dir/try-1`; a member that exits at start (a port found free
+    /// was taken before it listened) makes the cluster start again on fresh ports, in
+    /// `dir/try-2`, up to 3 tries.
     pub async fn start(members: usize, dir: &Path) -> Result<EtcdCluster, Fatal> {
         EtcdCluster::start_at(members, dir, Ipv4Addr::LOCALHOST, None).await
     }
@@ -82,6 +98,36 @@ impl EtcdCluster {
         tls: Option<&TlsFiles>,
     ) -> Result<EtcdCluster, Fatal> {
         EtcdCluster::available().map_err(Fatal)?;
+        let mut attempt = 1;
+        loop {
+            let mut cluster =
+                EtcdCluster::plan(members, &dir.join(format!("try-{attempt}")), address, tls)?;
+            for i in 0..cluster.members.len() {
+                cluster.start_member(i)?;
+            }
+            match cluster.wait_started(START_TIMEOUT).await {
+                Ok(()) => return Ok(cluster),
+                Err(Start::MemberExited(_)) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(Start::MemberExited(why) | Start::NoLeader(why)) => return Err(Fatal(why)),
+            }
+        }
+    }
+
+    /// A cluster of `members` members not started yet, on ports free a moment ago, their
+    /// data and logs in `dir`, emptied first: a new cluster cannot start on the data of
+    /// one whose members listened on other ports.
+    fn plan(
+        members: usize,
+        dir: &Path,
+        address: Ipv4Addr,
+        tls: Option<&TlsFiles>,
+    ) -> Result<EtcdCluster, Fatal> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| Fatal::new(format_args!("cannot empty {}", dir.display()), e))?;
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Fatal::new(format_args!("cannot make {}", dir.display()), e))?;
         let token = format!("tsn-{:016x}", rand::random::<u64>());
         let mut planned = Vec::new();
         for i in 1..=members {
@@ -139,12 +185,58 @@ impl EtcdCluster {
             }
         }
         .map_err(|e| Fatal::new("bad etcd addresses", e))?;
-        let mut cluster = EtcdCluster { client, members };
-        for i in 0..cluster.members.len() {
-            cluster.start_member(i)?;
+        Ok(EtcdCluster { client, members })
+    }
+
+    /// Waits at most `limit` until every member of the just started cluster answers and
+    /// one leads; fails at once where a member exits (a port that was free when planned
+    /// may have been taken since: the others may well elect a leader without it).
+    async fn wait_started(&mut self, limit: Duration) -> Result<(), Start> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(exited) = self.exited_member() {
+                return Err(Start::MemberExited(format!(
+                    "etcd {} exited at start: {}",
+                    self.members[exited].name,
+                    self.log_tail(exited)
+                )));
+            }
+            let statuses = self.client.statuses().await;
+            if statuses.iter().all(Option::is_some) && leader_among(&statuses).is_some() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Start::NoLeader(self.no_leader(limit)));
+            }
+            tokio::time::sleep(POLL).await;
         }
-        cluster.wait_leader(START_TIMEOUT).await?;
-        Ok(cluster)
+    }
+
+    /// The first member whose process has ended, if any.
+    fn exited_member(&mut self) -> Option<usize> {
+        self.members.iter_mut().position(|m| {
+            m.process
+                .as_mut()
+                .is_some_and(|p| !matches!(p.try_wait(), Ok(None)))
+        })
+    }
+
+    /// The last lines member `i` logged, for a message.
+    fn log_tail(&self, i: usize) -> String {
+        let log = &self.members[i].log;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+        format!("{} ends with:\n{tail}", log.display())
+    }
+
+    /// Why no leader was found within `limit`, with the end of every member's log.
+    fn no_leader(&self, limit: Duration) -> String {
+        let tails: Vec<String> = (0..self.members.len()).map(|i| self.log_tail(i)).collect();
+        format!(
+            "the etcd cluster elected no leader within {limit:?}; {}",
+            tails.join("\n")
+        )
     }
 
     /// How many members the cluster has.
@@ -211,15 +303,7 @@ impl EtcdCluster {
 
     /// The member (from 0) that is the leader now, as the members say.
     pub async fn leader(&self) -> Option<usize> {
-        let statuses = self.client.statuses().await;
-        let leader = statuses
-            .iter()
-            .flatten()
-            .map(|s| s.leader)
-            .find(|&l| l != 0)?;
-        statuses
-            .iter()
-            .position(|s| s.is_some_and(|s| s.member == leader))
+        leader_among(&self.client.statuses().await)
     }
 
     /// Waits at most `limit` until the cluster has a leader.
@@ -230,15 +314,7 @@ impl EtcdCluster {
                 return Ok(leader);
             }
             if tokio::time::Instant::now() >= deadline {
-                let logs: Vec<String> = self
-                    .members
-                    .iter()
-                    .map(|m| m.log.display().to_string())
-                    .collect();
-                return Err(Fatal(format!(
-                    "the etcd cluster elected no leader within {limit:?} (logs: {})",
-                    logs.join(", ")
-                )));
+                return Err(Fatal(self.no_leader(limit)));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -249,6 +325,55 @@ impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             self.kill(i);
+        }
+    }
+}
+
+/// The member (from 0) that leads, as the members that answered say.
+fn leader_among(statuses: &[Option<MemberStatus>]) -> Option<usize> {
+    let leader = statuses
+        .iter()
+        .flatten()
+        .map(|s| s.leader)
+        .find(|&l| l != 0)?;
+    statuses
+        .iter()
+        .position(|s| s.is_some_and(|s| s.member == leader))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member whose client port was taken after it was found free ends the start at
+    /// once, with the end of its log, so that the cluster can start again on fresh ports.
+    #[tokio::test]
+    async fn a_member_that_cannot_listen_ends_the_start_at_once_saying_why() {
+        if let Err(why) = EtcdCluster::available() {
+            assert!(
+                std::env::var("TSN_REQUIRE_ETCD").as_deref() != Ok("1"),
+                "TSN_REQUIRE_ETCD=1, but etcd cannot be started: {why}"
+            );
+            eprintln!("did not run on etcd: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut cluster =
+            EtcdCluster::plan(3, dir.path(), Ipv4Addr::LOCALHOST, None).expect("a planned cluster");
+        let taken = std::net::TcpListener::bind(("127.0.0.1", cluster.members[1].client.port))
+            .expect("the planned port, still free");
+        for i in 0..cluster.members.len() {
+            cluster.start_member(i).expect("a started member");
+        }
+        let outcome = cluster.wait_started(START_TIMEOUT).await;
+        drop(taken);
+        match outcome {
+            Err(Start::MemberExited(why)) => {
+                assert!(why.starts_with("etcd member-2 exited at start"), "{why}");
+                assert!(why.contains("address already in use"), "{why}");
+            }
+            Err(Start::NoLeader(why)) => panic!("waited for a leader instead: {why}"),
+            Ok(()) => panic!("the cluster started with a member's port taken"),
         }
     }
 }
