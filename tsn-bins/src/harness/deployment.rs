@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::EtcdCluster;
-use super::hosts::{Host, Network};
+use super::hosts::{Host, Network, Partition};
 use super::launch::Launcher;
 use super::member::Member;
 use super::output::Sink;
@@ -163,34 +163,36 @@ impl Deployment {
         Ok((network, host))
     }
 
-    /// Cuts the network between members `a` and `b`, both ways.
-    pub fn cut(&self, a: &str, b: &str) -> Result<(), Fatal> {
+    /// Cuts the network between members `a` and `b`, both ways, until [`Deployment::heal`].
+    pub fn cut(&self, a: &str, b: &str) -> Result<Partition, Fatal> {
         let (network, a) = self.host_of(a)?;
         network.cut(&a, &self.host_of(b)?.1)
     }
 
-    /// Drops what member `from` sends to member `to`; the other way still works.
-    pub fn cut_one_way(&self, from: &str, to: &str) -> Result<(), Fatal> {
+    /// Drops what member `from` sends to member `to`, until [`Deployment::heal`]; the
+    /// other way still works.
+    pub fn cut_one_way(&self, from: &str, to: &str) -> Result<Partition, Fatal> {
         let (network, from) = self.host_of(from)?;
         network.cut_one_way(&from, &self.host_of(to)?.1)
     }
 
-    /// Cuts member `name` from every other host.
-    pub fn isolate(&self, name: &str) -> Result<(), Fatal> {
+    /// Cuts member `name` from every other host, until [`Deployment::heal`].
+    pub fn isolate(&self, name: &str) -> Result<Partition, Fatal> {
         let (network, host) = self.host_of(name)?;
+        let mut partition = Partition::default();
         for other in network.hosts().iter().filter(|h| **h != host) {
-            network.cut(&host, other)?;
+            partition.join(network.cut(&host, other)?);
         }
-        Ok(())
+        Ok(partition)
     }
 
-    /// Ends every cut between member `name` and the other hosts.
-    pub fn heal(&self, name: &str) -> Result<(), Fatal> {
-        let (network, host) = self.host_of(name)?;
-        for other in network.hosts().iter().filter(|h| **h != host) {
-            network.heal(&host, other)?;
-        }
-        Ok(())
+    /// Ends `partition` (see [`Network::heal`]: a link another partition cut too stays
+    /// cut until that one is healed).
+    pub fn heal(&self, partition: Partition) -> Result<(), Fatal> {
+        self.network
+            .as_ref()
+            .ok_or_else(|| Fatal("partitions need --hosts".into()))?
+            .heal(partition)
     }
 
     /// The address to reach the coordinator at: its host's, or loopback.

@@ -10,12 +10,16 @@
 //!
 //! A network can be cut between two hosts, both ways or one way ([`Network::cut`],
 //! [`Network::cut_one_way`]), by blackhole routes in the hosts' namespaces: packets are
-//! dropped silently, as a partition drops them, until [`Network::heal`].
+//! dropped silently, as a partition drops them, until [`Network::heal`]. Each cut is a
+//! [`Partition`] of its own: where two overlap (a host isolated while one of its links was
+//! cut), healing one leaves what the other cut cut, until it is healed too.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::cli::Fatal;
@@ -63,6 +67,30 @@ pub struct Network {
     /// The first three octets of its addresses.
     prefix: [u8; 3],
     hosts: Vec<Host>,
+    /// Per link cut, how many partitions not healed yet cut it.
+    cuts: Mutex<HashMap<Link, u32>>,
+}
+
+/// One direction between two hosts: what `from` (a namespace) sends to `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Link {
+    from: String,
+    to: Ipv4Addr,
+}
+
+/// The links one cut (or one isolation) cut, to heal with [`Network::heal`]. Dropped
+/// unhealed, the links stay cut until the network goes.
+#[derive(Debug, Default)]
+#[must_use = "a partition lasts until it is given to Network::heal"]
+pub struct Partition {
+    links: Vec<Link>,
+}
+
+impl Partition {
+    /// Adds what `other` cut to this partition: they heal together.
+    pub fn join(&mut self, other: Partition) {
+        self.links.extend(other.links);
+    }
 }
 
 impl Network {
@@ -93,6 +121,7 @@ impl Network {
             bridge,
             prefix,
             hosts: Vec::new(),
+            cuts: Mutex::default(),
         };
         ip(&["link", "add", &network.bridge, "type", "bridge"])?;
         ip(&["link", "set", &network.bridge, "up"])?;
@@ -156,27 +185,42 @@ impl Network {
 impl Network {
     /// Cuts the network between `a` and `b` both ways, as a partition does: what either
     /// sends the other is dropped, silently, until [`Network::heal`].
-    pub fn cut(&self, a: &Host, b: &Host) -> Result<(), Fatal> {
-        self.cut_one_way(a, b)?;
-        self.cut_one_way(b, a)
+    pub fn cut(&self, a: &Host, b: &Host) -> Result<Partition, Fatal> {
+        let mut partition = self.cut_one_way(a, b)?;
+        partition.join(self.cut_one_way(b, a)?);
+        Ok(partition)
     }
 
     /// Drops what `from` sends to `to` (a blackhole route in `from`'s namespace); what `to`
-    /// sends `from` still arrives. Cutting what is cut already changes nothing.
-    pub fn cut_one_way(&self, from: &Host, to: &Host) -> Result<(), Fatal> {
-        let to = format!("{}/32", to.address);
-        ip(&["-n", &from.netns, "route", "replace", "blackhole", &to])
+    /// sends `from` still arrives.
+    pub fn cut_one_way(&self, from: &Host, to: &Host) -> Result<Partition, Fatal> {
+        let link = Link {
+            from: from.netns.clone(),
+            to: to.address,
+        };
+        let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = cuts.entry(link.clone()).or_default();
+        if *count == 0 {
+            let to = format!("{}/32", link.to);
+            ip(&["-n", &link.from, "route", "replace", "blackhole", &to])?;
+        }
+        *count += 1;
+        Ok(Partition { links: vec![link] })
     }
 
-    /// Ends every cut between `a` and `b`, either way.
-    pub fn heal(&self, a: &Host, b: &Host) -> Result<(), Fatal> {
-        for (from, to) in [(a, b), (b, a)] {
-            // `ip route show` writes a /32 route as the bare address.
-            let cut = format!("blackhole {}", to.address);
-            let routes = ip_output(&["-n", &from.netns, "route", "show", "type", "blackhole"])?;
-            if routes.lines().any(|line| line.trim() == cut) {
-                let to = format!("{}/32", to.address);
-                ip(&["-n", &from.netns, "route", "del", "blackhole", &to])?;
+    /// Ends `partition`: each link it cut works again unless another partition not healed
+    /// yet cut it too.
+    pub fn heal(&self, partition: Partition) -> Result<(), Fatal> {
+        let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        for link in partition.links {
+            let Some(count) = cuts.get_mut(&link) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                cuts.remove(&link);
+                let to = format!("{}/32", link.to);
+                ip(&["-n", &link.from, "route", "del", "blackhole", &to])?;
             }
         }
         Ok(())

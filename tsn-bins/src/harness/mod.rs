@@ -28,7 +28,7 @@ pub mod topology;
 
 pub use deployment::{Deployment, Starting};
 pub use etcd::EtcdCluster;
-pub use hosts::{Host, Network};
+pub use hosts::{Host, Network, Partition};
 pub use launch::{Launcher, run_as};
 pub use member::Member;
 pub use process::{Process, Setup};

@@ -1,6 +1,6 @@
 //! The simulated hosts themselves: programs on different hosts reach each other and this
 //! machine; a network's namespaces and bridge go with it, and what a harness that died
-//! left behind goes with the next network made.
+//! left behind goes with the next network made; overlapping partitions heal apart.
 
 use std::process::Command;
 
@@ -96,4 +96,51 @@ fn what_a_harness_that_died_left_behind_goes_with_the_next_network() {
         gone.then_some(())
     });
     drop(network);
+}
+
+/// Where overlapping partitions share a link (the coordinator isolated while a master was
+/// cut off from it), healing one leaves the link cut until the other is healed too.
+#[test]
+fn a_link_two_partitions_cut_stays_cut_until_both_are_healed() {
+    let Some(mut network) = simulated_hosts() else {
+        return;
+    };
+    let coordinator = network.add_host("coordinator").expect("a host");
+    let master = network.add_host("tsd-1-1").expect("a host");
+    let slave = network.add_host("tsd-1-2").expect("a host");
+    // The addresses each host's namespace drops what it sends to.
+    let dropped_by = |host: &tsn_bins::harness::Host| {
+        let routes = listed(&["-n", &host.netns, "route", "show", "type", "blackhole"]);
+        let mut addresses: Vec<String> = routes
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("blackhole "))
+            .map(str::to_owned)
+            .collect();
+        addresses.sort();
+        addresses
+    };
+    let address = |host: &tsn_bins::harness::Host| host.address.to_string();
+
+    let master_cut = network.cut(&master, &coordinator).expect("a cut");
+    let mut isolation = network.cut(&coordinator, &master).expect("a cut");
+    isolation.join(network.cut(&coordinator, &slave).expect("a cut"));
+    assert_eq!(
+        dropped_by(&coordinator),
+        [address(&master), address(&slave)]
+    );
+
+    network.heal(isolation).expect("healed");
+    assert_eq!(dropped_by(&coordinator), [address(&master)]);
+    assert_eq!(dropped_by(&master), [address(&coordinator)]);
+    assert!(dropped_by(&slave).is_empty(), "{:?}", dropped_by(&slave));
+
+    network.heal(master_cut).expect("healed");
+    for host in [&coordinator, &master, &slave] {
+        assert!(
+            dropped_by(host).is_empty(),
+            "{}: {:?}",
+            host.label,
+            dropped_by(host)
+        );
+    }
 }

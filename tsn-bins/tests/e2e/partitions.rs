@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use tsn_bins::harness::Partition;
+
 use crate::support::{Deployment, STEADY, timeline_lines};
 
 /// The failure timeout plus one second (SPEC's bound for a client to move), with room for
@@ -48,9 +50,10 @@ fn clients_move_when_their_master_is_cut_off_from(
     author.send("before the cut");
     reader.wait_for(">> before the cut\n");
 
-    for coordinator in coordinators {
-        deployment.cut("tsd-1-1", coordinator);
-    }
+    let partitions: Vec<Partition> = coordinators
+        .iter()
+        .map(|coordinator| deployment.cut("tsd-1-1", coordinator))
+        .collect();
     deployment.wait_master_is(1, 2);
     let new_master = deployment.master_address(1).expect("the new master");
     assert_ne!(new_master, old_master);
@@ -74,8 +77,8 @@ fn clients_move_when_their_master_is_cut_off_from(
     }
     reader.wait_for(&format!(">> during the cut {sent}\n"));
 
-    for coordinator in coordinators {
-        deployment.heal("tsd-1-1", coordinator);
+    for partition in partitions {
+        deployment.heal(partition);
     }
     deployment
         .server(1, 1)
@@ -117,7 +120,7 @@ fn posts_cross_clusters_while_the_old_master_is_cut_off_from_the_coordinator() {
 
     // The old master keeps its synchronizer's stream open, answering nothing new; nobody
     // writes to it, so nothing makes it step down. Its synchronizer must move all the same.
-    deployment.cut("tsd-1-1", "coordinator");
+    let _partition = deployment.cut("tsd-1-1", "coordinator");
     deployment.wait_master_is(1, 2);
     let mut author = deployment.logged_in_client(1);
     author.enter_timeline();

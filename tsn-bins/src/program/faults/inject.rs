@@ -23,7 +23,7 @@ use tsn_grpc::coordinator::CoordClient;
 
 use crate::cli::Fatal;
 use crate::harness::{
-    COORDINATOR, Deployment, SECOND_COORDINATOR, Timers, synchronizer_name, tsd_name,
+    COORDINATOR, Deployment, Partition, SECOND_COORDINATOR, Timers, synchronizer_name, tsd_name,
 };
 use crate::program::faults::{PATIENCE, health};
 
@@ -385,9 +385,9 @@ impl Hand<'_, '_> {
             Fault::CutMasterFromSlave => {
                 let master = tsd_name(cluster, self.master_of(cluster).await?);
                 let slave = tsd_name(cluster, self.slave_of(cluster).await?);
-                self.deployment.lock().await.cut(&master, &slave)?;
+                let partition = self.deployment.lock().await.cut(&master, &slave)?;
                 self.hold().await;
-                self.deployment.lock().await.heal(&master)?;
+                self.deployment.lock().await.heal(partition)?;
                 Ok(format!(
                     "{master} (master) cut off from {slave} (slave), then healed"
                 ))
@@ -422,9 +422,9 @@ impl Hand<'_, '_> {
                 let master = tsd_name(cluster, self.master_of(cluster).await?);
                 let flapping = Instant::now();
                 while flapping.elapsed() < FLAPPING {
-                    self.deployment.lock().await.cut(&master, COORDINATOR)?;
+                    let partition = self.deployment.lock().await.cut(&master, COORDINATOR)?;
                     tokio::time::sleep(FLAP).await;
-                    self.deployment.lock().await.heal(&master)?;
+                    self.deployment.lock().await.heal(partition)?;
                     tokio::time::sleep(FLAP).await;
                 }
                 Ok(format!(
@@ -445,9 +445,9 @@ impl Hand<'_, '_> {
 
     /// Cuts `name` off from everyone for a while, then heals it.
     async fn isolate_for_a_while(&mut self, name: &str) -> Result<(), Fatal> {
-        self.deployment.lock().await.isolate(name)?;
+        let partition = self.deployment.lock().await.isolate(name)?;
         self.hold().await;
-        self.deployment.lock().await.heal(name)
+        self.deployment.lock().await.heal(partition)
     }
 
     /// Cuts the master of `cluster` off as `cut` does (given the deployment and the
@@ -457,17 +457,17 @@ impl Hand<'_, '_> {
         &mut self,
         cluster: u32,
         what: &str,
-        cut: impl FnOnce(&Deployment, &str) -> Result<(), Fatal>,
+        cut: impl FnOnce(&Deployment, &str) -> Result<Partition, Fatal>,
     ) -> Result<String, Fatal> {
         let master = self.master_of(cluster).await?;
         let name = tsd_name(cluster, master);
-        cut(*self.deployment.lock().await, &name)?;
+        let partition = cut(*self.deployment.lock().await, &name)?;
         let promoted = self.wait_promotion(cluster, master).await;
         if promoted.is_ok() {
             let extra = random_up_to(&mut self.rng, 2 * self.timers.failure_timeout);
             tokio::time::sleep(extra).await;
         }
-        self.deployment.lock().await.heal(&name)?;
+        self.deployment.lock().await.heal(partition)?;
         let promoted = promoted?;
         Ok(format!(
             "{name} (master) {what}, server {promoted} promoted, then healed"
@@ -549,7 +549,7 @@ impl Hand<'_, '_> {
             }
             if Instant::now() >= deadline {
                 return Err(Fatal(format!(
-                    "cluster {cluster} promoted no server within {} s of its master being stopped",
+                    "cluster {cluster} promoted no server within {} s of the fault on its master",
                     PATIENCE.as_secs()
                 )));
             }

@@ -9,7 +9,7 @@ use tonic::transport::Channel;
 use tsn_bins::harness::certs::Validity;
 use tsn_bins::harness::hosts::REQUIRE_NETNS;
 use tsn_bins::harness::topology::{coordinator_flags, synchronizer_flags, tsd_flags};
-use tsn_bins::harness::{Host, Network};
+use tsn_bins::harness::{Host, Network, Partition};
 use tsn_grpc::proto::csce438::Id;
 use tsn_grpc::proto::csce438::coord_service_client::CoordServiceClient;
 use tsn_grpc::proto::csce438::sns_service_client::SnsServiceClient;
@@ -489,19 +489,19 @@ impl Deployment {
 
     /// Cuts the network between the hosts of `a` and `b`, both ways, until
     /// [`Deployment::heal`].
-    pub(crate) fn cut(&self, a: &str, b: &str) {
+    pub(crate) fn cut(&self, a: &str, b: &str) -> Partition {
         let network = self.network.as_ref().expect("a deployment on hosts");
         network
             .cut(&self.host(a), &self.host(b))
-            .unwrap_or_else(|e| panic!("cutting {a} from {b}: {}", e.0));
+            .unwrap_or_else(|e| panic!("cutting {a} from {b}: {}", e.0))
     }
 
-    /// Ends the cuts between the hosts of `a` and `b`.
-    pub(crate) fn heal(&self, a: &str, b: &str) {
+    /// Ends `partition`.
+    pub(crate) fn heal(&self, partition: Partition) {
         let network = self.network.as_ref().expect("a deployment on hosts");
         network
-            .heal(&self.host(a), &self.host(b))
-            .unwrap_or_else(|e| panic!("healing {a} and {b}: {}", e.0));
+            .heal(partition)
+            .unwrap_or_else(|e| panic!("healing a partition: {}", e.0));
     }
 
     /// Whether every process runs on a simulated host of its own.
