@@ -38,7 +38,10 @@
 //!   epoch further above the registry's floor (its start) than [`EPOCH_LEAD`] is refused
 //!   at any time (no coordinator grants one).
 //! * A master's in-sync set names only servers that have reported to the registry in its
-//!   cluster: a cluster never waits for servers that never were.
+//!   cluster: a cluster never waits for servers that never were. A server the master
+//!   named before the registry heard it (a coordinator that has just restarted may hear
+//!   the master first) joins the set with its first heartbeat: a master that stalls right
+//!   after one report still has a successor.
 //! * A synchronizer counts as registered while it re-registers within the failure timeout.
 //! * A place is held by a data folder, not by a process: while a server (or a cluster's
 //!   synchronizer) is live, a heartbeat (a registration) for the same place from another
@@ -199,9 +202,33 @@ struct ClusterRecord {
     /// it was only taken from servers' reports.
     recorded: bool,
     servers: BTreeMap<ServerId, ServerRecord>,
+    /// What the master last reported in sync (itself first), as it reported it: the
+    /// in-sync set holds those of them that have reported to the registry, and grows as
+    /// the others do.
+    reported_in_sync: Vec<ServerId>,
 }
 
 impl ClusterRecord {
+    /// The in-sync set the master's last report makes, where it differs from the one held:
+    /// the master and the servers it named that have reported to the registry (so a slave
+    /// named before the registry heard it, as after a coordinator restart, joins the set
+    /// with its first heartbeat). `None` while the report is not the current master's.
+    fn known_in_sync(&self) -> Option<Vec<ServerId>> {
+        let (&master, named) = self.reported_in_sync.split_first()?;
+        if self.state.master != Some(master) {
+            return None;
+        }
+        let in_sync: Vec<ServerId> = std::iter::once(master)
+            .chain(
+                named
+                    .iter()
+                    .copied()
+                    .filter(|s| self.servers.contains_key(s)),
+            )
+            .collect();
+        (in_sync != self.state.in_sync).then_some(in_sync)
+    }
+
     /// Whether server `id` was made master at `epoch`, as far as the registry knows: it
     /// granted or adopted that, or `id` heads the in-sync set the cluster keeps at that
     /// epoch (its master, lost since).
@@ -445,6 +472,7 @@ impl Registry {
             cluster.state.epoch = report.epoch;
             // What that master said was in sync says nothing of the newer epoch.
             cluster.state.in_sync.clear();
+            cluster.reported_in_sync.clear();
             if let Some(master) = cluster.state.master.take() {
                 self.changes.push(RoleChange::MasterLost {
                     cluster: cluster_id,
@@ -473,18 +501,17 @@ impl Registry {
                 if let Some(record) = cluster.servers.get_mut(&id) {
                     record.granted = report.epoch;
                 }
-                let known = |s: &ServerId| *s != id && cluster.servers.contains_key(s);
-                let in_sync: Vec<ServerId> = std::iter::once(id)
-                    .chain(report.in_sync.iter().copied().filter(known))
+                cluster.reported_in_sync = std::iter::once(id)
+                    .chain(report.in_sync.iter().copied().filter(|&s| s != id))
                     .collect();
-                if in_sync != cluster.state.in_sync {
-                    cluster.state.in_sync = in_sync.clone();
-                    self.changes.push(RoleChange::InSync {
-                        cluster: cluster_id,
-                        servers: in_sync,
-                    });
-                }
             }
+        }
+        if let Some(in_sync) = cluster.known_in_sync() {
+            cluster.state.in_sync = in_sync.clone();
+            self.changes.push(RoleChange::InSync {
+                cluster: cluster_id,
+                servers: in_sync,
+            });
         }
         self.tick_cluster(cluster_id, now);
         let mut assignment = self.assignment(cluster_id, id, now);
@@ -626,6 +653,7 @@ impl Registry {
             record.granted = cluster.state.epoch;
             cluster.state.master_incarnation = record.incarnation;
             cluster.state.in_sync = vec![server];
+            cluster.reported_in_sync.clear();
             self.changes.push(RoleChange::Promoted {
                 cluster: cluster_id,
                 server,
@@ -657,6 +685,9 @@ impl Registry {
         if let Some(master) = state.master.and_then(|m| record.servers.get_mut(&m)) {
             master.granted = master.granted.max(state.epoch);
         }
+        // The master may have reported another set since, to the coordinator that decided
+        // this state: only its next report to this registry counts.
+        record.reported_in_sync.clear();
         record.state = state;
     }
 
@@ -1461,6 +1492,33 @@ mod tests {
             Some(1),
             "a newer epoch with no entries of it deposes no one"
         );
+    }
+
+    /// After a coordinator restart the master may report before its slave does; the
+    /// slave joins the set when it reports, and replaces a master that stalls from then on.
+    #[test]
+    fn a_slave_named_in_sync_before_it_reported_is_promoted_when_the_master_stalls() {
+        let mut w = World::new();
+        w.at(100);
+        w.beat(1, 2, Some(Role::Master), 4, log(4, 9), &[1]);
+        assert_eq!(
+            w.registry.cluster_state(ClusterId(1)).in_sync,
+            [ServerId(2)],
+            "server 1 has not reported yet"
+        );
+        w.at(150);
+        w.beat(1, 1, Some(Role::Slave), 4, log(4, 9), &[]);
+        assert_eq!(
+            w.registry.cluster_state(ClusterId(1)).in_sync,
+            [ServerId(2), ServerId(1)]
+        );
+        // The master is heard no more; its slave goes on reporting.
+        for millis in (200..=2000).step_by(100) {
+            w.at(millis);
+            w.beat(1, 1, Some(Role::Slave), 4, log(4, 9), &[]);
+        }
+        w.tick_and_check(1, Some(1));
+        assert_eq!(w.registry.cluster_state(ClusterId(1)).epoch, Epoch(5));
     }
 
     #[test]
