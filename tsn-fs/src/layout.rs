@@ -154,10 +154,9 @@ pub(crate) struct Layout {
     joined: Vec<UserId>,
     /// The local users any entry named: each has its four files.
     local: BTreeSet<UserId>,
-    /// Per local user, whom it follows, in the order those follows began.
+    /// Per local user, whom it follows, in the order those follows began (who follows a
+    /// user in that order, the state keeps: [`State::followers_in_order`]).
     following: HashMap<UserId, Vec<UserId>>,
-    /// Per local user, who follows it, in the order those follows began.
-    followers: HashMap<UserId, Vec<UserId>>,
 }
 
 impl Layout {
@@ -168,7 +167,6 @@ impl Layout {
             joined: Vec::new(),
             local: BTreeSet::new(),
             following: HashMap::new(),
-            followers: HashMap::new(),
         }
     }
 
@@ -213,7 +211,6 @@ impl Layout {
                         });
                     }
                     if self.membership.is_local(followee) {
-                        self.followers.entry(followee).or_default().push(follower);
                         sink.push(|| Edit::Append {
                             file: ViewFile::Followers(followee),
                             text: format!("{follower}\n"),
@@ -238,11 +235,10 @@ impl Layout {
                             text: lines(list),
                         });
                     }
-                    if let Some(list) = self.followers.get_mut(&followee) {
-                        list.retain(|&u| u != follower);
+                    if self.membership.is_local(followee) {
                         sink.push(|| Edit::Rewrite {
                             file: ViewFile::Followers(followee),
-                            text: lines(list),
+                            text: lines(&state.followers_in_order(followee).collect::<Vec<_>>()),
                         });
                     }
                 }
@@ -251,10 +247,8 @@ impl Layout {
             Change::Posted(post) => {
                 let fresh = !state.has_post(post);
                 let deliveries = state.apply(entry)?;
+                // Its readers follow the author: the entries of those follows named them.
                 self.name(post.author, &mut sink);
-                for delivery in &deliveries {
-                    self.name(delivery.user, &mut sink);
-                }
                 if fresh {
                     let mut files = Vec::with_capacity(deliveries.len() + 1);
                     if self.membership.is_local(post.author) {
@@ -395,13 +389,12 @@ impl Layout {
     /// The whole content of `file`, for `state` (the state this layout was built with), as
     /// [`Text`] to format.
     pub(crate) fn material(&self, file: ViewFile, state: &State) -> Text {
-        let list = |lists: &HashMap<UserId, Vec<UserId>>, user| {
-            Text::Users(lists.get(&user).cloned().unwrap_or_default())
-        };
         match file {
             ViewFile::AllUsers => Text::Users(self.joined.clone()),
-            ViewFile::Following(user) => list(&self.following, user),
-            ViewFile::Followers(user) => list(&self.followers, user),
+            ViewFile::Following(user) => {
+                Text::Users(self.following.get(&user).cloned().unwrap_or_default())
+            }
+            ViewFile::Followers(user) => Text::Users(state.followers_in_order(user).collect()),
             ViewFile::Posts(user) => Text::Posts(state.posts_by(user).collect()),
             ViewFile::Timeline(user) => Text::Posts(
                 state

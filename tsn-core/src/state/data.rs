@@ -190,6 +190,12 @@ impl State {
         self.follows.followers(user)
     }
 
+    /// Who follows `user` now, in the order their follows began (a user who unfollowed and
+    /// followed again, from the second follow).
+    pub fn followers_in_order(&self, user: UserId) -> impl Iterator<Item = UserId> + '_ {
+        self.follows.followers_in_order(user)
+    }
+
     /// Who was following `user` at `time` (of any cluster, as far as this replica knows).
     pub fn followers_at(&self, user: UserId, time: Time) -> impl Iterator<Item = UserId> + '_ {
         self.follows.followers_at(user, time)

@@ -89,16 +89,19 @@ impl Follows {
 
     /// Who follows `user` now, in increasing order.
     pub(crate) fn followers(&self, user: UserId) -> impl Iterator<Item = UserId> {
-        let mut now: Vec<UserId> = self
-            .spans
+        let mut now: Vec<UserId> = self.followers_in_order(user).collect();
+        now.sort_unstable();
+        now.into_iter()
+    }
+
+    /// Who follows `user` now, in the order their follows began.
+    pub(crate) fn followers_in_order(&self, user: UserId) -> impl Iterator<Item = UserId> + '_ {
+        self.spans
             .get(&user)
             .into_iter()
             .flatten()
             .filter(|s| s.until.is_none())
             .map(|s| s.follower)
-            .collect();
-        now.sort_unstable();
-        now.into_iter()
     }
 }
 
@@ -143,5 +146,20 @@ mod tests {
             [u(2), u(5), u(6), u(8)]
         );
         assert!(f.is_following(u(1), u(6)) && !f.is_following(u(7), u(5)));
+    }
+
+    #[test]
+    fn followers_in_order_are_in_the_order_the_follows_that_hold_began() {
+        let mut f = Follows::default();
+        for follower in [9, 3, 7, 1] {
+            f.follow(u(follower), u(5), Time(1));
+        }
+        f.unfollow(u(7), u(5), Time(2));
+        f.follow(u(7), u(5), Time(3));
+        f.unfollow(u(3), u(5), Time(4));
+        assert_eq!(
+            f.followers_in_order(u(5)).collect::<Vec<_>>(),
+            [u(9), u(1), u(7)]
+        );
     }
 }
