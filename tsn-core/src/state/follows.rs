@@ -4,14 +4,18 @@ use crate::state::HashMap;
 
 use crate::id::{Time, UserId};
 
-/// A stretch of time during which `follower` followed a user; `until` is `None` while the
+/// A stretch of time during which `follower` followed a user; `until` is [`HOLDS`] while the
 /// follow holds.
 #[derive(Clone, Copy, Debug)]
 struct Span {
     follower: UserId,
     since: Time,
-    until: Option<Time>,
+    until: Time,
 }
+
+/// The end of a span that has not ended: no time is later (a follow that ended at the
+/// largest time there is would count as holding at that one instant).
+const HOLDS: Time = Time(u64::MAX);
 
 /// Follow relations with their history. Following an already-followed user or unfollowing
 /// a user not followed changes nothing.
@@ -36,7 +40,7 @@ impl Follows {
         self.spans.entry(followee).or_default().push(Span {
             follower,
             since: time,
-            until: None,
+            until: HOLDS,
         });
         true
     }
@@ -55,7 +59,7 @@ impl Follows {
             .get_mut(&followee)
             .and_then(|spans| spans.iter_mut().rev().find(|s| s.follower == follower))
         {
-            open.until = Some(time);
+            open.until = time;
         }
         true
     }
@@ -78,7 +82,7 @@ impl Follows {
             .get(&user)
             .into_iter()
             .flatten()
-            .filter(move |s| s.since <= time && s.until.is_none_or(|until| time < until))
+            .filter(move |s| s.since <= time && time < s.until)
             .map(|s| s.follower)
     }
 
@@ -100,7 +104,7 @@ impl Follows {
             .get(&user)
             .into_iter()
             .flatten()
-            .filter(|s| s.until.is_none())
+            .filter(|s| s.until == HOLDS)
             .map(|s| s.follower)
     }
 }

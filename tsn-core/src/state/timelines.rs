@@ -24,25 +24,28 @@ pub struct TimelineItem {
 const BLOCK: usize = 64;
 
 /// One reader's timeline: the handles of the posts delivered, in delivery order (which is
-/// the order of their log positions), and, per block of [`BLOCK`] items, the newest post
-/// time up to the end of that block. Delivery order is nearly time order (only posts from
-/// other clusters arrive late), so the newest posts are found by reading blocks from the
-/// end until every earlier block holds only older posts.
+/// the order of their log positions), and, per full block of [`BLOCK`] items, the newest
+/// post time up to the end of that block (most readers hold less than a block: they have
+/// no such list). Delivery order is nearly time order (only posts from other clusters
+/// arrive late), so the newest posts are found by reading blocks from the end until every
+/// earlier block holds only older posts.
 #[derive(Clone, Debug, Default)]
 struct Timeline {
     posts: Vec<u32>,
     newest_up_to: Vec<Time>,
+    /// The newest post time among the items after the last full block.
+    newest_since: Time,
 }
 
 impl Timeline {
     fn push(&mut self, post: u32, time: Time) {
+        self.posts.push(post);
+        self.newest_since = self.newest_since.max(time);
         if self.posts.len().is_multiple_of(BLOCK) {
             let before = self.newest_up_to.last().copied().unwrap_or_default();
-            self.newest_up_to.push(before.max(time));
-        } else if let Some(newest) = self.newest_up_to.last_mut() {
-            *newest = (*newest).max(time);
+            self.newest_up_to.push(before.max(self.newest_since));
+            self.newest_since = Time::default();
         }
-        self.posts.push(post);
     }
 }
 
@@ -160,10 +163,14 @@ impl Timelines {
         // The `count` best (time, index) keys seen, the worst on top.
         let mut best: BinaryHeap<Reverse<(Time, usize)>> = BinaryHeap::with_capacity(count + 1);
         for block in (0..settled.len().div_ceil(BLOCK)).rev() {
+            // Only a block that is not the first read here can stop the reading, and every
+            // such block is full.
+            let newest = timeline.newest_up_to.get(block);
             if best.len() == count
                 && best
                     .peek()
-                    .is_some_and(|Reverse((worst, _))| timeline.newest_up_to[block] <= *worst)
+                    .zip(newest)
+                    .is_some_and(|(Reverse((worst, _)), newest)| newest <= worst)
             {
                 break;
             }
