@@ -148,12 +148,16 @@ impl Deployment {
         self.etcd.as_mut()
     }
 
+    /// The simulated hosts' network; an error on loopback.
+    fn network(&self) -> Result<&Network, Fatal> {
+        self.network
+            .as_ref()
+            .ok_or_else(|| Fatal("partitions need --hosts".into()))
+    }
+
     /// The host of the member (or client) called `name`; an error on loopback.
     fn host_of(&self, name: &str) -> Result<(&Network, Host), Fatal> {
-        let network = self
-            .network
-            .as_ref()
-            .ok_or_else(|| Fatal("partitions need --hosts".into()))?;
+        let network = self.network()?;
         let host = network
             .hosts()
             .iter()
@@ -189,10 +193,7 @@ impl Deployment {
     /// Ends `partition` (see [`Network::heal`]: a link another partition cut too stays
     /// cut until that one is healed).
     pub fn heal(&self, partition: Partition) -> Result<(), Fatal> {
-        self.network
-            .as_ref()
-            .ok_or_else(|| Fatal("partitions need --hosts".into()))?
-            .heal(partition)
+        self.network()?.heal(partition)
     }
 
     /// The address to reach the coordinator at: its host's, or loopback.

@@ -22,6 +22,10 @@ use crate::harness::launch::stop_with_parent;
 /// The program.
 const ETCD: &str = "etcd";
 
+/// The variable that, set to `1` (as in CI), makes a test that finds no `etcd` fail
+/// instead of skipping.
+pub const REQUIRE_ETCD: &str = "TSN_REQUIRE_ETCD";
+
 /// How long a cluster may take to elect its first leader.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -31,6 +35,9 @@ const START_ATTEMPTS: u32 = 3;
 /// How many of a member's last log lines an error message shows.
 const LOG_TAIL_LINES: usize = 5;
 
+/// How often a starting cluster is asked whether it has a leader.
+const POLL: Duration = Duration::from_millis(50);
+
 /// Why a cluster did not start.
 enum Start {
     /// A member's process ended.
@@ -38,9 +45,6 @@ enum Start {
     /// No leader within the time allowed.
     NoLeader(String),
 }
-
-/// How often a starting cluster is asked whether it has a leader.
-const POLL: Duration = Duration::from_millis(50);
 
 /// One member: its flags, and its process while it runs.
 #[derive(Debug)]
@@ -351,8 +355,8 @@ mod tests {
     async fn a_member_that_cannot_listen_ends_the_start_at_once_saying_why() {
         if let Err(why) = EtcdCluster::available() {
             assert!(
-                std::env::var("TSN_REQUIRE_ETCD").as_deref() != Ok("1"),
-                "TSN_REQUIRE_ETCD=1, but etcd cannot be started: {why}"
+                std::env::var(REQUIRE_ETCD).as_deref() != Ok("1"),
+                "{REQUIRE_ETCD}=1, but etcd cannot be started: {why}"
             );
             eprintln!("did not run on etcd: {why}");
             return;

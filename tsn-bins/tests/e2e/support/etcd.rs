@@ -5,11 +5,9 @@ use std::net::Ipv4Addr;
 use tempfile::TempDir;
 use tsn_bins::harness::EtcdCluster;
 use tsn_bins::harness::certs::TlsFiles;
+use tsn_bins::harness::etcd::REQUIRE_ETCD;
 
 use super::runtime;
-
-/// The variable that, set to `1` (as in CI), makes a test that finds no `etcd` fail.
-const REQUIRE_ETCD: &str = "TSN_REQUIRE_ETCD";
 
 /// A running etcd cluster of 3 members, the runtime its client runs on, and the folder of
 /// its data and logs.
