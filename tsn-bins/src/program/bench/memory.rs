@@ -4,8 +4,9 @@
 //!   written straight to a file store: its `VmRSS` once it is master.
 //! * **At work** ([`working_memory`]) — the master of a cluster with its slave and its
 //!   synchronizer, whose replica starts with the given users and follows, while online
-//!   protocol clients write the given number of posts through it: its `VmRSS` once the
-//!   last of them is acknowledged, the clients still online.
+//!   protocol clients write the given number of posts through it, as fast as it
+//!   acknowledges them: its `VmRSS` once the last of them is acknowledged, the clients still
+//!   online with their timelines open.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use tsn_core::post::{Post, PostId, PostText};
 use tsn_grpc::coordinator::CoordClient;
 
 use super::crowd::Crowd;
-use super::load::Load;
+use super::load::{Load, Pace};
 use super::{Flags, PATIENCE};
 use crate::cli::Fatal;
 use crate::harness::{Deployment, Topology, free_port};
@@ -84,14 +85,19 @@ pub(super) async fn working_memory(flags: &Flags) -> Result<Memory, Fatal> {
     .await
 }
 
-/// Has `--working-clients` online clients post until `--working-posts` posts are
-/// acknowledged; the master's resident memory then, the clients still online.
+/// Has `--working-clients` online clients post `--working-posts` posts together; the
+/// master's resident memory once the last is acknowledged, the clients still online.
 async fn write_through(deployment: &mut Deployment, flags: &Flags) -> Result<u64, Fatal> {
     let coordinator = CoordClient::new(&deployment.coordinators())
         .map_err(|e| Fatal::new("bad coordinator address", e))?;
     let master = super::failover::current_master(&coordinator).await?;
     let mut crowd = Crowd::new(&coordinator, 1, 10).await?;
-    let load = Load::start(&mut crowd, flags.working_clients, None).await?;
+    let load = Load::start(
+        &mut crowd,
+        flags.working_clients,
+        Pace::Count(flags.working_posts),
+    )
+    .await?;
     let deadline = Instant::now() + PATIENCE + Duration::from_secs(flags.working_posts / 1000);
     while load.acked() < flags.working_posts {
         if Instant::now() > deadline {

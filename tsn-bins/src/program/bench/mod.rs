@@ -62,7 +62,7 @@ use crowd::Crowd;
 use failover::fail_over;
 use fanout::{FanOut, fan_out};
 use idle::{IDLE_WINDOW, Idle, idle_traffic};
-use load::{Carried, Load};
+use load::{Carried, Load, Pace};
 use memory::{resident_memory, working_memory};
 use pictures::Timeline;
 use throughput::{Throughput, throughput};
@@ -440,7 +440,7 @@ async fn measure(flags: &Flags, deployment: &mut Deployment) -> Result<Figures, 
 
     let mut posters = Crowd::new(&coordinator, 3, 1).await?;
     let rate = throughput.posts_per_second / 2.0;
-    let load = Load::start(&mut posters, flags.load_posters, Some(rate))
+    let load = Load::start(&mut posters, flags.load_posters, Pace::Rate(rate))
         .await
         .map_err(during("the load"))?;
     progress("delivery under load");
@@ -537,7 +537,7 @@ async fn soak(
     progress("the soak");
     // At the masters of now (the failover trials moved some).
     let mut crowd = Crowd::new(coordinator, 3, 1).await?;
-    let load = Load::start(&mut crowd, flags.load_posters, None).await?;
+    let load = Load::start(&mut crowd, flags.load_posters, Pace::Full).await?;
     tokio::time::sleep(flags.soak).await;
     let carried = load.stop().await?;
     Ok(Soak {
