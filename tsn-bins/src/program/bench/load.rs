@@ -166,8 +166,8 @@ struct Poster {
 
 impl Poster {
     /// Posts its share while the load runs, then waits until every post sent is
-    /// acknowledged, reading the timeline all along (a reader that reads slowly is sent its posts later; its server
-    /// holds none of them for it).
+    /// acknowledged, reading the timeline all along (a reader that reads slowly is sent its
+    /// posts later; its server holds none of them for it).
     async fn run(self) -> Result<(), Fatal> {
         let started = Instant::now();
         let mut acked = 0u64;
