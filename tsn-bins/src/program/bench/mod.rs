@@ -101,7 +101,7 @@ struct Flags {
     #[arg(long, default_value_t = 10)]
     followers: u32,
     /// Load posters, spread over the clusters, for the delivery under load and the soak.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     load_posters: u32,
     /// Run the load at full speed for this long, counting failovers (`5m`, say; by
     /// default not run).
@@ -123,7 +123,7 @@ struct Flags {
     #[arg(long, default_value_t = 100_000)]
     working_posts: u64,
     /// Online clients writing them.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     working_clients: u32,
     /// Users of the lone tsd whose memory is measured at rest.
     #[arg(long, default_value_t = 10_000)]
@@ -609,4 +609,22 @@ fn print_row(figure: &str, samples: &[Duration]) {
         ms(at(0.99)),
         ms(at(1.0))
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Flags;
+
+    #[test]
+    fn a_load_or_a_working_memory_without_clients_is_refused_with_its_flag_named() {
+        for flag in ["--load-posters", "--working-clients"] {
+            let error = Flags::try_parse_from(["tsn-bench", flag, "0"])
+                .expect_err("no clients to post")
+                .to_string();
+            assert!(error.contains(flag), "{error}");
+        }
+        assert!(Flags::try_parse_from(["tsn-bench", "--working-clients", "1"]).is_ok());
+    }
 }
